@@ -1,0 +1,1 @@
+"""The demo application: a tenants database and a mailer service."""

@@ -1,0 +1,36 @@
+"""The Python API: ``run_background_job`` and its awaitable form."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .errors import JobFailed
+from .results import Summary
+from .workspace import current_workspace
+
+
+def run_background_job(name: str, *args: Any, config: str | os.PathLike | None = None, **params: Any) -> Summary:
+    """Run job ``name`` now and return its ``Summary`` (``.runs`` holds each run's outcome).
+
+    Called inside a running job, it runs for that job's tenant only. Raises ``JobFailed`` when any run
+    fails (its ``__cause__`` is the first original exception), ``UsageError``/``ConfigError`` on bad input.
+    """
+    workspace = current_workspace.get()
+    if workspace is not None and config is None:
+        return workspace.run_background_job(name, *args, **params)
+    from .config import load_settings
+    from .runner import RunOptions, Runner
+
+    runner = Runner(load_settings(config))
+    summary = runner.run(name, RunOptions(args=args, params=params, trigger="api", keep_runs=True))
+    if summary.failures:
+        raise JobFailed(summary) from summary.failures[0].exception
+    return summary
+
+
+async def arun_background_job(name: str, *args: Any, config: str | os.PathLike | None = None,
+                              **params: Any) -> Summary:
+    """The awaitable form: runs the job in a worker thread so the caller's event loop stays free."""
+    import asyncio
+
+    return await asyncio.to_thread(run_background_job, name, *args, config=config, **params)

@@ -1,0 +1,153 @@
+"""The ``pinstripe`` command: thin Click commands that parse, call a service and map the outcome to an exit code."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import ExitCode, PinstripeError, UsageError, mask_secrets
+
+
+def project_options(func: Callable) -> Callable:
+    """--config, --jobs-dir and --tenants on every command that reads the project."""
+    func = click.option("--tenants", "tenants", metavar="SOURCE", default=None,
+                        help="Tenant source, overriding the config (URL, .json/.jsonl/.csv, module:callable).")(func)
+    func = click.option("--jobs-dir", metavar="DIR", default=None, help="Jobs folder, overriding the config.")(func)
+    func = click.option("--config", "config", metavar="PATH", default=None,
+                        help="Config file (pinstripe.toml or pyproject.toml); default: found from the cwd upward.")(func)
+    return func
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Turn our errors into their message, hint and exit code; never a raw traceback of the tool."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PinstripeError as exc:
+            if kwargs.get("as_json"):
+                import json
+
+                click.echo(json.dumps({"error": exc.message, "hint": exc.hint, "exit_code": int(exc.exit_code)}))
+            click.echo(exc.render(), err=True)
+            sys.exit(int(exc.exit_code))
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(int(ExitCode.INTERRUPTED))
+
+    return wrapper
+
+
+def load(config: str | None, jobs_dir: str | None, tenants: str | None):
+    from .config import load_settings
+
+    return load_settings(config, jobs_dir=jobs_dir, tenants=tenants)
+
+
+def complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    try:
+        from .registry import JobRegistry
+
+        settings = load(ctx.params.get("config"), ctx.params.get("jobs_dir"), ctx.params.get("tenants"))
+        return [name for name in JobRegistry(settings).names() if name.startswith(incomplete)]
+    except Exception:
+        return []
+
+
+def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    k, sep, n = value.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit() or int(n) < 1 or int(k) >= int(n):
+        raise click.BadParameter(f"{value!r} is not K/N with 0 <= K < N (e.g. 0/4).")
+    return int(k), int(n)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pinstripe")
+def main() -> None:
+    """Run background jobs on demand and on schedule, once per tenant."""
+
+
+@main.command("run-background-job")
+@click.option("--name", required=True, shell_complete=complete_job_names, help="The job to run.")
+@click.option("--arg", "args", multiple=True, metavar="VALUE", help="A positional argument for run (repeatable).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A keyword argument (repeatable).")
+@click.option("--tenant", "tenant_ids", multiple=True, metavar="ID", help="Run only for this tenant (repeatable).")
+@click.option("--exclude-tenant", "exclude_ids", multiple=True, metavar="ID", help="Leave out this tenant.")
+@click.option("--fail-fast", is_flag=True, help="Stop starting tenants after the first failure.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Tenants run in parallel.")
+@click.option("--shard", callback=parse_shard, metavar="K/N", help="Run only shard K (0-based) of N.")
+@click.option("--dry-run", is_flag=True, help="Print the tenants that would run; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout; all else to stderr.")
+@project_options
+@handle_errors
+def run_background_job_command(name: str, as_json: bool, dry_run: bool, config: str | None, jobs_dir: str | None,
+                               tenants: str | None, **flags: Any) -> None:
+    """Run a background job now, bypassing its schedule (once per matching tenant)."""
+    from .arguments import parse_params
+    from .runner import RunOptions, Runner
+
+    flags["params"] = parse_params(flags["params"])
+    runner = Runner(load(config, jobs_dir, tenants))
+    plan = runner.plan(name, RunOptions(**flags))
+    if dry_run:
+        from .reporting import print_dry_run
+
+        print_dry_run(plan.spec.name, plan.tenants(), as_json)
+        return
+    summary = execute(runner, plan, as_json)
+    sys.exit(int(summary.exit_code))
+
+
+def execute(runner, plan, as_json: bool):
+    """Run a plan with the right reporter; under --json everything but the document goes to stderr."""
+    from . import reporting
+
+    real_stdout = sys.stdout
+    reporting.setup_logging(sys.stderr)
+    if as_json:
+        reporter: Any = reporting.JsonReporter(real_stdout)
+    elif reporting.use_rich(real_stdout):
+        reporter = reporting.RichReporter(real_stdout)
+    else:
+        reporter = reporting.PlainReporter(real_stdout)
+    redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    with redirect:
+        return runner.execute(plan, reporter)
+
+
+@main.command("list-background-jobs")
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+@project_options
+@handle_errors
+def list_background_jobs_command(as_json: bool, config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
+    """List every job with its description, schedules and next run time."""
+    from .listing import describe_jobs
+    from .reporting import print_job_list
+
+    settings = load(config, jobs_dir, tenants)
+    jobs, broken = describe_jobs(settings)
+    print_job_list(jobs, broken, as_json)
+    sys.exit(int(ExitCode.CONFIG) if broken else 0)
+
+
+@main.command("generate-background-job")
+@click.argument("name")
+@project_options
+@handle_errors
+def generate_background_job_command(name: str, config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
+    """Write jobs/NAME.py from a short template (never overwrites)."""
+    from .generate import generate_job
+
+    path = generate_job(load(config, jobs_dir, tenants), name)
+    click.echo(f"Created {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

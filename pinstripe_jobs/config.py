@@ -1,0 +1,216 @@
+"""Find and read ``pinstripe.toml`` / ``[tool.pinstripe]`` plus environment overrides into ``Settings``."""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+KNOWN_KEYS = {
+    "jobs_dir": str,
+    "tenants": (str, list),
+    "tenants_table": str,
+    "services": dict,
+    "timezone": str,
+    "state": str,
+    "history_days": (int, float),
+    "misfire_grace": (int, float),
+}
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+@dataclass
+class Settings:
+    root: Path
+    config_path: Path | None = None
+    jobs_dir: Path = field(default=None)  # type: ignore[assignment]
+    tenants: Any = None
+    tenants_table: str = "tenants"
+    services: dict[str, str] = field(default_factory=dict)
+    timezone: str = "UTC"
+    state: str | None = None
+    history_days: float = 30
+    misfire_grace: float = 60
+
+    def __post_init__(self) -> None:
+        if self.jobs_dir is None:
+            self.jobs_dir = self.root / "jobs"
+
+    @property
+    def source_name(self) -> str:
+        return str(self.config_path) if self.config_path else "defaults (no pinstripe.toml found)"
+
+    @property
+    def state_url(self) -> str:
+        return self.state or f"sqlite:///{self.root / '.pinstripe' / 'state.db'}"
+
+    def tz(self):
+        return load_timezone(self.timezone, f"'timezone' in {self.source_name}")
+
+
+def load_timezone(name: str, where: str):
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ConfigError(
+            f"Unknown time zone {name!r} ({where}).",
+            "Use an IANA name such as 'UTC', 'Europe/London' or 'America/New_York'.",
+        ) from None
+
+
+def find_config(start: Path) -> tuple[Path, dict] | None:
+    """Walk up from ``start``; return (file, table) of the first pinstripe.toml or [tool.pinstripe]."""
+    for folder in [start, *start.parents]:
+        candidate = folder / "pinstripe.toml"
+        if candidate.is_file():
+            return candidate, _read_toml(candidate)
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            table = _read_toml(candidate).get("tool", {}).get("pinstripe")
+            if table is not None:
+                return candidate, table
+    return None
+
+
+def _read_toml(path: Path) -> dict:
+    import tomllib
+
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", "Fix the syntax error at the line shown.") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from None
+
+
+def load_settings(
+    config: str | os.PathLike | None = None,
+    *,
+    jobs_dir: str | None = None,
+    tenants: str | None = None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build ``Settings`` from the config file and overrides (arguments beat env beat file)."""
+    env = os.environ if env is None else env
+    cwd = Path(cwd or os.getcwd()).resolve()
+    config = config or env.get("PINSTRIPE_CONFIG") or None
+    if config:
+        path = (cwd / Path(config)).resolve()
+        if not path.is_file():
+            raise ConfigError(f"Config file {path} does not exist.", "Check --config / PINSTRIPE_CONFIG.")
+        table = _read_toml(path)
+        if path.name == "pyproject.toml":
+            table = table.get("tool", {}).get("pinstripe", {})
+        found: tuple[Path, dict] | None = (path, table)
+    else:
+        found = find_config(cwd)
+    if found is None:
+        settings = Settings(root=cwd)
+    else:
+        path, table = found
+        settings = _from_table(path, table)
+        if str(settings.root) not in sys.path:
+            sys.path.insert(0, str(settings.root))  # so "module:attr" references import from the project
+    jobs_dir = jobs_dir or env.get("PINSTRIPE_JOBS_DIR")
+    if jobs_dir:
+        settings.jobs_dir = (cwd / jobs_dir).resolve()
+    tenants = tenants or env.get("PINSTRIPE_TENANTS")
+    if tenants:
+        settings.tenants = resolve_tenants_value(tenants, cwd)
+    if env.get("PINSTRIPE_STATE"):
+        settings.state = resolve_sqlite_url(env["PINSTRIPE_STATE"], cwd)
+    if env.get("PINSTRIPE_TIMEZONE"):
+        settings.timezone = env["PINSTRIPE_TIMEZONE"]
+        settings.tz()
+    return settings
+
+
+def _from_table(path: Path, table: dict) -> Settings:
+    root = path.parent
+    where = str(path)
+    for key, value in table.items():
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+            hint = f"Did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(
+                f"Unknown key '{key}' in {where}.",
+                hint + "Known keys: " + ", ".join(sorted(KNOWN_KEYS)) + ".",
+            )
+        if not isinstance(value, KNOWN_KEYS[key]) or isinstance(value, bool):
+            raise ConfigError(f"'{key}' in {where} has the wrong type ({type(value).__name__}).",
+                              _TYPE_HINTS[key])
+    settings = Settings(root=root, config_path=path)
+    settings.jobs_dir = (root / table.get("jobs_dir", "jobs")).resolve()
+    if "tenants" in table:
+        settings.tenants = resolve_tenants_value(table["tenants"], root, where)
+    table_name = table.get("tenants_table", "tenants")
+    if not _IDENTIFIER.match(table_name):
+        raise ConfigError(f"'tenants_table' in {where} is not a table name: {table_name!r}.",
+                          "Use letters, digits and underscores.")
+    settings.tenants_table = table_name
+    services = table.get("services", {})
+    for name, ref in services.items():
+        if not _IDENTIFIER.match(name) or name.startswith("_"):
+            raise ConfigError(f"Service name {name!r} in {where} is not a valid identifier.")
+        if not isinstance(ref, str) or not _REF.match(ref):
+            raise ConfigError(f"Service '{name}' in {where} must be a \"module:factory\" string, got {ref!r}.",
+                              'Example: [services]\nmailer = "myapp.mail:make_mailer"')
+    settings.services = dict(services)
+    settings.timezone = table.get("timezone", "UTC")
+    settings.tz()  # validate now
+    if "state" in table:
+        settings.state = resolve_sqlite_url(table["state"], root)
+    for key in ("history_days", "misfire_grace"):
+        if key in table:
+            if table[key] < 0:
+                raise ConfigError(f"'{key}' in {where} must not be negative, got {table[key]}.")
+            setattr(settings, key, table[key])
+    return settings
+
+
+_TYPE_HINTS = {
+    "jobs_dir": 'Example: jobs_dir = "jobs"',
+    "tenants": 'Example: tenants = "sqlite:///tenants.db", "tenants.json", "myapp.tenants:all_tenants" '
+    "or an array of tables.",
+    "tenants_table": 'Example: tenants_table = "tenants"',
+    "services": 'Example: [services]\nmailer = "myapp.mail:make_mailer"',
+    "timezone": 'Example: timezone = "Europe/London"',
+    "state": 'Example: state = "postgresql+psycopg://user@host/db"',
+    "history_days": "Example: history_days = 30",
+    "misfire_grace": "Example: misfire_grace = 60",
+}
+
+
+def resolve_sqlite_url(url: str, base: Path) -> str:
+    """Make a relative SQLite file in a URL absolute against ``base``."""
+    prefix, sep, rest = url.partition(":///")
+    if sep and prefix.split("+")[0] == "sqlite" and rest and not rest.startswith((":memory:", "/")):
+        path, q, query = rest.partition("?")
+        return f"{prefix}:///{(base / path).resolve()}{q}{query}"
+    return url
+
+
+def resolve_tenants_value(value: Any, base: Path, where: str = "--tenants / PINSTRIPE_TENANTS") -> Any:
+    if isinstance(value, list):
+        if not all(isinstance(row, dict) for row in value):
+            raise ConfigError(f"'tenants' in {where} must be an array of tables (one per tenant).",
+                              _TYPE_HINTS["tenants"])
+        return value
+    if "://" in value:
+        return resolve_sqlite_url(value, base)
+    if value.lower().endswith((".json", ".jsonl", ".csv")):
+        return str((base / value).resolve())
+    if _REF.match(value):
+        return value
+    raise ConfigError(f"Cannot tell what kind of tenant source {value!r} is ({where}).",
+                      _TYPE_HINTS["tenants"])

@@ -1,0 +1,96 @@
+"""Exceptions that carry a message, a hint and an exit code, and the named exit codes.
+
+Deep code raises these; only ``cli.py`` turns them into exit codes.
+"""
+from __future__ import annotations
+
+import enum
+import re
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILED = 1  # a run failed
+    USAGE = 2  # bad command line: unknown job, bad arguments, bad --tenant
+    CONFIG = 3  # bad configuration, broken job module, unreachable tenant source
+    SKIPPED = 4  # a run was skipped because the job was already running
+    TIMED_OUT = 124  # a run timed out and none failed otherwise
+    INTERRUPTED = 130  # SIGINT
+    TERMINATED = 143  # SIGTERM
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
+
+
+def mask_secrets(text: str) -> str:
+    """Replace the password of every URL in ``text`` with ``***``."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", str(text))
+
+
+class PinstripeError(Exception):
+    """An error the user can fix. ``str()`` gives the message; ``hint`` says how to fix it."""
+
+    exit_code: ExitCode = ExitCode.CONFIG
+    label = "Error"
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(mask_secrets(message))
+        self.message = mask_secrets(message)
+        self.hint = mask_secrets(hint) if hint else None
+
+    def render(self) -> str:
+        text = f"{self.label}: {self.message}"
+        if self.hint:
+            text += f"\n{self.hint}"
+        return text
+
+
+class UsageError(PinstripeError):
+    exit_code = ExitCode.USAGE
+    label = "Usage error"
+
+
+class ConfigError(PinstripeError):
+    exit_code = ExitCode.CONFIG
+    label = "Configuration error"
+
+
+class UnknownJob(UsageError):
+    pass
+
+
+class JobImportError(ConfigError):
+    """A job module exists but raised while importing (or lacks ``run``)."""
+
+    def __init__(self, name: str, path: str, line: int | None, error: str, hint: str | None = None):
+        where = f"{path}:{line}" if line else path
+        super().__init__(
+            f"Job '{name}' could not be loaded: {where}: {error}",
+            hint or "Fix the job module; run `pinstripe list-background-jobs` to see every job's state.",
+        )
+        self.job_name = name
+        self.path = path
+        self.line = line
+        self.error = error
+
+
+class TenantSourceError(ConfigError):
+    pass
+
+
+class JobFailed(Exception):
+    """Raised by the Python API when one or more runs of a job failed.
+
+    ``result`` carries the per-run outcomes; ``__cause__`` is the first original exception.
+    """
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, result):
+        self.result = result
+        lines = [f"Background job '{result.job}' failed:"]
+        for run in result.runs:
+            if run.status not in ("succeeded", "skipped"):
+                who = "no tenant" if run.tenant is None else f"tenant {run.tenant}"
+                lines.append(f"  {who}: {run.status}: {run.error}")
+        super().__init__("\n".join(lines))

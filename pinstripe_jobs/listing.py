@@ -1,0 +1,35 @@
+"""What ``list-background-jobs`` shows: every job, its schedules and next run, and the broken modules."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from .config import Settings, load_timezone
+from .errors import JobImportError
+from .registry import JobRegistry
+
+
+def describe_jobs(settings: Settings, now: datetime | None = None) -> tuple[list[dict[str, Any]], list[JobImportError]]:
+    specs, broken = JobRegistry(settings).load_all()
+    now = now or datetime.now(timezone.utc)
+    jobs = []
+    for spec in specs:
+        tz = load_timezone(spec.timezone, str(spec.path)) if spec.timezone else settings.tz()
+        schedules = []
+        if spec.schedules:
+            from .schedule import next_tick
+
+            for entry in spec.schedules:
+                schedules.append({"cron": entry.cron, "args": list(entry.args),
+                                  "next_run": next_tick(entry.cron, tz, now).astimezone(tz).isoformat()})
+        jobs.append({
+            "name": spec.name,
+            "description": spec.description,
+            "multi_tenant": spec.multi_tenant,
+            "schedules": schedules,
+            "next_run": min((s["next_run"] for s in schedules), default=None,
+                            key=lambda text: datetime.fromisoformat(text)),
+            "timezone": str(tz),
+            "file": str(spec.path),
+        })
+    return jobs, broken

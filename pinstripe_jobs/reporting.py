@@ -1,0 +1,248 @@
+"""The only module that talks to the terminal: progress, per-run lines, summaries, JSON.
+
+``PlainReporter`` for pipes and CI logs (no colour, no redraws), ``RichReporter`` for terminals (imports
+rich only then), ``JsonReporter`` for ``--json`` (one document on stdout, written as runs finish).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import IO, Any, Iterable
+
+from .results import SUCCEEDED, RunResult, Summary
+
+TABLE_ROWS = 50  # the summary table shows every failure and at most this many other runs
+
+
+def who(tenant: Any) -> str:
+    return "(no tenant)" if tenant is None else f"tenant {tenant}"
+
+
+def first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if text and text.strip() else ""
+
+
+def summary_line(summary: Summary) -> str:
+    parts = [f"{count} {status.replace('_', ' ')}" for status, count in sorted(summary.counts.items())]
+    text = f"{summary.job}: {summary.status} - {', '.join(parts) or 'no runs'} in {summary.duration_s:.2f}s"
+    if summary.signal:
+        import signal as _signal
+
+        text += f" (interrupted by {_signal.Signals(summary.signal).name})"
+    return text
+
+
+def use_rich(stream: IO) -> bool:
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+class PlainReporter:
+    """One line per finished run; failures add their trimmed traceback, indented."""
+
+    def __init__(self, out: IO | None = None, tracebacks: bool = True):
+        self.out = out or sys.stdout
+        self.tracebacks = tracebacks
+
+    def started(self, plan) -> None:
+        scope = "for each matching tenant" if plan.multi_tenant else "once (not per tenant)"
+        self._write(f"Running {plan.spec.name} {scope}")
+
+    def run_started(self, tenant) -> None:
+        pass
+
+    def run_finished(self, result: RunResult) -> None:
+        line = f"  {result.status.upper():<11} {who(result.tenant)}  {result.duration_s:.3f}s"
+        if result.error:
+            line += f"  {result.error}"
+        elif result.reason:
+            line += f"  ({result.reason})"
+        self._write(line)
+        if self.tracebacks and result.traceback:
+            self._write("\n".join("      " + row for row in result.traceback.splitlines()))
+
+    def finished(self, summary: Summary) -> None:
+        self._write(summary_line(summary))
+
+    def _write(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+class RichReporter:
+    """A transient progress bar, result lines above it, and a summary table at the end."""
+
+    def __init__(self, out: IO | None = None):
+        from rich.console import Console
+
+        self.console = Console(file=out or sys.stdout)
+        self.progress = None
+        self.task = None
+        self.shown: list[RunResult] = []
+        self.hidden = 0
+
+    def started(self, plan) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+
+        total = plan.count()
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), console=self.console, transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task(plan.spec.name, total=total)
+
+    def run_started(self, tenant) -> None:
+        pass
+
+    def run_finished(self, result: RunResult) -> None:
+        from rich.markup import escape
+
+        if result.status != SUCCEEDED:
+            style = "yellow" if result.status == "skipped" else "red"
+            detail = result.error or result.reason or ""
+            self.console.print(f"[{style}]{result.status.upper()}[/] {escape(who(result.tenant))} "
+                               f"{escape(first_line(detail))}")
+            if result.traceback:
+                self.console.print(escape(result.traceback), style="dim", highlight=False)
+        if result.status != SUCCEEDED or len(self.shown) < TABLE_ROWS:
+            self.shown.append(result)
+        else:
+            self.hidden += 1
+        self.progress.advance(self.task)
+
+    def finished(self, summary: Summary) -> None:
+        from rich.table import Table
+
+        self.progress.stop()
+        table = Table(title=f"{summary.job}", title_justify="left")
+        for column in ("tenant", "status", "duration", "error"):
+            table.add_column(column, overflow="fold")
+        colours = {"succeeded": "green", "skipped": "yellow"}
+        for result in self.shown:
+            colour = colours.get(result.status, "red")
+            table.add_row("-" if result.tenant is None else str(result.tenant), f"[{colour}]{result.status}[/]",
+                          f"{result.duration_s:.3f}s", first_line(result.error or result.reason))
+        if self.hidden:
+            table.add_row("…", f"{self.hidden} more succeeded", "", "")
+        self.console.print(table)
+        self.console.print(summary_line(summary), highlight=False)
+
+
+class JsonReporter:
+    """Writes ``{"job", "runs": [...], "status", "duration_s"}`` to ``out``, each run as it finishes."""
+
+    def __init__(self, out: IO):
+        self.out = out
+        self.first = True
+
+    def started(self, plan) -> None:
+        self.out.write('{"job": %s, "runs": [' % json.dumps(plan.spec.name))
+        self.out.flush()
+
+    def run_started(self, tenant) -> None:
+        pass
+
+    def run_finished(self, result: RunResult) -> None:
+        self.out.write(("\n  " if self.first else ",\n  ") + json.dumps(result.to_json(), default=str))
+        self.first = False
+        self.out.flush()
+
+    def finished(self, summary: Summary) -> None:
+        tail = {"status": summary.status, "duration_s": round(summary.duration_s, 6), "counts": summary.counts}
+        if summary.signal:
+            tail["interrupted_by"] = summary.signal
+        self.out.write("\n], " + json.dumps(tail)[1:] + "\n")
+        self.out.flush()
+
+
+def print_json(document: Any, out: IO | None = None) -> None:
+    (out or sys.stdout).write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def print_dry_run(job: str, tenants: Iterable, as_json: bool, out: IO | None = None) -> int:
+    out = out or sys.stdout
+    ids = []
+    if as_json:
+        ids = [None if t is None else t.id for t in tenants]
+        print_json({"job": job, "dry_run": True, "tenants": ids}, out)
+        return len(ids)
+    count = 0
+    out.write(f"Dry run: {job} would run for\n")
+    for tenant in tenants:
+        count += 1
+        name = f"  ({tenant.get('name')})" if tenant is not None and tenant.get("name") else ""
+        out.write(f"  {who(None if tenant is None else tenant.id)}{name}\n")
+    out.write(f"{count} run(s); nothing was run.\n")
+    return count
+
+
+class JobLogFormatter(logging.Formatter):
+    """``[job tenant=ID] LEVEL message`` for job loggers; ``--log-format json`` gives JSON objects."""
+
+    def __init__(self, as_json: bool = False):
+        super().__init__()
+        self.as_json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        job = getattr(record, "job", None)
+        tenant = getattr(record, "tenant", None)
+        if self.as_json:
+            data = {"level": record.levelname.lower(), "message": record.getMessage(), "job": job,
+                    "tenant": tenant, "attempt": getattr(record, "attempt", None), "logger": record.name}
+            if record.exc_info:
+                data["exception"] = self.formatException(record.exc_info)
+            return json.dumps(data, default=str)
+        where = f"[{job} tenant={tenant}] " if job and tenant is not None else (f"[{job}] " if job else "")
+        text = f"{where}{record.levelname} {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def setup_logging(stream: IO, as_json: bool = False) -> None:
+    root = logging.getLogger("pinstripe")
+    for handler in list(root.handlers):
+        if getattr(handler, "_pinstripe", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream)
+    handler._pinstripe = True  # type: ignore[attr-defined]
+    handler.setFormatter(JobLogFormatter(as_json))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def print_job_list(jobs: list[dict], broken: list, as_json: bool, out: IO | None = None) -> None:
+    out = out or sys.stdout
+    if as_json:
+        print_json({"jobs": jobs, "broken": [{"name": b.job_name, "file": b.path, "line": b.line,
+                                              "error": b.error} for b in broken]}, out)
+        return
+    rich = use_rich(out)
+    if rich:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        for column in ("job", "description", "per tenant", "schedule", "next run", "last run"):
+            table.add_column(column, overflow="fold")
+    for job in jobs:
+        schedule = ", ".join(s["cron"] + (f" {s['args']}" if s["args"] else "") for s in job["schedules"]) or "-"
+        last = "-"
+        if job.get("last_status"):
+            last = f"{job['last_status']} {job.get('last_run') or ''}".strip()
+        row = [job["name"], job["description"] or "-", "yes" if job["multi_tenant"] else "no", schedule,
+               job["next_run"] or "-", last]
+        if rich:
+            table.add_row(*row)
+        else:
+            out.write(f"{row[0]}\n  description: {row[1]}\n  per tenant: {row[2]}\n  schedule: {row[3]}\n"
+                      f"  next run: {row[4]}\n  last run: {row[5]}\n")
+    if rich:
+        Console(file=out).print(table)
+    if not jobs and not broken:
+        out.write("No jobs yet. Create one with `pinstripe generate-background-job NAME`.\n")
+    for problem in broken:
+        where = f"{problem.path}:{problem.line}" if problem.line else problem.path
+        out.write(f"BROKEN {problem.job_name}: {where}: {problem.error}\n")

@@ -1,0 +1,97 @@
+"""What a run produced: one ``RunResult`` per tenant run and a ``Summary`` per job run."""
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ExitCode
+
+SUCCEEDED, FAILED, SKIPPED, TIMED_OUT, INTERRUPTED = "succeeded", "failed", "skipped", "timed_out", "interrupted"
+BAD_STATUSES = (FAILED, TIMED_OUT, INTERRUPTED)
+ALREADY_RUNNING = "already running"
+
+
+@dataclass
+class RunResult:
+    tenant: Any
+    status: str
+    duration_s: float = 0.0
+    error: str | None = None
+    reason: str | None = None
+    traceback: str | None = None
+    attempts: int = 1
+    value: Any = field(default=None, repr=False)
+    exception: BaseException | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status not in BAD_STATUSES
+
+    def to_json(self) -> dict:
+        data = {"tenant": self.tenant, "status": self.status, "duration_s": round(self.duration_s, 6),
+                "error": self.error}
+        if self.reason:
+            data["reason"] = self.reason
+        if self.attempts > 1:
+            data["attempts"] = self.attempts
+        return data
+
+
+@dataclass
+class Summary:
+    job: str
+    duration_s: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: list[RunResult] = field(default_factory=list)
+    runs: list[RunResult] | None = None
+    signal: int | None = None  # the signal that interrupted the run, if any
+    already_running: int = 0  # runs skipped because the job was already running for that tenant
+
+    def add(self, result: RunResult) -> None:
+        self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        if not result.ok:
+            self.failures.append(result)
+        elif result.reason == ALREADY_RUNNING:
+            self.already_running += 1
+        if self.runs is not None:
+            self.runs.append(result)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.failures or self.signal else "succeeded"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """Precedence: interrupted (130/143) > failed (1) > timed out (124) > skipped as already running (4) > 0."""
+        import signal
+
+        if self.signal is not None:
+            return ExitCode.TERMINATED if self.signal == signal.SIGTERM else ExitCode.INTERRUPTED
+        if self.counts.get(FAILED) or self.counts.get(INTERRUPTED):
+            return ExitCode.FAILED
+        if self.counts.get(TIMED_OUT):
+            return ExitCode.TIMED_OUT
+        if self.already_running:
+            return ExitCode.SKIPPED
+        return ExitCode.OK
+
+
+def job_traceback(exc: BaseException, job_file: Path | str | None) -> str:
+    """The traceback trimmed to the job's own frames: from the first frame in the job file on."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = str(job_file) if job_file else None
+    start = next((i for i, f in enumerate(frames) if f.filename == own), None)
+    if start is None:
+        package = str(Path(__file__).parent)
+        frames = traceback.StackSummary.from_list([f for f in frames if not f.filename.startswith(package)])
+    else:
+        frames = traceback.StackSummary.from_list(frames[start:])
+    lines = ["Traceback (most recent call last):\n", *frames.format(),
+             *traceback.format_exception_only(type(exc), exc)]
+    return "".join(lines).rstrip()

@@ -1,0 +1,41 @@
+"""Tenant sources behind one protocol, and the lazy ``TenantQuery``.
+
+Sources: ``sql`` (a SQLAlchemy URL), ``file`` (.json/.jsonl/.csv), ``memory`` (an inline array, or
+a ``"module:callable"``). Only the source in use is imported.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Protocol
+
+from .query import Tenant, TenantQuery
+
+__all__ = ["Tenant", "TenantQuery", "TenantSource", "open_source"]
+
+
+class TenantSource(Protocol):
+    description: str
+
+    def iterate(self, query: TenantQuery) -> Iterator[Tenant]: ...
+
+    def count(self, query: TenantQuery) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def open_source(value: Any, table: str = "tenants") -> TenantSource:
+    """Build the source named by a resolved ``tenants`` config value (see ``config.resolve_tenants_value``)."""
+    if isinstance(value, list):
+        from .memory import InlineSource
+
+        return InlineSource(value)
+    if "://" in value:
+        from .sql import SqlSource
+
+        return SqlSource(value, table)
+    if value.lower().endswith((".json", ".jsonl", ".csv")):
+        from .file import FileSource
+
+        return FileSource(value)
+    from .memory import CallableSource
+
+    return CallableSource(value)

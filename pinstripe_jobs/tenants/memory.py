@@ -1,0 +1,74 @@
+"""Sources evaluated in Python: an inline array of tables, a ``"module:callable"``; base for files."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+from ..errors import TenantSourceError
+from ..loading import describe_exception, import_ref
+from .query import Tenant, TenantQuery, make_tenant
+
+
+class PythonSource:
+    """Filters, orders and limits rows in Python. Subclasses provide ``rows()``."""
+
+    description = "tenants"
+
+    def rows(self) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def tenants(self) -> Iterator[Tenant]:
+        seen: set[str] = set()
+        for index, row in enumerate(self.rows()):
+            tenant = make_tenant(row, self.description, index)
+            key = str(tenant.id)
+            if key in seen:
+                raise TenantSourceError(f"Duplicate tenant id {tenant.id!r} in {self.description}.",
+                                        "Tenant ids must be unique.")
+            seen.add(key)
+            yield tenant
+
+    def iterate(self, query: TenantQuery) -> Iterator[Tenant]:
+        rows = [t for t in self.tenants() if query.keyword_match(t)]
+        rows = query.sort(rows)
+        emitted = 0
+        for tenant in rows:
+            if query.max_rows is not None and emitted >= query.max_rows:
+                return
+            if query.predicate_match(tenant):
+                emitted += 1
+                yield tenant
+
+    def count(self, query: TenantQuery) -> int:
+        return sum(1 for _ in self.iterate(query))
+
+    def close(self) -> None:
+        pass
+
+
+class InlineSource(PythonSource):
+    description = "the inline `tenants` array"
+
+    def __init__(self, rows: list[dict]):
+        self._rows = rows
+
+    def rows(self) -> Iterable[Any]:
+        return self._rows
+
+
+class CallableSource(PythonSource):
+    def __init__(self, ref: str):
+        self.ref = ref
+        self.description = f"tenant source {ref!r}"
+        self._func = import_ref(ref, "tenant source")
+        if not callable(self._func):
+            raise TenantSourceError(f"The tenant source {ref!r} is not callable.",
+                                    "It must be a function returning an iterable of mappings or objects.")
+
+    def rows(self) -> Iterable[Any]:
+        try:
+            rows = self._func()
+            return iter(rows)
+        except TenantSourceError:
+            raise
+        except Exception as exc:
+            raise TenantSourceError(f"The tenant source {self.ref!r} raised {describe_exception(exc)}.") from exc

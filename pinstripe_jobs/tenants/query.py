@@ -1,0 +1,180 @@
+"""``Tenant`` (a read-only row) and ``TenantQuery`` (a lazy, immutable query over a tenant source)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from ..errors import TenantSourceError
+
+if TYPE_CHECKING:
+    from . import TenantSource
+
+
+class Tenant(Mapping):
+    """One tenant. Read-only: ``t.id``, ``t.name`` and ``t["plan"]`` all work; assignment raises."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]):
+        object.__setattr__(self, "_data", dict(data))
+
+    @property
+    def id(self) -> Any:
+        return self._data["id"]
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(
+                f"Tenant {self._data.get('id')!r} has no field {name!r} (fields: {', '.join(self._data)})"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Tenants are read-only inside a job.")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Tenants are read-only inside a job.")
+
+    def __repr__(self) -> str:
+        return f"Tenant({self._data!r})"
+
+    def __reduce__(self):
+        return (Tenant, (self._data,))
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    value: Any
+
+    @property
+    def is_in(self) -> bool:
+        return isinstance(self.value, (list, tuple, set, frozenset))
+
+    def test(self, tenant: Mapping) -> bool:
+        actual = tenant.get(self.field)
+        return actual in self.value if self.is_in else actual == self.value
+
+
+@dataclass(frozen=True)
+class TenantQuery:
+    """Immutable: every method returns a new query. Keyword filters combine with AND wherever they are
+    chained; ``limit`` applies to the filtered, ordered result. SQL sources turn keyword forms into SQL."""
+
+    source: "TenantSource"
+    wheres: tuple[Condition, ...] = ()
+    excludes: tuple[tuple[Condition, ...], ...] = ()
+    predicates: tuple[Callable[[Tenant], bool], ...] = ()
+    ids: tuple[str, ...] | None = None
+    excluded_ids: tuple[str, ...] = ()
+    ordering: tuple[str, ...] = ("id",)
+    max_rows: int | None = None
+
+    def where(self, predicate: Callable[[Tenant], bool] | None = None, /, **fields: Any) -> "TenantQuery":
+        query = self
+        if predicate is not None:
+            if not callable(predicate):
+                raise TypeError("where() takes a callable predicate or field=value keywords")
+            query = replace(query, predicates=query.predicates + (predicate,))
+        if fields:
+            query = replace(query, wheres=query.wheres + tuple(Condition(k, _in_value(v)) for k, v in fields.items()))
+        return query
+
+    def exclude(self, **fields: Any) -> "TenantQuery":
+        """Leave out tenants matching all of ``fields``."""
+        if not fields:
+            return self
+        group = tuple(Condition(k, _in_value(v)) for k, v in fields.items())
+        return replace(self, excludes=self.excludes + (group,))
+
+    def order_by(self, *fields: str) -> "TenantQuery":
+        """Order by fields; a leading '-' sorts that field descending. Missing values sort last."""
+        return replace(self, ordering=tuple(fields) or ("id",))
+
+    def limit(self, n: int) -> "TenantQuery":
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"limit() takes a whole number >= 0, got {n!r}")
+        return replace(self, max_rows=n if self.max_rows is None else min(n, self.max_rows))
+
+    def only_ids(self, ids: Iterable[Any]) -> "TenantQuery":
+        return replace(self, ids=tuple(str(i) for i in ids))
+
+    def without_ids(self, ids: Iterable[Any]) -> "TenantQuery":
+        return replace(self, excluded_ids=self.excluded_ids + tuple(str(i) for i in ids))
+
+    def unfiltered(self) -> "TenantQuery":
+        return TenantQuery(self.source)
+
+    def __iter__(self) -> Iterator[Tenant]:
+        return iter(self.source.iterate(self))
+
+    def count(self) -> int:
+        return self.source.count(self)
+
+    def all(self) -> list[Tenant]:
+        return list(self)
+
+    # -- evaluation in Python, shared by every source ----------------------------------------------
+    def keyword_match(self, tenant: Mapping) -> bool:
+        if self.ids is not None and str(tenant.get("id")) not in self.ids:
+            return False
+        if self.excluded_ids and str(tenant.get("id")) in self.excluded_ids:
+            return False
+        if not all(c.test(tenant) for c in self.wheres):
+            return False
+        return not any(all(c.test(tenant) for c in group) for group in self.excludes)
+
+    def predicate_match(self, tenant: Tenant) -> bool:
+        return all(p(tenant) for p in self.predicates)
+
+    def sort(self, rows: list[Tenant]) -> list[Tenant]:
+        for spec in reversed(self.ordering):
+            field = spec.lstrip("-")
+            descending = spec.startswith("-")
+            present = [r for r in rows if r.get(field) is not None]
+            missing = [r for r in rows if r.get(field) is None]
+            try:
+                present.sort(key=lambda r: r[field], reverse=descending)
+            except TypeError:
+                present.sort(key=lambda r: (type(r[field]).__name__, str(r[field])), reverse=descending)
+            rows = present + missing
+        return rows
+
+
+def _in_value(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple, set, frozenset)) else value
+
+
+def make_tenant(row: Any, where: str, index: int) -> Tenant:
+    """Turn a mapping or an object into a ``Tenant``; it must have an ``id``."""
+    if isinstance(row, Tenant):
+        return row
+    if isinstance(row, Mapping):
+        data = dict(row)
+    elif hasattr(row, "_asdict"):
+        data = row._asdict()
+    elif hasattr(row, "__dataclass_fields__"):
+        data = {name: getattr(row, name) for name in row.__dataclass_fields__}
+    elif hasattr(row, "__dict__"):
+        data = {k: v for k, v in vars(row).items() if not k.startswith("_")}
+    else:
+        raise TenantSourceError(f"Tenant #{index + 1} from {where} is a {type(row).__name__}, not a mapping "
+                                "or an object with attributes.")
+    if data.get("id") is None or data.get("id") == "":
+        raise TenantSourceError(f"Tenant #{index + 1} from {where} has no 'id': {data!r}.",
+                                "Every tenant needs a unique, non-empty `id`.")
+    if not isinstance(data["id"], (str, int)) or isinstance(data["id"], bool):
+        raise TenantSourceError(f"Tenant #{index + 1} from {where} has an id of type {type(data['id']).__name__}:"
+                                f" {data['id']!r}.", "Tenant ids must be strings or integers.")
+    return Tenant(data)

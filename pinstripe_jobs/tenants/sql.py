@@ -1,0 +1,192 @@
+"""Tenants from a database table, through SQLAlchemy (imported only when this source is used).
+
+Keyword filters, ordering and limits become SQL; predicates run in Python. Rows are streamed: with the
+default order (by ``id``) in keyset pages, so no read transaction stays open while jobs run; with another
+order, through one streaming cursor.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from ..errors import TenantSourceError, mask_secrets
+from .query import Condition, Tenant, TenantQuery
+
+PAGE = 1000
+
+
+class SqlSource:
+    def __init__(self, url: str, table: str = "tenants"):
+        import sqlalchemy as sa
+
+        self._sa = sa
+        self.table_name = table
+        try:
+            self.url = sa.engine.make_url(url)
+        except Exception:
+            raise TenantSourceError(f"Tenant source {mask_secrets(url)!r} is not a valid database URL.",
+                                    "Example: sqlite:///tenants.db or postgresql+psycopg://user@host/db") from None
+        self.description = f"table '{table}' in {self.url.render_as_string(hide_password=True)}"
+        try:
+            self.engine = sa.create_engine(self.url)
+        except Exception as exc:  # missing driver, bad options
+            raise TenantSourceError(f"Cannot open tenant source {self.description}: {exc}.",
+                                    _driver_hint(self.url.drivername)) from None
+        self._table = None
+
+    @property
+    def table(self):
+        if self._table is None:
+            sa = self._sa
+            if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, "", ":memory:"):
+                from pathlib import Path
+
+                if not Path(self.url.database).is_file():
+                    raise TenantSourceError(f"Tenant database file {self.url.database} does not exist.",
+                                            "Check `tenants` in the config; relative paths start at its folder.")
+            try:
+                self._table = sa.Table(self.table_name, sa.MetaData(), autoload_with=self.engine)
+            except sa.exc.NoSuchTableError:
+                raise TenantSourceError(f"Tenant table missing: {self.description}.",
+                                        "Create the table or set `tenants_table` in the config.") from None
+            except sa.exc.SQLAlchemyError as exc:
+                raise TenantSourceError(f"Tenant source unreachable: {self.description}: "
+                                        f"{_first_line(exc)}") from None
+            if "id" not in self._table.c:
+                raise TenantSourceError(f"Tenant table has no 'id' column: {self.description}.")
+        return self._table
+
+    # -- SQL building -----------------------------------------------------------------------------
+    def _column(self, field: str):
+        try:
+            return self.table.c[field]
+        except KeyError:
+            raise TenantSourceError(f"Tenant filter names a column '{field}' that {self.description} does not "
+                                    f"have (columns: {', '.join(self.table.c.keys())}).") from None
+
+    def _coerce_ids(self, ids: tuple[str, ...]) -> list[Any]:
+        try:
+            kind = self.table.c["id"].type.python_type
+        except NotImplementedError:
+            kind = str
+        if kind is int:
+            return [int(i) for i in ids if i.lstrip("-").isdigit()]
+        return list(ids)
+
+    def _condition(self, cond: Condition):
+        column = self._column(cond.field)
+        if cond.is_in:
+            return column.in_(list(cond.value))
+        return column.is_(None) if cond.value is None else column == cond.value
+
+    def _negated(self, cond: Condition):
+        column = self._column(cond.field)
+        if cond.is_in:
+            return self._sa.or_(column.not_in(list(cond.value)), column.is_(None))
+        return column.is_distinct_from(cond.value)
+
+    def _where(self, query: TenantQuery) -> list:
+        sa = self._sa
+        clauses = [self._condition(c) for c in query.wheres]
+        for group in query.excludes:
+            clauses.append(sa.or_(*[self._negated(c) for c in group]))
+        if query.ids is not None:
+            clauses.append(self.table.c["id"].in_(self._coerce_ids(query.ids)))
+        if query.excluded_ids:
+            clauses.append(self.table.c["id"].not_in(self._coerce_ids(query.excluded_ids)))
+        return clauses
+
+    def _order(self, query: TenantQuery) -> list:
+        order = []
+        for spec in query.ordering:
+            column = self._column(spec.lstrip("-"))
+            order.append((column.desc() if spec.startswith("-") else column.asc()).nulls_last())
+        return order
+
+    # -- protocol ----------------------------------------------------------------------------------
+    def iterate(self, query: TenantQuery) -> Iterator[Tenant]:
+        sa = self._sa
+        stmt = sa.select(self.table).where(*self._where(query))
+        try:
+            if query.ordering in (("id",), ("-id",)):
+                rows = self._keyset(stmt, query)
+            else:
+                rows = self._stream(stmt.order_by(*self._order(query)), query)
+            yield from self._filtered(rows, query)
+        except sa.exc.SQLAlchemyError as exc:
+            raise TenantSourceError(f"Reading tenants failed: {self.description}: {_first_line(exc)}") from None
+
+    def _filtered(self, rows: Iterator[Any], query: TenantQuery) -> Iterator[Tenant]:
+        emitted = 0
+        previous = object()
+        for row in rows:
+            if query.max_rows is not None and emitted >= query.max_rows:
+                return
+            tenant = Tenant(row._mapping)
+            if tenant.id is None:
+                raise TenantSourceError(f"A row of {self.description} has a NULL id.")
+            if tenant.id == previous and query.ordering in (("id",), ("-id",)):
+                raise TenantSourceError(f"Duplicate tenant id {tenant.id!r} in {self.description}.",
+                                        "Make `id` the table's primary key.")
+            previous = tenant.id
+            if query.predicate_match(tenant):
+                emitted += 1
+                yield tenant
+
+    def _limit(self, query: TenantQuery) -> int | None:
+        return query.max_rows if not query.predicates else None
+
+    def _keyset(self, stmt, query: TenantQuery) -> Iterator[Any]:
+        id_col = self.table.c["id"]
+        descending = query.ordering == ("-id",)
+        remaining = self._limit(query)
+        last = None
+        while remaining is None or remaining > 0:
+            page = PAGE if remaining is None else min(PAGE, remaining)
+            paged = stmt
+            if last is not None:
+                paged = paged.where(id_col < last if descending else id_col > last)
+            paged = paged.order_by(id_col.desc() if descending else id_col.asc()).limit(page)
+            with self.engine.connect() as conn:
+                rows = conn.execute(paged).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1]._mapping["id"]
+            if remaining is not None:
+                remaining -= len(rows)
+            if len(rows) < page:
+                return
+
+    def _stream(self, stmt, query: TenantQuery) -> Iterator[Any]:
+        limit = self._limit(query)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=PAGE).execute(stmt)
+            yield from result
+
+    def count(self, query: TenantQuery) -> int:
+        sa = self._sa
+        if query.predicates:
+            return sum(1 for _ in self.iterate(query))
+        stmt = sa.select(sa.func.count()).select_from(self.table).where(*self._where(query))
+        try:
+            with self.engine.connect() as conn:
+                total = conn.execute(stmt).scalar_one()
+        except sa.exc.SQLAlchemyError as exc:
+            raise TenantSourceError(f"Counting tenants failed: {self.description}: {_first_line(exc)}") from None
+        return total if query.max_rows is None else min(total, query.max_rows)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return mask_secrets(text[0] if text else type(exc).__name__)
+
+
+def _driver_hint(driver: str) -> str:
+    if driver.startswith("postgresql"):
+        return "Install the PostgreSQL driver: pip install 'pinstripe-jobs[postgres]'."
+    return "Check the URL's driver name and that its package is installed."

@@ -1,0 +1,129 @@
+"""The per-run ``ctx``: tenant, args, a logger, lazily created services and their cleanup.
+
+Every execution (one tenant's run, or the single run of a non-tenant job) gets a fresh ``Workspace``.
+The current one is held in a ``ContextVar`` so nested calls know which tenant they run for.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import ConfigError
+from .loading import describe_exception, import_ref
+
+if TYPE_CHECKING:
+    from .tenants import Tenant
+
+current_workspace: ContextVar["Workspace | None"] = ContextVar("pinstripe_workspace", default=None)
+job_logger = logging.getLogger("pinstripe.job")
+
+
+class ServiceFactories:
+    """``name -> "module:factory"`` from the config, imported on first use and shared across workspaces."""
+
+    def __init__(self, refs: dict[str, str]):
+        self.refs = refs
+        self._factories: dict[str, Callable[[Any], Any]] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.refs
+
+    def get(self, name: str) -> Callable[[Any], Any]:
+        if name not in self._factories:
+            factory = import_ref(self.refs[name], f"service '{name}'")
+            if not callable(factory):
+                raise ConfigError(f"Service '{name}' ({self.refs[name]}) is not callable.",
+                                  "A service factory is a function taking ctx and returning the service.")
+            self._factories[name] = factory
+        return self._factories[name]
+
+
+class ServiceCleanupError(Exception):
+    pass
+
+
+class Workspace:
+    """What a job's ``run(ctx, ...)`` receives."""
+
+    _own = frozenset({"tenant", "args", "params", "job", "log", "attempt", "_services", "_factories",
+                      "_teardowns", "_nested", "_closed"})
+
+    def __init__(self, *, job: str, tenant: "Tenant | None", args: tuple, params: dict,
+                 factories: ServiceFactories, nested: Callable[..., Any], attempt: int = 1):
+        self.job = job
+        self.tenant = tenant
+        self.args = args
+        self.params = params
+        self.attempt = attempt
+        self.log = logging.LoggerAdapter(job_logger, {"job": job, "tenant": tenant.id if tenant else None,
+                                                      "attempt": attempt})
+        self._factories = factories
+        self._services: dict[str, Any] = {}
+        self._teardowns: list[tuple[str, Callable[[], None]]] = []
+        self._nested = nested
+        self._closed = False
+
+    def __getattr__(self, name: str) -> Any:
+        factories = self.__dict__.get("_factories")
+        if factories is None or name.startswith("_") or name not in factories:
+            known = ", ".join(sorted(factories.refs)) if factories else ""
+            raise AttributeError(f"ctx has no attribute or service {name!r}"
+                                 + (f" (services: {known})" if known else " (no [services] configured)"))
+        if self._closed:
+            raise RuntimeError(f"Service {name!r} used after its workspace was closed.")
+        value = self._create(name, factories.get(name))
+        self._services[name] = value
+        self.__dict__[name] = value
+        return value
+
+    def _create(self, name: str, factory: Callable[[Any], Any]) -> Any:
+        made = factory(self)
+        if inspect.isgenerator(made):
+            value = next(made)
+
+            def finish_generator() -> None:
+                try:
+                    next(made)
+                except StopIteration:
+                    return
+                made.close()
+                raise RuntimeError("service generator yielded more than once")
+
+            self._teardowns.append((name, finish_generator))
+            return value
+        if hasattr(made, "__enter__") and hasattr(made, "__exit__"):
+            value = made.__enter__()
+            self._teardowns.append((name, lambda: made.__exit__(None, None, None)))
+            return value
+        close = getattr(made, "close", None)
+        if callable(close):
+            self._teardowns.append((name, close))
+        return made
+
+    def close(self) -> None:
+        """Tear down services, newest first. Every teardown runs; the first failure is raised after."""
+        self._closed = True
+        problems = []
+        while self._teardowns:
+            name, teardown = self._teardowns.pop()
+            try:
+                teardown()
+            except Exception as exc:
+                problems.append(f"cleanup of service '{name}' failed: {describe_exception(exc)}")
+        if problems:
+            raise ServiceCleanupError("; ".join(problems))
+
+    def run_background_job(self, name: str, *args: Any, **params: Any):
+        """Run another job now: for this workspace's tenant only, or fanned out if there is none."""
+        return self._nested(name, args, params, self)
+
+    async def arun_background_job(self, name: str, *args: Any, **params: Any):
+        import asyncio
+
+        return await asyncio.to_thread(self._nested, name, args, params, self)
+
+    def __repr__(self) -> str:
+        tenant = self.tenant.id if self.tenant is not None else None
+        return f"<Workspace job={self.job!r} tenant={tenant!r}>"
