@@ -11,8 +11,10 @@ from .memory import PythonSource
 
 
 def convert_cell(text: str) -> Any:
-    """CSV cells that read as integers, floats or true/false become those types."""
+    """CSV cells that read as integers, floats or true/false become those types; empty cells None."""
     lowered = text.strip().lower()
+    if not lowered:
+        return None
     if lowered in ("true", "false"):
         return lowered == "true"
     for kind in (int, float):

@@ -1,0 +1,207 @@
+"""run-background-job through the CLI: tenants, arguments, output modes and exit codes."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from .conftest import RECORDING_JOB
+
+
+def test_runs_once_per_tenant_in_source_order(tenant_project):
+    result = tenant_project.cli("run-background-job", "--name", "record")
+    assert result.exit_code == 0, result.output
+    assert tenant_project.log() == [f"record {i} [] {{}}" for i in (1, 2, 3, 4)]
+    assert "record: succeeded - 4 succeeded" in result.output
+
+
+@pytest.mark.parametrize("spelling", ["send-newsletter", "send_newsletter", "SendNewsletter", "sendNewsletter"])
+def test_name_spellings(tenant_project, spelling):
+    tenant_project.job("send_newsletter", RECORDING_JOB)
+    result = tenant_project.cli("run-background-job", "--name", spelling)
+    assert result.exit_code == 0, result.output
+    assert tenant_project.log()[0].startswith("send-newsletter 1")
+
+
+def test_tenants_filter_narrows_the_run(tenant_project):
+    tenant_project.job("newsletter", RECORDING_JOB + "\ndef tenants_filter(tenants):\n    return tenants.where(active=True)\n")
+    result = tenant_project.cli("run-background-job", "--name", "newsletter")
+    assert result.exit_code == 0
+    assert [line.split()[1] for line in tenant_project.log()] == ["1", "2", "4"]
+
+
+def test_arguments_are_converted_by_annotation(tenant_project):
+    tenant_project.job("typed", '''
+        from pathlib import Path
+        multi_tenant = False
+        def run(ctx, count: int, ratio: float, flag: bool, where: Path, label, *, limit: int = 1):
+            (Path(__file__).parent.parent / "calls.log").write_text(
+                repr((count, ratio, flag, type(where).__name__, label, limit)))
+    ''')
+    result = tenant_project.cli("run-background-job", "--name", "typed", "--arg", "3", "--arg", "0.5",
+                                "--arg", "yes", "--arg", "/tmp", "--arg", "x", "--param", "limit=7")
+    assert result.exit_code == 0, result.output
+    assert tenant_project.log() == ["(3, 0.5, True, 'PosixPath', 'x', 7)"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arg", "1"], "missing a required argument: 'ratio'"),
+    (["--arg", "1", "--arg", "2", "--arg", "3"], "too many positional arguments"),
+    (["--arg", "one", "--arg", "2"], "argument 'count' must be a valid int, got 'one'"),
+    (["--arg", "1", "--arg", "x"], "argument 'ratio' must be a valid float"),
+    (["--arg", "1", "--arg", "2", "--param", "nope=1"], "unexpected keyword argument 'nope'"),
+    (["--arg", "1", "--arg", "2", "--param", "novalue"], "--param 'novalue' is not of the form KEY=VALUE"),
+])
+def test_bad_arguments_exit_2_before_any_tenant_runs(tenant_project, args, message):
+    tenant_project.job("typed", RECORDING_JOB.replace("def run(ctx, *args, **params):",
+                                                      "def run(ctx, count: int, ratio: float):\n    args, params = (), {}"))
+    result = tenant_project.cli("run-background-job", "--name", "typed", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert tenant_project.log() == []
+
+
+def test_failing_tenant_does_not_stop_the_others(tenant_project):
+    tenant_project.job("flaky", RECORDING_JOB + '''
+_run = run
+def run(ctx):
+    _run(ctx)
+    if ctx.tenant.id == 2:
+        raise ValueError("tenant two is broken")
+''')
+    result = tenant_project.cli("run-background-job", "--name", "flaky")
+    assert result.exit_code == 1
+    assert len(tenant_project.log()) == 4
+    assert "FAILED      tenant 2" in result.output and "ValueError: tenant two is broken" in result.output
+    assert "3 succeeded" in result.output and "1 failed" in result.output
+
+
+def test_fail_fast_skips_the_rest(tenant_project):
+    tenant_project.job("flaky", RECORDING_JOB + '''
+_run = run
+def run(ctx):
+    _run(ctx)
+    if ctx.tenant.id == 2:
+        raise ValueError("boom")
+''')
+    result = tenant_project.cli("run-background-job", "--name", "flaky", "--fail-fast", "--json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert [(r["tenant"], r["status"]) for r in doc["runs"]] == [
+        (1, "succeeded"), (2, "failed"), (3, "skipped"), (4, "skipped")]
+    assert len(tenant_project.log()) == 2
+
+
+def test_tenant_and_exclude_tenant(tenant_project):
+    result = tenant_project.cli("run-background-job", "--name", "record", "--tenant", "4", "--tenant", "2")
+    assert result.exit_code == 0
+    assert [line.split()[1] for line in tenant_project.log()] == ["2", "4"]
+    (tenant_project.root / "calls.log").unlink()
+    result = tenant_project.cli("run-background-job", "--name", "record", "--exclude-tenant", "1",
+                                "--exclude-tenant", "3")
+    assert [line.split()[1] for line in tenant_project.log()] == ["2", "4"]
+
+
+def test_unknown_or_filtered_tenant_is_a_usage_error(tenant_project):
+    tenant_project.job("active_only", RECORDING_JOB + "\ndef tenants_filter(t):\n    return t.where(active=True)\n")
+    result = tenant_project.cli("run-background-job", "--name", "active-only", "--tenant", "99", "--tenant", "3")
+    assert result.exit_code == 2
+    assert "'99' is not in table 'tenants'" in result.output
+    assert "'3' is excluded by the job's tenants_filter" in result.output
+    assert tenant_project.log() == []
+
+
+def test_dry_run_lists_tenants_and_runs_nothing(tenant_project):
+    result = tenant_project.cli("run-background-job", "--name", "record", "--dry-run", "--exclude-tenant", "2")
+    assert result.exit_code == 0
+    assert "tenant 1  (Acme)" in result.output and "tenant 2" not in result.output
+    assert "3 run(s); nothing was run." in result.output
+    assert tenant_project.log() == []
+    result = tenant_project.cli("run-background-job", "--name", "record", "--dry-run", "--json")
+    assert json.loads(result.stdout) == {"job": "record", "dry_run": True, "tenants": [1, 2, 3, 4]}
+
+
+def test_json_is_one_document_and_job_output_goes_to_stderr(tenant_project):
+    tenant_project.job("noisy", '''
+        def run(ctx):
+            print("hello from", ctx.tenant.id)
+            ctx.log.info("logged for %s", ctx.tenant.name)
+            if ctx.tenant.id == 3:
+                raise KeyError("missing")
+    ''')
+    result = tenant_project.cli("run-background-job", "--name", "noisy", "--json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["job"] == "noisy" and doc["status"] == "failed"
+    assert isinstance(doc["duration_s"], float)
+    assert [r["tenant"] for r in doc["runs"]] == [1, 2, 3, 4]
+    assert doc["runs"][2] == {"tenant": 3, "status": "failed", "duration_s": doc["runs"][2]["duration_s"],
+                              "error": "KeyError: 'missing'"}
+    assert "hello from 1" in result.stderr and "hello from" not in result.stdout
+    assert "[noisy tenant=2] INFO logged for Globex" in result.stderr
+
+
+def test_plain_output_has_no_colour_codes_and_a_trimmed_traceback(tenant_project):
+    tenant_project.job("deep", '''
+        def helper(x):
+            return 1 / x
+
+        def run(ctx):
+            helper(0)
+    ''')
+    result = tenant_project.cli("run-background-job", "--name", "deep", "--tenant", "1")
+    assert result.exit_code == 1
+    assert "\x1b[" not in result.output
+    assert 'deep.py", line 6, in run' in result.output and 'line 3, in helper' in result.output
+    assert "pinstripe_jobs" not in result.output  # the tool's own frames are trimmed
+    assert "ZeroDivisionError: division by zero" in result.output
+
+
+def test_json_output_on_usage_error_is_still_a_document(tenant_project):
+    result = tenant_project.cli("run-background-job", "--name", "nope", "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["exit_code"] == 2
+    assert "No background job named 'nope'" in result.stderr
+
+
+def test_non_tenant_job_runs_once_with_no_tenant(tenant_project):
+    tenant_project.job("once", RECORDING_JOB + "\nmulti_tenant = False\n")
+    result = tenant_project.cli("run-background-job", "--name", "once", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["runs"][0]["tenant"] is None
+    assert tenant_project.log() == ["once None [] {}"]
+    result = tenant_project.cli("run-background-job", "--name", "once", "--tenant", "1")
+    assert result.exit_code == 2 and "does not run per tenant" in result.output
+
+
+def test_without_a_tenant_source_jobs_run_once(project):
+    project.job("record", RECORDING_JOB)
+    result = project.cli("run-background-job", "--name", "record")
+    assert result.exit_code == 0
+    assert project.log() == ["record None [] {}"]
+
+
+def test_inline_tenants_and_overrides(project):
+    project.config('''
+        [[tenants]]
+        id = "a"
+        [[tenants]]
+        id = "b"
+    ''')
+    project.job("record", RECORDING_JOB)
+    assert project.cli("run-background-job", "--name", "record").exit_code == 0
+    assert [line.split()[1] for line in project.log()] == ["a", "b"]
+    project.json_tenants([{"id": "z"}], "other.json")
+    (project.root / "calls.log").unlink()
+    assert project.cli("run-background-job", "--name", "record", "--tenants", "other.json").exit_code == 0
+    assert [line.split()[1] for line in project.log()] == ["z"]
+
+
+def test_password_never_appears_in_output(project):
+    project.config('tenants = "postgresql+psycopg://app:hunter2@127.0.0.1:1/db"\n')
+    project.job("record", RECORDING_JOB)
+    result = project.cli("run-background-job", "--name", "record")
+    assert result.exit_code == 3
+    assert "hunter2" not in result.output and "app:***@" in result.output
+    assert "Tenant source unreachable" in result.output
