@@ -83,6 +83,8 @@ def main() -> None:
 @click.option("--fail-fast", is_flag=True, help="Stop starting tenants after the first failure.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Tenants run in parallel.")
 @click.option("--shard", callback=parse_shard, metavar="K/N", help="Run only shard K (0-based) of N.")
+@click.option("--wait", is_flag=True, help="Wait for a running instance to finish instead of skipping.")
+@click.option("--only-failed", is_flag=True, help="Only the tenants whose last run of this job failed.")
 @click.option("--dry-run", is_flag=True, help="Print the tenants that would run; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout; all else to stderr.")
 @project_options
@@ -131,8 +133,10 @@ def list_background_jobs_command(as_json: bool, config: str | None, jobs_dir: st
     from .listing import describe_jobs
     from .reporting import print_job_list
 
+    from .state import StateStore
+
     settings = load(config, jobs_dir, tenants)
-    jobs, broken = describe_jobs(settings)
+    jobs, broken = describe_jobs(settings, last_runs=StateStore(settings.state_url).last_runs())
     print_job_list(jobs, broken, as_json)
     sys.exit(int(ExitCode.CONFIG) if broken else 0)
 
@@ -147,6 +151,54 @@ def generate_background_job_command(name: str, config: str | None, jobs_dir: str
 
     path = generate_job(load(config, jobs_dir, tenants), name)
     click.echo(f"Created {path}")
+
+
+STATUSES = ("running", "succeeded", "failed", "skipped", "timed_out", "interrupted", "abandoned")
+
+
+@main.command("history")
+@click.option("--job", "job", default=None, help="Only this job.")
+@click.option("--tenant", "tenant", default=None, help="Only this tenant id.")
+@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only runs with this status.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@project_options
+@handle_errors
+def history_command(job: str | None, tenant: str | None, status: str | None, limit: int, as_json: bool,
+                    config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
+    """Show recorded runs, newest first."""
+    from .registry import normalize_name
+    from .reporting import print_history
+    from .state import StateStore
+
+    settings = load(config, jobs_dir, tenants)
+    store = StateStore(settings.state_url, history_days=settings.history_days)
+    rows = store.runs(job=normalize_name(job) if job else None, tenant=tenant, status=status, limit=limit)
+    print_history(rows, as_json)
+
+
+@main.command("run-due-jobs")
+@click.option("--at", "at", default=None, metavar="DATETIME",
+              help="Fire what is due in this minute (ISO 8601; no offset = the configured time zone). Default: now.")
+@project_options
+@handle_errors
+def run_due_jobs_command(at: str | None, config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
+    """Fire every job due this minute, once (for system cron or a Kubernetes CronJob)."""
+    from .bot import run_due_jobs
+
+    sys.exit(int(run_due_jobs(load(config, jobs_dir, tenants), at)))
+
+
+@main.command("start-bot")
+@click.option("--grace", type=click.FloatRange(min=0), default=30, show_default=True,
+              help="Seconds running jobs get to finish after SIGTERM/SIGINT.")
+@project_options
+@handle_errors
+def start_bot_command(grace: float, config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
+    """Run jobs on their schedules until stopped (SIGTERM/SIGINT)."""
+    from .bot import start_bot
+
+    sys.exit(int(start_bot(load(config, jobs_dir, tenants), grace)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,9 +9,11 @@ from .errors import JobImportError
 from .registry import JobRegistry
 
 
-def describe_jobs(settings: Settings, now: datetime | None = None) -> tuple[list[dict[str, Any]], list[JobImportError]]:
+def describe_jobs(settings: Settings, now: datetime | None = None, last_runs: dict[str, dict] | None = None
+                  ) -> tuple[list[dict[str, Any]], list[JobImportError]]:
     specs, broken = JobRegistry(settings).load_all()
     now = now or datetime.now(timezone.utc)
+    last_runs = last_runs or {}
     jobs = []
     for spec in specs:
         tz = load_timezone(spec.timezone, str(spec.path)) if spec.timezone else settings.tz()
@@ -31,5 +33,7 @@ def describe_jobs(settings: Settings, now: datetime | None = None) -> tuple[list
                             key=lambda text: datetime.fromisoformat(text)),
             "timezone": str(tz),
             "file": str(spec.path),
+            "last_run": (last_runs.get(spec.name) or {}).get("started_at"),
+            "last_status": (last_runs.get(spec.name) or {}).get("status"),
         })
     return jobs, broken

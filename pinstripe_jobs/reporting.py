@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from typing import IO, Any, Iterable
 
 from .results import SUCCEEDED, RunResult, Summary
@@ -38,12 +39,17 @@ def use_rich(stream: IO) -> bool:
     return stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
-class PlainReporter:
-    """One line per finished run; failures add their trimmed traceback, indented."""
+_WRITE_LOCK = threading.Lock()
 
-    def __init__(self, out: IO | None = None, tracebacks: bool = True):
+
+class PlainReporter:
+    """One line per finished run; failures add their trimmed traceback, indented. Whole lines only, so
+    reporters on several threads (the bot) never interleave half-lines."""
+
+    def __init__(self, out: IO | None = None, tracebacks: bool = True, prefix: str = ""):
         self.out = out or sys.stdout
         self.tracebacks = tracebacks
+        self.prefix = prefix
 
     def started(self, plan) -> None:
         scope = "for each matching tenant" if plan.multi_tenant else "once (not per tenant)"
@@ -66,8 +72,11 @@ class PlainReporter:
         self._write(summary_line(summary))
 
     def _write(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        if self.prefix:
+            text = "\n".join(f"{self.prefix} {line.lstrip()}" for line in text.splitlines())
+        with _WRITE_LOCK:
+            self.out.write(text + "\n")
+            self.out.flush()
 
 
 class RichReporter:
@@ -246,3 +255,45 @@ def print_job_list(jobs: list[dict], broken: list, as_json: bool, out: IO | None
     for problem in broken:
         where = f"{problem.path}:{problem.line}" if problem.line else problem.path
         out.write(f"BROKEN {problem.job_name}: {where}: {problem.error}\n")
+
+
+def print_history(rows: list[dict], as_json: bool, out: IO | None = None) -> None:
+    out = out or sys.stdout
+    if as_json:
+        print_json({"runs": rows}, out)
+        return
+    if not rows:
+        out.write("No runs recorded.\n")
+        return
+    columns = ("started_at", "job", "tenant", "trigger", "status", "duration", "error")
+    lines = [[_cell(row, c) for c in columns] for row in rows]
+    if use_rich(out):
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        colours = {"succeeded": "green", "skipped": "yellow", "running": "cyan"}
+        for line in lines:
+            line[4] = f"[{colours.get(line[4], 'red')}]{line[4]}[/]"
+            table.add_row(*line)
+        Console(file=out).print(table)
+        return
+    for line in lines:
+        out.write("  ".join(line).rstrip() + "\n")
+
+
+def _cell(row: dict, column: str) -> str:
+    if column == "duration":
+        from datetime import datetime
+
+        if not row.get("ended_at"):
+            return "-"
+        seconds = (datetime.fromisoformat(row["ended_at"]) - datetime.fromisoformat(row["started_at"])).total_seconds()
+        return f"{seconds:.3f}s"
+    if column == "tenant":
+        return "-" if row["tenant"] is None else str(row["tenant"])
+    if column == "error":
+        return first_line(row.get("error"))
+    return str(row.get(column) or "-")

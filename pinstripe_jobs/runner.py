@@ -7,16 +7,21 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
 from .config import Settings
 from .errors import ConfigError, JobFailed, UsageError
 from .loading import describe_exception, error_location
 from .registry import JobRegistry, JobSpec
-from .results import FAILED, SKIPPED, SUCCEEDED, RunResult, Summary, job_traceback
+from .results import ALREADY_RUNNING, FAILED, INTERRUPTED, SKIPPED, SUCCEEDED, RunResult, Summary, job_traceback
 from .tenants import Tenant, TenantQuery, TenantSource, open_source
 from .workspace import ServiceCleanupError, ServiceFactories, Workspace, current_workspace
 from .arguments import bind_arguments
+
+if TYPE_CHECKING:
+    from .state import StateStore
+
+LOCK_POLL_S = 0.2
 
 
 @dataclass
@@ -29,6 +34,9 @@ class RunOptions:
     concurrency: int | None = None
     shard: tuple[int, int] | None = None
     trigger: str = "manual"
+    tick: Any = None  # the scheduled tick (a datetime) when the scheduler fires the run
+    wait: bool = False  # wait for the overlap lock instead of skipping
+    only_failed: bool = False  # only tenants whose last run of this job failed
     keep_runs: bool = False
 
 
@@ -110,13 +118,25 @@ def shard_of(tenant_id: Any, shards: int) -> int:
 
 class Runner:
     def __init__(self, settings: Settings, registry: JobRegistry | None = None, *, stop: StopFlag | None = None,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, state: "StateStore | None" = None,
+                 sleep: Callable[[float], Any] | None = None):
         self.settings = settings
         self.registry = registry or JobRegistry(settings)
         self.factories = ServiceFactories(settings.services)
         self.stop = stop or StopFlag()
         self.clock = clock
+        self.sleep = sleep or self.stop.event.wait
         self._source: TenantSource | None = None
+        self._state = state
+        self._active: dict[int, Any] = {}  # run id -> lease of runs in progress
+
+    @property
+    def state(self) -> "StateStore":
+        if self._state is None:
+            from .state import StateStore
+
+            self._state = StateStore(self.settings.state_url, history_days=self.settings.history_days)
+        return self._state
 
     # -- tenants ------------------------------------------------------------------------------------
     @property
@@ -164,6 +184,10 @@ class Runner:
         plan = Plan(spec, args, params, options, query=query)
         if options.tenant_ids:
             plan.fixed = self._fixed_tenants(spec, query, options.tenant_ids)
+        if options.only_failed:
+            failed = set(self.state.failed_tenants(spec.name))
+            candidates = plan.fixed if plan.fixed is not None else query.only_ids(failed)
+            plan.fixed = [t for t in candidates if str(t.id) in failed]
         return plan
 
     def _fixed_tenants(self, spec: JobSpec, query: TenantQuery, ids: tuple[str, ...]) -> list[Tenant]:
@@ -303,7 +327,29 @@ class Runner:
         return Workspace(job=plan.spec.name, tenant=tenant, args=plan.args, params=plan.params,
                          factories=self.factories, nested=self.run_nested)
 
+    def _lock(self, plan: Plan, tenant: Tenant | None):
+        """Start the run's history row, taking the (job, tenant) lock unless overlap = "allow".
+        Returns the lease, or None when another live run holds the lock."""
+        return self.state.begin_run(plan.spec.name, _tid(tenant), plan.options.trigger, tick=plan.options.tick,
+                                    lock=plan.spec.overlap != "allow")
+
+    def _waits(self, plan: Plan) -> bool:
+        return (plan.options.wait or plan.spec.overlap == "wait") and not self.stop.requested
+
+    def _locked_out(self, plan: Plan, tenant: Tenant | None) -> RunResult:
+        reason = "interrupted while waiting for the lock" if self.stop.requested else ALREADY_RUNNING
+        self.state.record(plan.spec.name, _tid(tenant), plan.options.trigger, SKIPPED, error=reason,
+                          tick=plan.options.tick)
+        return RunResult(_tid(tenant), SKIPPED, reason=reason)
+
     def run_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
+        lease = self._lock(plan, tenant)
+        while lease is None and self._waits(plan):
+            self.sleep(LOCK_POLL_S)
+            lease = self._lock(plan, tenant)
+        if lease is None:
+            return self._locked_out(plan, tenant)
+        self._active[lease.run_id] = lease
         workspace = self._workspace(plan, tenant)
         token = current_workspace.set(workspace)
         started = self.clock()
@@ -314,24 +360,33 @@ class Runner:
 
                 value = asyncio.run(value)
         except Exception as exc:
-            return self._finish(plan, tenant, workspace, started, exc)
+            return self._finish(plan, lease, tenant, workspace, started, exc)
         finally:
             current_workspace.reset(token)
-        return self._finish(plan, tenant, workspace, started, None, value)
+        return self._finish(plan, lease, tenant, workspace, started, None, value)
 
     async def arun_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
+        import asyncio
+
+        lease = self._lock(plan, tenant)
+        while lease is None and self._waits(plan):
+            await asyncio.sleep(LOCK_POLL_S)
+            lease = self._lock(plan, tenant)
+        if lease is None:
+            return self._locked_out(plan, tenant)
+        self._active[lease.run_id] = lease
         workspace = self._workspace(plan, tenant)
         token = current_workspace.set(workspace)
         started = self.clock()
         try:
             value = await plan.spec.run(workspace, *plan.args, **plan.params)
         except Exception as exc:
-            return self._finish(plan, tenant, workspace, started, exc)
+            return self._finish(plan, lease, tenant, workspace, started, exc)
         finally:
             current_workspace.reset(token)
-        return self._finish(plan, tenant, workspace, started, None, value)
+        return self._finish(plan, lease, tenant, workspace, started, None, value)
 
-    def _finish(self, plan: Plan, tenant: Tenant | None, workspace: Workspace, started: float,
+    def _finish(self, plan: Plan, lease, tenant: Tenant | None, workspace: Workspace, started: float,
                 exc: BaseException | None, value: Any = None) -> RunResult:
         try:
             workspace.close()
@@ -339,9 +394,23 @@ class Runner:
             exc = exc or cleanup
         duration = self.clock() - started
         if exc is None:
-            return RunResult(_tid(tenant), SUCCEEDED, duration, value=value)
-        return RunResult(_tid(tenant), FAILED, duration, error=describe_exception(exc),
-                         traceback=job_traceback(exc, plan.spec.path), exception=exc)
+            result = RunResult(_tid(tenant), SUCCEEDED, duration, value=value)
+        else:
+            result = RunResult(_tid(tenant), FAILED, duration, error=describe_exception(exc),
+                               traceback=job_traceback(exc, plan.spec.path), exception=exc)
+        if self._active.pop(lease.run_id, None) is not None:
+            self.state.end_run(lease, result.status, result.error)
+        return result
+
+    def interrupt_active(self, reason: str) -> int:
+        """Record every run still in progress as interrupted (used when a process must stop now)."""
+        count = 0
+        for run_id in list(self._active):
+            lease = self._active.pop(run_id, None)
+            if lease is not None:
+                self.state.end_run(lease, INTERRUPTED, reason)
+                count += 1
+        return count
 
     # -- nested calls ------------------------------------------------------------------------------
     def run_nested(self, name: str, args: tuple, params: dict, workspace: Workspace | None) -> Summary:
