@@ -43,7 +43,7 @@ def run_due_jobs(settings: Settings, at: str | None) -> ExitCode:
     return ExitCode.FAILED if failed else ExitCode.OK
 
 
-def start_bot(settings: Settings, grace: float) -> ExitCode:
+def start_bot(settings: Settings, grace: float, since: str | None = None) -> ExitCode:
     setup_logging(sys.stderr)
     runner = Runner(settings)
     scheduler = Scheduler(runner, observer=_observer)
@@ -53,7 +53,7 @@ def start_bot(settings: Settings, grace: float) -> ExitCode:
         print(f"  {spec.name}: next run {when.astimezone(scheduler.tz(spec)).isoformat()}")
     sys.stdout.flush()
     with stop_on_signals(runner.stop):
-        scheduler.loop()
+        scheduler.loop(parse_at(since, settings) if since else None)
     import signal
 
     name = signal.Signals(runner.stop.signal).name if runner.stop.signal else "stop"

@@ -192,13 +192,17 @@ def run_due_jobs_command(at: str | None, config: str | None, jobs_dir: str | Non
 @main.command("start-bot")
 @click.option("--grace", type=click.FloatRange(min=0), default=30, show_default=True,
               help="Seconds running jobs get to finish after SIGTERM/SIGINT.")
+@click.option("--since", default=None, metavar="DATETIME",
+              help="Start as if the bot last looked at DATETIME: ticks since then are due at once "
+                   "(within misfire_grace, or all of them for catch_up jobs).")
 @project_options
 @handle_errors
-def start_bot_command(grace: float, config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
+def start_bot_command(grace: float, since: str | None, config: str | None, jobs_dir: str | None,
+                      tenants: str | None) -> None:
     """Run jobs on their schedules until stopped (SIGTERM/SIGINT)."""
     from .bot import start_bot
 
-    sys.exit(int(start_bot(load(config, jobs_dir, tenants), grace)))
+    sys.exit(int(start_bot(load(config, jobs_dir, tenants), grace, since)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .state import StateStore
 
 LOCK_POLL_S = 0.2
+_OPEN_LOCK = threading.Lock()
 
 
 @dataclass
@@ -133,9 +134,11 @@ class Runner:
     @property
     def state(self) -> "StateStore":
         if self._state is None:
-            from .state import StateStore
+            with _OPEN_LOCK:
+                if self._state is None:
+                    from .state import StateStore
 
-            self._state = StateStore(self.settings.state_url, history_days=self.settings.history_days)
+                    self._state = StateStore(self.settings.state_url, history_days=self.settings.history_days)
         return self._state
 
     # -- tenants ------------------------------------------------------------------------------------
@@ -325,7 +328,7 @@ class Runner:
     # -- one tenant --------------------------------------------------------------------------------
     def _workspace(self, plan: Plan, tenant: Tenant | None) -> Workspace:
         return Workspace(job=plan.spec.name, tenant=tenant, args=plan.args, params=plan.params,
-                         factories=self.factories, nested=self.run_nested)
+                         factories=self.factories, nested=self.run_nested, tick=plan.options.tick)
 
     def _lock(self, plan: Plan, tenant: Tenant | None):
         """Start the run's history row, taking the (job, tenant) lock unless overlap = "allow".

@@ -29,7 +29,8 @@ class Firing:
     index: int
     entry: ScheduleEntry
     tick: datetime
-    coalesced: int = 1  # how many missed ticks this one run stands for (catch_up)
+    coalesced: int = 1  # how many ticks this one run stands for
+    earlier: tuple[datetime, ...] = ()  # the other ticks it stands for (claimed with it)
 
     @property
     def key(self) -> str:
@@ -75,7 +76,7 @@ class Scheduler:
     def due(self, start: datetime, end: datetime, now: datetime, starts: dict[str, datetime] | None = None
             ) -> list[Firing]:
         """Firings for ticks in ``(start, end]``: ticks missed by more than ``misfire_grace`` are skipped
-        (logged) unless the job sets ``catch_up``, which coalesces them into one run."""
+        (logged) unless the job sets ``catch_up``. The due ticks of one schedule coalesce into one run."""
         firings = []
         for spec in self.specs():
             for index, entry in enumerate(spec.schedules):
@@ -84,15 +85,13 @@ class Scheduler:
                 ticks = ticks_between(entry.cron, self.tz(spec), since, end)
                 if not ticks:
                     continue
-                if spec.catch_up:
-                    firings.append(Firing(spec, index, entry, ticks[-1], coalesced=len(ticks)))
-                    continue
-                recent = [t for t in ticks if now - t <= self.grace]
+                recent = ticks if spec.catch_up else [t for t in ticks if now - t <= self.grace]
                 if len(recent) < len(ticks):
                     log.warning("%s: skipped %d tick(s) missed by more than misfire_grace (%ss), the last at %s",
                                 spec.name, len(ticks) - len(recent), self.grace.total_seconds(),
                                 ticks[len(ticks) - len(recent) - 1].isoformat())
-                firings.extend(Firing(spec, index, entry, t) for t in recent)
+                if recent:  # several due ticks of one schedule make one run, for the latest
+                    firings.append(Firing(spec, index, entry, recent[-1], len(recent), tuple(recent[:-1])))
         return firings
 
     # -- firing ------------------------------------------------------------------------------------
@@ -100,6 +99,8 @@ class Scheduler:
         if not self.runner.state.claim_tick(firing.key, firing.tick):
             log.debug("%s: tick %s already fired elsewhere; skipping", firing.spec.name, firing.tick.isoformat())
             return Outcome(firing, None)
+        for tick in firing.earlier:
+            self.runner.state.claim_tick(firing.key, tick)
         if firing.coalesced > 1:
             log.info("%s: catching up %d missed ticks in one run", firing.spec.name, firing.coalesced)
         options = RunOptions(args=firing.entry.args, trigger="schedule", tick=firing.tick)
@@ -138,10 +139,11 @@ class Scheduler:
         return self.fire_all(self.due(default_start, end, at, starts))
 
     # -- the long-running bot ----------------------------------------------------------------------
-    def loop(self) -> None:
-        """Sleep until the next tick, fire what is due in threads, repeat until the stop flag is set."""
+    def loop(self, since: datetime | None = None) -> None:
+        """Sleep until the next tick, fire what is due in threads, repeat until the stop flag is set.
+        ``since``: treat it as the last time the bot looked, so ticks after it are due at once."""
         stop = self.runner.stop
-        last = self.now()
+        last = since or self.now()
         while not stop.requested:
             upcoming = self.next_runs(last)
             if not upcoming:

@@ -132,7 +132,16 @@ class StateStore:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path or ":memory:", isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
+        for attempt in range(300):  # switching to WAL does not wait on the busy timeout: retry for ~30s
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 299:
+                    raise
+                import time
+
+                time.sleep(0.1)
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
@@ -140,8 +149,16 @@ class StateStore:
         import sqlalchemy as sa
 
         self._engine = sa.create_engine(self.url, pool_size=5, max_overflow=100, pool_pre_ping=True)
+        return self._raw_autocommit()
+
+    def _raw_autocommit(self):
+        """A pooled DB-API connection in autocommit mode (each statement is its own transaction)."""
         conn = self._engine.raw_connection()
-        conn.autocommit = True if self.is_postgres else getattr(conn, "autocommit", False)
+        driver = conn.driver_connection
+        if hasattr(driver, "autocommit"):
+            driver.autocommit = True
+        elif hasattr(driver, "set_autocommit"):
+            driver.set_autocommit(True)
         return conn
 
     def _sql(self, text: str) -> str:
@@ -202,8 +219,7 @@ class StateStore:
         return Lease(run_id)
 
     def _begin_pg_locked(self, job, key, tenant, trigger, tick, attempt) -> Lease | None:
-        conn = self._engine.raw_connection()
-        conn.autocommit = True
+        conn = self._raw_autocommit()
         got, session = self._execute("SELECT pg_try_advisory_lock(?), pg_backend_pid()",
                                      (_advisory_key(job, key),), conn).fetchone()
         if not got:

@@ -47,12 +47,10 @@ class ServiceCleanupError(Exception):
 class Workspace:
     """What a job's ``run(ctx, ...)`` receives."""
 
-    _own = frozenset({"tenant", "args", "params", "job", "log", "attempt", "_services", "_factories",
-                      "_teardowns", "_nested", "_closed"})
-
     def __init__(self, *, job: str, tenant: "Tenant | None", args: tuple, params: dict,
-                 factories: ServiceFactories, nested: Callable[..., Any], attempt: int = 1):
+                 factories: ServiceFactories, nested: Callable[..., Any], attempt: int = 1, tick: Any = None):
         self.job = job
+        self.tick = tick  # the scheduled tick (aware datetime) when the scheduler fired this run, else None
         self.tenant = tenant
         self.args = args
         self.params = params

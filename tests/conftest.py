@@ -137,3 +137,27 @@ def pg_table(pg_url, request):
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
+
+
+@pytest.fixture
+def pg_schema_url(pg_url, request):
+    """A PostgreSQL URL whose search_path is a fresh schema (dropped afterwards)."""
+    import sqlalchemy as sa
+
+    schema = f"pinstripe_test_{abs(hash(request.node.nodeid)) % 10**8}_{os.getpid()}"
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    yield f"{pg_url}?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_url(request, tmp_path):
+    """Every state-store test runs against the embedded SQLite store and a real PostgreSQL one."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'state.db'}"
+    return request.getfixturevalue("pg_schema_url")

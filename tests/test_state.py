@@ -1,0 +1,122 @@
+"""The state store contract, against SQLite and PostgreSQL: history, locks, abandoned runs, tick claims."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from pinstripe_jobs.errors import ConfigError
+from pinstripe_jobs.state import StateStore
+
+T0 = datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def store(state_url):
+    s = StateStore(state_url)
+    yield s
+    s.close()
+
+
+def test_a_run_is_recorded_when_it_starts_and_updated_when_it_ends(store):
+    lease = store.begin_run("job", 7, "manual")
+    [row] = store.runs()
+    assert (row["job"], row["tenant"], row["trigger"], row["status"], row["ended_at"]) == ("job", "7", "manual",
+                                                                                          "running", None)
+    assert row["pid"] and row["host"]
+    store.end_run(lease, "failed", "ValueError: x")
+    [row] = store.runs()
+    assert (row["status"], row["error"]) == ("failed", "ValueError: x") and row["ended_at"] >= row["started_at"]
+
+
+def test_lock_is_per_job_and_tenant(store):
+    a = store.begin_run("job", 1, "manual")
+    assert a is not None
+    assert store.begin_run("job", 1, "schedule") is None  # held by a live run (this process)
+    b = store.begin_run("job", 2, "manual")
+    c = store.begin_run("other", 1, "manual")
+    assert b is not None and c is not None
+    assert store.begin_run("job", 1, "manual", lock=False) is not None  # overlap = "allow"
+    store.end_run(a, "succeeded")
+    again = store.begin_run("job", 1, "manual")
+    assert again is not None
+
+
+def test_non_tenant_jobs_lock_per_job(store):
+    lease = store.begin_run("solo", None, "manual")
+    assert store.begin_run("solo", None, "manual") is None
+    store.end_run(lease, "succeeded")
+    assert store.runs()[0]["tenant"] is None
+
+
+def test_tick_claims_are_exactly_once(store, state_url):
+    assert store.claim_tick("job", T0) is True
+    assert store.claim_tick("job", T0) is False
+    other = StateStore(state_url)
+    assert other.claim_tick("job", T0) is False
+    assert other.claim_tick("job", T0 + timedelta(minutes=1)) is True
+    assert other.claim_tick("job#1", T0) is True
+    assert store.last_claimed_tick("job") == T0 + timedelta(minutes=1)
+    other.close()
+
+
+def test_history_filters_and_order(store):
+    for tenant, status in [(1, "succeeded"), (2, "failed"), (1, "failed"), (3, "succeeded")]:
+        store.end_run(store.begin_run("job", tenant, "manual", lock=False), status)
+    store.end_run(store.begin_run("other", 1, "schedule", lock=False), "succeeded")
+    assert [r["job"] for r in store.runs()] == ["other", "job", "job", "job", "job"]
+    assert [r["tenant"] for r in store.runs(job="job", status="failed")] == ["1", "2"]
+    assert len(store.runs(tenant="1")) == 3
+    assert len(store.runs(limit=2)) == 2
+    assert store.failed_tenants("job") == ["1", "2"] or sorted(store.failed_tenants("job")) == ["1", "2"]
+    store.end_run(store.begin_run("job", 1, "manual"), "succeeded")
+    assert store.failed_tenants("job") == ["2"]
+    assert store.last_runs()["other"]["trigger"] == "schedule"
+
+
+def test_prune_removes_old_finished_runs(state_url):
+    clock = [T0 - timedelta(days=40)]
+    store = StateStore(state_url, clock=lambda: clock[0], history_days=30)
+    store.end_run(store.begin_run("job", 1, "manual"), "succeeded")
+    store.claim_tick("job", clock[0])
+    clock[0] = T0
+    store.end_run(store.begin_run("job", 2, "manual"), "succeeded")
+    assert store.prune() == 1
+    assert [r["tenant"] for r in store.runs()] == ["2"]
+    assert store.last_claimed_tick("job") is None
+    store.close()
+
+
+HOLD_LOCK = """
+import sys, time
+from pinstripe_jobs.state import StateStore
+store = StateStore(sys.argv[1])
+lease = store.begin_run("job", 1, "manual")
+print("locked" if lease else "busy", flush=True)
+time.sleep(60)
+"""
+
+
+def test_lock_is_released_when_its_holder_is_killed(store, state_url):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, state_url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert store.begin_run("job", 1, "manual") is None  # held by a live process
+        assert store.runs()[0]["status"] == "running"
+    finally:
+        holder.kill()  # SIGKILL: no cleanup code runs
+        holder.wait()
+    assert store.runs()[0]["status"] == "abandoned"
+    assert store.runs(status="abandoned")[0]["pid"] == holder.pid
+    assert store.failed_tenants("job") == ["1"]
+    lease = store.begin_run("job", 1, "manual")
+    assert lease is not None
+    store.end_run(lease, "succeeded")
+
+
+def test_unusable_state_url_is_a_config_error_with_masked_password():
+    with pytest.raises(ConfigError) as info:
+        StateStore("postgresql+psycopg://u:topsecret@127.0.0.1:1/x")
+    assert "topsecret" not in str(info.value) and "not usable" in str(info.value)
