@@ -347,7 +347,7 @@ class StateStore:
         with self._mutex:
             removed = self._execute("DELETE FROM pinstripe_runs WHERE started_at < ? AND status <> ?",
                                     (cutoff, LIVE)).rowcount
-            self._execute("DELETE FROM pinstripe_ticks WHERE tick < ?", (cutoff,))
+            self._execute("DELETE FROM pinstripe_ticks WHERE claimed_at < ?", (cutoff,))
         return removed
 
 

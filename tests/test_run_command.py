@@ -205,3 +205,59 @@ def test_password_never_appears_in_output(project):
     assert result.exit_code == 3
     assert "hunter2" not in result.output and "app:***@" in result.output
     assert "Tenant source unreachable" in result.output
+
+
+def test_only_failed_reruns_the_tenants_whose_last_run_failed(tenant_project):
+    tenant_project.job("flaky", RECORDING_JOB + '''
+_run = run
+def run(ctx):
+    _run(ctx)
+    if ctx.tenant.id in (2, 4) and not (Path(__file__).parent.parent / "fixed").exists():
+        raise ValueError("not yet")
+''')
+    assert tenant_project.cli("run-background-job", "--name", "flaky").exit_code == 1
+    (tenant_project.root / "fixed").write_text("")
+    (tenant_project.root / "calls.log").unlink()
+    result = tenant_project.cli("run-background-job", "--name", "flaky", "--only-failed")
+    assert result.exit_code == 0
+    assert [line.split()[1] for line in tenant_project.log()] == ["2", "4"]
+    (tenant_project.root / "calls.log").unlink()
+    result = tenant_project.cli("run-background-job", "--name", "flaky", "--only-failed")
+    assert result.exit_code == 0 and tenant_project.log() == []
+    assert "0 run(s)" in result.output or "no runs" in result.output
+
+
+def test_history_command_filters(tenant_project):
+    tenant_project.job("flaky", "def run(ctx):\n    if ctx.tenant.id == 3:\n        raise ValueError('three')\n")
+    tenant_project.cli("run-background-job", "--name", "flaky")
+    tenant_project.cli("run-background-job", "--name", "record", "--tenant", "1")
+    runs = json.loads(tenant_project.cli("history", "--json").stdout)["runs"]
+    assert [(r["job"], r["tenant"], r["status"]) for r in runs] == [
+        ("record", "1", "succeeded"), ("flaky", "4", "succeeded"), ("flaky", "3", "failed"),
+        ("flaky", "2", "succeeded"), ("flaky", "1", "succeeded")]
+    failed = json.loads(tenant_project.cli("history", "--json", "--status", "failed").stdout)["runs"]
+    assert [(r["tenant"], r["error"], r["trigger"]) for r in failed] == [("3", "ValueError: three", "manual")]
+    assert len(json.loads(tenant_project.cli("history", "--json", "--job", "flaky", "--limit", "2").stdout)["runs"]) == 2
+    plain = tenant_project.cli("history", "--tenant", "3")
+    assert "flaky  3  manual  failed" in plain.output and "ValueError: three" in plain.output
+    bad = tenant_project.cli("history", "--status", "weird")
+    assert bad.exit_code == 2 and "'weird' is not one of" in bad.output
+
+
+def test_list_shows_last_run_and_status(tenant_project):
+    tenant_project.cli("run-background-job", "--name", "record")
+    job = json.loads(tenant_project.cli("list-background-jobs", "--json").stdout)["jobs"][0]
+    assert job["last_status"] == "succeeded" and job["last_run"].startswith("20")
+
+
+def test_run_due_jobs_exit_codes_and_bad_at(tenant_project):
+    tenant_project.job("hourly", "schedule = '0 * * * *'\ndef run(ctx):\n    if ctx.tenant.id == 2:\n"
+                                 "        raise ValueError('x')\n")
+    result = tenant_project.cli("run-due-jobs", "--at", "2026-01-01T10:30")
+    assert result.exit_code == 0 and "Nothing due." in result.output
+    result = tenant_project.cli("run-due-jobs", "--at", "2026-01-01T10:00")
+    assert result.exit_code == 1 and "1 fired" in result.output
+    result = tenant_project.cli("run-due-jobs", "--at", "2026-01-01T10:00")
+    assert result.exit_code == 0 and "was already fired; skipped" in result.output
+    result = tenant_project.cli("run-due-jobs", "--at", "tomorrow")
+    assert result.exit_code == 2 and "--at 'tomorrow' is not an ISO 8601 date and time" in result.output
