@@ -1,7 +1,6 @@
 """The ``pinstripe`` command: thin Click commands that parse, call a service and map the outcome to an exit code."""
 from __future__ import annotations
 
-import contextlib
 import functools
 import sys
 from typing import Any, Callable
@@ -81,17 +80,30 @@ def main() -> None:
 @click.option("--tenant", "tenant_ids", multiple=True, metavar="ID", help="Run only for this tenant (repeatable).")
 @click.option("--exclude-tenant", "exclude_ids", multiple=True, metavar="ID", help="Leave out this tenant.")
 @click.option("--fail-fast", is_flag=True, help="Stop starting tenants after the first failure.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Tenants run in parallel.")
+@click.option("--max-failures", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Stop starting tenants after N failures (the rest are skipped).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, metavar="N", help="Tenants run in parallel.")
 @click.option("--shard", callback=parse_shard, metavar="K/N", help="Run only shard K (0-based) of N.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Per-tenant time limit (overrides the job's `timeout`).")
+@click.option("--retries", type=click.IntRange(min=0), default=None, metavar="N", help="Retry a failed run N times.")
+@click.option("--isolation", type=click.Choice(["inline", "process"]), default=None,
+              help="Run each tenant in its own child process (`process`).")
+@click.option("--grace", type=click.FloatRange(min=0), default=30, show_default=True, metavar="SECONDS",
+              help="After SIGINT/SIGTERM, how long running tenants get to finish.")
 @click.option("--wait", is_flag=True, help="Wait for a running instance to finish instead of skipping.")
 @click.option("--only-failed", is_flag=True, help="Only the tenants whose last run of this job failed.")
 @click.option("--dry-run", is_flag=True, help="Print the tenants that would run; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout; all else to stderr.")
+@click.option("--junit-xml", metavar="PATH", default=None, help="Also write a JUnit XML report (one case per run).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Format of the job's log lines (on stderr).")
 @project_options
 @handle_errors
-def run_background_job_command(name: str, as_json: bool, dry_run: bool, config: str | None, jobs_dir: str | None,
-                               tenants: str | None, **flags: Any) -> None:
+def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xml: str | None, log_format: str,
+                               config: str | None, jobs_dir: str | None, tenants: str | None, **flags: Any) -> None:
     """Run a background job now, bypassing its schedule (once per matching tenant)."""
+    from .app import Output, run_job
     from .arguments import parse_params
     from .runner import RunOptions, Runner
 
@@ -101,27 +113,8 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, config: 
     if dry_run:
         from .reporting import print_dry_run
 
-        print_dry_run(plan.spec.name, plan.tenants(), as_json)
-        return
-    summary = execute(runner, plan, as_json)
-    sys.exit(int(summary.exit_code))
-
-
-def execute(runner, plan, as_json: bool):
-    """Run a plan with the right reporter; under --json everything but the document goes to stderr."""
-    from . import reporting
-
-    real_stdout = sys.stdout
-    reporting.setup_logging(sys.stderr)
-    if as_json:
-        reporter: Any = reporting.JsonReporter(real_stdout)
-    elif reporting.use_rich(real_stdout):
-        reporter = reporting.RichReporter(real_stdout)
-    else:
-        reporter = reporting.PlainReporter(real_stdout)
-    redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-    with redirect:
-        return runner.execute(plan, reporter)
+        return print_dry_run(plan.spec.name, plan.tenants(), as_json)
+    sys.exit(int(run_job(runner, plan, Output(as_json, junit_xml, log_format))))
 
 
 @main.command("list-background-jobs")
@@ -184,7 +177,7 @@ def history_command(job: str | None, tenant: str | None, status: str | None, lim
 @handle_errors
 def run_due_jobs_command(at: str | None, config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
     """Fire every job due this minute, once (for system cron or a Kubernetes CronJob)."""
-    from .bot import run_due_jobs
+    from .app import run_due_jobs
 
     sys.exit(int(run_due_jobs(load(config, jobs_dir, tenants), at)))
 
@@ -200,7 +193,7 @@ def run_due_jobs_command(at: str | None, config: str | None, jobs_dir: str | Non
 def start_bot_command(grace: float, since: str | None, config: str | None, jobs_dir: str | None,
                       tenants: str | None) -> None:
     """Run jobs on their schedules until stopped (SIGTERM/SIGINT)."""
-    from .bot import start_bot
+    from .app import start_bot
 
     sys.exit(int(start_bot(load(config, jobs_dir, tenants), grace, since)))
 

@@ -39,7 +39,47 @@ def use_rich(stream: IO) -> bool:
     return stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
-_WRITE_LOCK = threading.Lock()
+_WRITE_LOCK = threading.RLock()
+
+
+class WholeLines:
+    """A stream wrapper for many threads: each thread's text is passed on in whole lines only, so output
+    from concurrent jobs never interleaves half-lines. ``close()`` passes on what is left unterminated."""
+
+    def __init__(self, target: IO):
+        self.target = target
+        self._pending: dict[int, str] = {}
+
+    def write(self, text: str) -> int:
+        ident = threading.get_ident()
+        buffered = self._pending.pop(ident, "") + text
+        head, newline, rest = buffered.rpartition("\n")
+        if rest:
+            self._pending[ident] = rest
+        if newline:
+            with _WRITE_LOCK:
+                self.target.write(head + "\n")
+                self.target.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def close(self) -> None:
+        leftovers, self._pending = self._pending, {}
+        with _WRITE_LOCK:
+            for text in leftovers.values():
+                self.target.write(text + "\n")
+            self.target.flush()
+
+    def isatty(self) -> bool:
+        return self.target.isatty()
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
 
 
 class PlainReporter:
@@ -195,18 +235,21 @@ class JobLogFormatter(logging.Formatter):
         self.as_json = as_json
 
     def format(self, record: logging.LogRecord) -> str:
+        from .errors import mask_secrets
+
         job = getattr(record, "job", None)
         tenant = getattr(record, "tenant", None)
+        message = mask_secrets(record.getMessage())
         if self.as_json:
-            data = {"level": record.levelname.lower(), "message": record.getMessage(), "job": job,
+            data = {"level": record.levelname.lower(), "message": message, "job": job,
                     "tenant": tenant, "attempt": getattr(record, "attempt", None), "logger": record.name}
             if record.exc_info:
-                data["exception"] = self.formatException(record.exc_info)
+                data["exception"] = mask_secrets(self.formatException(record.exc_info))
             return json.dumps(data, default=str)
         where = f"[{job} tenant={tenant}] " if job and tenant is not None else (f"[{job}] " if job else "")
-        text = f"{where}{record.levelname} {record.getMessage()}"
+        text = f"{where}{record.levelname} {message}"
         if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+            text += "\n" + mask_secrets(self.formatException(record.exc_info))
         return text
 
 

@@ -1,44 +1,57 @@
 """Runs one job over its tenants and returns a ``Summary``. The CLI, the Python API, nested calls and
-the scheduler all go through ``Runner.run``. Never imports rich: progress goes to an ``Observer``."""
+the scheduler all go through ``Runner.run``. Never imports rich: progress goes to an ``Observer``.
+
+Per tenant: take the overlap lock and start the history row, build a fresh workspace, call the job
+(here, or in a child process for ``isolation = "process"`` and for timed plain jobs), retry as the job
+says, and record the outcome. How tenants are spread (one by one, threads, asyncio tasks) is in
+``fanout.py``.
+"""
 from __future__ import annotations
 
-import queue
+import random
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
+from .arguments import bind_arguments
 from .config import Settings
-from .errors import ConfigError, JobFailed, UsageError
+from .errors import ConfigError, JobFailed, UsageError, mask_secrets
 from .loading import describe_exception, error_location
 from .registry import JobRegistry, JobSpec
-from .results import ALREADY_RUNNING, FAILED, INTERRUPTED, SKIPPED, SUCCEEDED, RunResult, Summary, job_traceback
+from .results import (ALREADY_RUNNING, FAILED, INTERRUPTED, SKIPPED, SUCCEEDED, TIMED_OUT, RunResult, Summary,
+                      job_traceback)
+from .signals import RunInterrupted, StopFlag
 from .tenants import Tenant, TenantQuery, TenantSource, open_source
 from .workspace import ServiceCleanupError, ServiceFactories, Workspace, current_workspace
-from .arguments import bind_arguments
 
 if TYPE_CHECKING:
-    from .state import StateStore
+    from .state import Lease, StateStore
 
 LOCK_POLL_S = 0.2
 _OPEN_LOCK = threading.Lock()
 
 
-@dataclass
+class JobTimedOut(Exception):
+    """The run took longer than its timeout."""
+
+
 class RunOptions:
-    args: tuple = ()
-    params: dict = field(default_factory=dict)
-    tenant_ids: tuple[str, ...] = ()
-    exclude_ids: tuple[str, ...] = ()
-    fail_fast: bool = False
-    concurrency: int | None = None
-    shard: tuple[int, int] | None = None
-    trigger: str = "manual"
-    tick: Any = None  # the scheduled tick (a datetime) when the scheduler fires the run
-    wait: bool = False  # wait for the overlap lock instead of skipping
-    only_failed: bool = False  # only tenants whose last run of this job failed
-    keep_runs: bool = False
+    """What one run was asked for: arguments, tenant selection and the knobs that override the job module."""
+
+    FIELDS = {"args": (), "params": None, "tenant_ids": (), "exclude_ids": (), "fail_fast": False,
+              "concurrency": None, "shard": None, "trigger": "manual", "tick": None, "wait": False,
+              "only_failed": False, "keep_runs": False, "timeout": None, "retries": None, "isolation": None,
+              "max_failures": None, "grace": 30.0}
+
+    def __init__(self, **values: Any):
+        unknown = set(values) - set(self.FIELDS)
+        if unknown:
+            raise TypeError(f"unknown run options: {', '.join(sorted(unknown))}")
+        for name, default in self.FIELDS.items():
+            setattr(self, name, values.get(name, default))
+        self.args = tuple(self.args)
+        self.params = dict(self.params or {})
 
 
 class Observer(Protocol):
@@ -65,30 +78,23 @@ class NullObserver:
         pass
 
 
-class StopFlag:
-    """Set from a signal handler; the fan-out loop checks it before starting each tenant."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signal: int | None = None
-
-    def request(self, signum: int) -> None:
-        self.signal = self.signal or signum
-        self.event.set()
-
-    @property
-    def requested(self) -> bool:
-        return self.event.is_set()
-
-
-@dataclass
 class Plan:
-    spec: JobSpec
-    args: tuple
-    params: dict
-    options: RunOptions
-    query: TenantQuery | None = None
-    fixed: list[Tenant] | None = None  # tenants already read (for --tenant)
+    """A checked run: the job, converted arguments, the tenant query and the effective settings."""
+
+    def __init__(self, spec: JobSpec, args: tuple, params: dict, options: RunOptions,
+                 query: TenantQuery | None = None):
+        self.spec = spec
+        self.args = args
+        self.params = params
+        self.options = options
+        self.query = query
+        self.fixed: list[Tenant] | None = None  # tenants already read (--tenant, --only-failed, nested)
+        self.concurrency = options.concurrency or spec.concurrency
+        self.timeout = options.timeout if options.timeout is not None else spec.timeout
+        self.retries = options.retries if options.retries is not None else spec.retries
+        isolation = options.isolation or spec.isolation
+        # A plain function cannot be stopped from outside: a timeout runs it in a child process.
+        self.isolated = isolation == "process" or (bool(self.timeout) and not spec.is_async)
 
     @property
     def multi_tenant(self) -> bool:
@@ -117,6 +123,11 @@ def shard_of(tenant_id: Any, shards: int) -> int:
     return zlib.crc32(str(tenant_id).encode("utf-8")) % shards
 
 
+def backoff_delay(base: float, attempt: int, rand: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with jitter: ``base * 2**(attempt-1)``, scaled by a random factor in [0.5, 1.5)."""
+    return base * (2 ** (attempt - 1)) * (0.5 + rand())
+
+
 class Runner:
     def __init__(self, settings: Settings, registry: JobRegistry | None = None, *, stop: StopFlag | None = None,
                  clock: Callable[[], float] = time.perf_counter, state: "StateStore | None" = None,
@@ -126,7 +137,7 @@ class Runner:
         self.factories = ServiceFactories(settings.services)
         self.stop = stop or StopFlag()
         self.clock = clock
-        self.sleep = sleep or self.stop.event.wait
+        self.sleep = sleep or self.stop.event.wait  # wakes at once when a stop is requested
         self._source: TenantSource | None = None
         self._state = state
         self._active: dict[int, Any] = {}  # run id -> lease of runs in progress
@@ -171,15 +182,11 @@ class Runner:
     def plan(self, job: str | JobSpec, options: RunOptions) -> Plan:
         spec = job if isinstance(job, JobSpec) else self.registry.load(job)
         args, params = bind_arguments(spec.run, spec.name, options.args, options.params)
-        if options.shard is not None:
-            k, n = options.shard
-            if n < 1 or not 0 <= k < n:
-                raise UsageError(f"--shard {k}/{n} is out of range: K must be 0..N-1 and N at least 1.",
-                                 "Example: --shard 0/4 ... --shard 3/4 (K is 0-based, like JOB_COMPLETION_INDEX).")
+        _check_options(options)
         if not spec.multi_tenant:
-            if options.tenant_ids or options.exclude_ids:
-                raise UsageError(f"Job '{spec.name}' does not run per tenant, so --tenant / --exclude-tenant "
-                                 "do not apply.", "Drop those options, or set multi_tenant = True in the job.")
+            if options.tenant_ids or options.exclude_ids or options.only_failed:
+                raise UsageError(f"Job '{spec.name}' does not run per tenant, so --tenant, --exclude-tenant and "
+                                 "--only-failed do not apply.", "Drop those options, or set multi_tenant = True.")
             return Plan(spec, args, params, options)
         query = self.tenant_query(spec)
         if options.exclude_ids:
@@ -215,126 +222,37 @@ class Runner:
         return self.execute(plan, observer or NullObserver())
 
     def execute(self, plan: Plan, observer: Observer) -> Summary:
+        from .fanout import fan_out
+
+        self.stop.grace = plan.options.grace
         summary = Summary(plan.spec.name, runs=[] if plan.options.keep_runs else None)
         observer.started(plan)
         started = self.clock()
-        concurrency = plan.options.concurrency or plan.spec.concurrency
-        tenants = plan.tenants()
         try:
-            if plan.spec.is_async:
-                import asyncio
-
-                asyncio.run(self._fan_out_async(plan, tenants, concurrency, observer, summary))
-            elif concurrency > 1:
-                self._fan_out_threads(plan, tenants, concurrency, observer, summary)
-            else:
-                self._fan_out_inline(plan, tenants, observer, summary)
+            fan_out(self, plan, observer, summary)
         finally:
             summary.duration_s = self.clock() - started
             summary.signal = self.stop.signal
         observer.finished(summary)
         return summary
 
-    def _should_stop(self, plan: Plan, summary: Summary) -> str | None:
+    def stop_reason(self, plan: Plan, summary: Summary) -> str | None:
+        """Why no further tenant should start, or None."""
         if self.stop.requested:
             return "interrupted"
         if plan.options.fail_fast and summary.failures:
             return "fail-fast: an earlier tenant failed"
+        limit = plan.options.max_failures
+        if limit is not None and len(summary.failures) >= limit:
+            return f"max failures ({limit}) reached"
         return None
 
-    def _record(self, result: RunResult, observer: Observer, summary: Summary) -> None:
-        summary.add(result)
-        observer.run_finished(result)
-
-    def _skip_rest(self, tenants: Iterable[Tenant | None], reason: str, observer: Observer, summary: Summary) -> None:
-        for tenant in tenants:
-            self._record(RunResult(_tid(tenant), SKIPPED, reason=reason), observer, summary)
-
-    def _fan_out_inline(self, plan: Plan, tenants: Iterator[Tenant | None], observer: Observer,
-                        summary: Summary) -> None:
-        for tenant in tenants:
-            reason = self._should_stop(plan, summary)
-            if reason:
-                self._record(RunResult(_tid(tenant), SKIPPED, reason=reason), observer, summary)
-                return self._skip_rest(tenants, reason, observer, summary)
-            observer.run_started(tenant)
-            self._record(self.run_one(plan, tenant), observer, summary)
-
-    def _fan_out_threads(self, plan: Plan, tenants: Iterator[Tenant | None], workers: int, observer: Observer,
-                         summary: Summary) -> None:
-        todo: queue.Queue = queue.Queue()
-        done: queue.Queue = queue.Queue()
-
-        def work() -> None:
-            while (item := todo.get()) is not _STOP:
-                done.put(self.run_one(plan, item))
-
-        threads = [threading.Thread(target=work, daemon=True, name=f"pinstripe-{i}") for i in range(workers)]
-        for thread in threads:
-            thread.start()
-        in_flight = 0
-        try:
-            for tenant in tenants:
-                while in_flight >= workers:
-                    self._record(done.get(), observer, summary)
-                    in_flight -= 1
-                reason = self._should_stop(plan, summary)
-                if reason:
-                    self._record(RunResult(_tid(tenant), SKIPPED, reason=reason), observer, summary)
-                    self._skip_rest(tenants, reason, observer, summary)
-                    break
-                observer.run_started(tenant)
-                todo.put(tenant)
-                in_flight += 1
-            while in_flight:
-                self._record(done.get(), observer, summary)
-                in_flight -= 1
-        finally:
-            for _ in threads:
-                todo.put(_STOP)
-
-    async def _fan_out_async(self, plan: Plan, tenants: Iterator[Tenant | None], limit: int, observer: Observer,
-                             summary: Summary) -> None:
-        import asyncio
-
-        slots = asyncio.Semaphore(limit)
-        tasks: set = set()
-
-        async def one(tenant: Tenant | None) -> None:
-            try:
-                self._record(await self.arun_one(plan, tenant), observer, summary)
-            finally:
-                slots.release()
-
-        try:
-            for tenant in tenants:
-                await slots.acquire()
-                reason = self._should_stop(plan, summary)
-                if reason:
-                    slots.release()
-                    self._record(RunResult(_tid(tenant), SKIPPED, reason=reason), observer, summary)
-                    self._skip_rest(tenants, reason, observer, summary)
-                    break
-                observer.run_started(tenant)
-                task = asyncio.create_task(one(tenant))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-
     # -- one tenant --------------------------------------------------------------------------------
-    def _workspace(self, plan: Plan, tenant: Tenant | None) -> Workspace:
-        return Workspace(job=plan.spec.name, tenant=tenant, args=plan.args, params=plan.params,
-                         factories=self.factories, nested=self.run_nested, tick=plan.options.tick)
-
-    def _lock(self, plan: Plan, tenant: Tenant | None):
+    def _lock(self, plan: Plan, tenant: Tenant | None, attempt: int) -> "Lease | None":
         """Start the run's history row, taking the (job, tenant) lock unless overlap = "allow".
         Returns the lease, or None when another live run holds the lock."""
         return self.state.begin_run(plan.spec.name, _tid(tenant), plan.options.trigger, tick=plan.options.tick,
-                                    lock=plan.spec.overlap != "allow")
+                                    attempt=attempt, lock=plan.spec.overlap != "allow")
 
     def _waits(self, plan: Plan) -> bool:
         return (plan.options.wait or plan.spec.overlap == "wait") and not self.stop.requested
@@ -346,50 +264,90 @@ class Runner:
         return RunResult(_tid(tenant), SKIPPED, reason=reason)
 
     def run_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
-        lease = self._lock(plan, tenant)
-        while lease is None and self._waits(plan):
-            self.sleep(LOCK_POLL_S)
-            lease = self._lock(plan, tenant)
-        if lease is None:
-            return self._locked_out(plan, tenant)
-        self._active[lease.run_id] = lease
-        workspace = self._workspace(plan, tenant)
-        token = current_workspace.set(workspace)
-        started = self.clock()
-        try:
-            value = plan.spec.run(workspace, *plan.args, **plan.params)
-            if _is_coroutine(value):  # a plain function that returned a coroutine
-                import asyncio
+        """All attempts of one tenant's run, in this thread."""
+        attempts = 1 + plan.retries
+        for attempt in range(1, attempts + 1):
+            lease = self._lock(plan, tenant, attempt)
+            while lease is None and self._waits(plan):
+                self.sleep(LOCK_POLL_S)
+                lease = self._lock(plan, tenant, attempt)
+            if lease is None:
+                return self._locked_out(plan, tenant)
+            self._active[lease.run_id] = lease
+            if plan.isolated:
+                from .isolation import run_in_child
 
-                value = asyncio.run(value)
-        except Exception as exc:
-            return self._finish(plan, lease, tenant, workspace, started, exc)
-        finally:
-            current_workspace.reset(token)
-        return self._finish(plan, lease, tenant, workspace, started, None, value)
+                result = run_in_child(self, plan, tenant, attempt)
+            else:
+                result = self.attempt_here(plan, tenant, attempt)
+            self._end(lease, result, attempt)
+            if result.ok or attempt == attempts or result.status == INTERRUPTED or self.stop.requested:
+                return result
+            self.sleep(backoff_delay(plan.spec.retry_backoff, attempt))
+        raise AssertionError("unreachable")
 
     async def arun_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
+        """All attempts of one tenant's run of an ``async def`` job, as an asyncio task."""
         import asyncio
 
-        lease = self._lock(plan, tenant)
-        while lease is None and self._waits(plan):
-            await asyncio.sleep(LOCK_POLL_S)
-            lease = self._lock(plan, tenant)
-        if lease is None:
-            return self._locked_out(plan, tenant)
-        self._active[lease.run_id] = lease
-        workspace = self._workspace(plan, tenant)
+        attempts = 1 + plan.retries
+        for attempt in range(1, attempts + 1):
+            lease = self._lock(plan, tenant, attempt)
+            while lease is None and self._waits(plan):
+                await asyncio.sleep(LOCK_POLL_S)
+                lease = self._lock(plan, tenant, attempt)
+            if lease is None:
+                return self._locked_out(plan, tenant)
+            self._active[lease.run_id] = lease
+            if plan.isolated:
+                from .isolation import run_in_child
+
+                result = await asyncio.to_thread(run_in_child, self, plan, tenant, attempt)
+            else:
+                result = await self._aattempt_here(plan, tenant, attempt)
+            self._end(lease, result, attempt)
+            if result.ok or attempt == attempts or result.status == INTERRUPTED or self.stop.requested:
+                return result
+            await asyncio.sleep(backoff_delay(plan.spec.retry_backoff, attempt))
+        raise AssertionError("unreachable")
+
+    def _workspace(self, plan: Plan, tenant: Tenant | None, attempt: int) -> Workspace:
+        return Workspace(job=plan.spec.name, tenant=tenant, args=plan.args, params=plan.params,
+                         factories=self.factories, nested=self.run_nested, tick=plan.options.tick, attempt=attempt)
+
+    def attempt_here(self, plan: Plan, tenant: Tenant | None, attempt: int) -> RunResult:
+        """One attempt in this thread (a plain job; an async one gets its own event loop)."""
+        workspace = self._workspace(plan, tenant, attempt)
         token = current_workspace.set(workspace)
         started = self.clock()
         try:
-            value = await plan.spec.run(workspace, *plan.args, **plan.params)
-        except Exception as exc:
-            return self._finish(plan, lease, tenant, workspace, started, exc)
+            with self.stop.job_running():
+                value = plan.spec.run(workspace, *plan.args, **plan.params)
+                if _is_coroutine(value):
+                    value = run_coroutine(_with_timeout(value, plan.timeout))
+        except (Exception, RunInterrupted) as exc:
+            return self._finish(plan, tenant, workspace, started, exc)
         finally:
             current_workspace.reset(token)
-        return self._finish(plan, lease, tenant, workspace, started, None, value)
+        return self._finish(plan, tenant, workspace, started, None, value)
 
-    def _finish(self, plan: Plan, lease, tenant: Tenant | None, workspace: Workspace, started: float,
+    async def _aattempt_here(self, plan: Plan, tenant: Tenant | None, attempt: int) -> RunResult:
+        import asyncio
+
+        workspace = self._workspace(plan, tenant, attempt)
+        token = current_workspace.set(workspace)
+        started = self.clock()
+        try:
+            value = await _with_timeout(plan.spec.run(workspace, *plan.args, **plan.params), plan.timeout)
+        except asyncio.CancelledError as exc:
+            return self._finish(plan, tenant, workspace, started, RunInterrupted(str(exc) or "cancelled"))
+        except Exception as exc:
+            return self._finish(plan, tenant, workspace, started, exc)
+        finally:
+            current_workspace.reset(token)
+        return self._finish(plan, tenant, workspace, started, None, value)
+
+    def _finish(self, plan: Plan, tenant: Tenant | None, workspace: Workspace, started: float,
                 exc: BaseException | None, value: Any = None) -> RunResult:
         try:
             workspace.close()
@@ -397,13 +355,18 @@ class Runner:
             exc = exc or cleanup
         duration = self.clock() - started
         if exc is None:
-            result = RunResult(_tid(tenant), SUCCEEDED, duration, value=value)
-        else:
-            result = RunResult(_tid(tenant), FAILED, duration, error=describe_exception(exc),
-                               traceback=job_traceback(exc, plan.spec.path), exception=exc)
+            return RunResult(_tid(tenant), SUCCEEDED, duration, value=value)
+        if isinstance(exc, RunInterrupted):
+            return RunResult(_tid(tenant), INTERRUPTED, duration, error="interrupted before it finished")
+        if isinstance(exc, JobTimedOut):
+            return RunResult(_tid(tenant), TIMED_OUT, duration, error=f"timed out after {plan.timeout:g}s")
+        return RunResult(_tid(tenant), FAILED, duration, error=mask_secrets(describe_exception(exc)),
+                         traceback=mask_secrets(job_traceback(exc, plan.spec.path)), exception=exc)
+
+    def _end(self, lease: "Lease", result: RunResult, attempt: int) -> None:
+        result.attempts = attempt
         if self._active.pop(lease.run_id, None) is not None:
             self.state.end_run(lease, result.status, result.error)
-        return result
 
     def interrupt_active(self, reason: str) -> int:
         """Record every run still in progress as interrupted (used when a process must stop now)."""
@@ -436,7 +399,53 @@ class Runner:
         return summary
 
 
-_STOP = object()
+def _check_options(options: RunOptions) -> None:
+    if options.shard is not None:
+        k, n = options.shard
+        if n < 1 or not 0 <= k < n:
+            raise UsageError(f"--shard {k}/{n} is out of range: K must be 0..N-1 and N at least 1.",
+                             "Example: --shard 0/4 ... --shard 3/4 (K is 0-based, like JOB_COMPLETION_INDEX).")
+    for name, minimum in (("concurrency", 1), ("retries", 0), ("max_failures", 1)):
+        value = getattr(options, name)
+        if value is not None and (not isinstance(value, int) or value < minimum):
+            raise UsageError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
+    if options.timeout is not None and not options.timeout > 0:
+        raise UsageError(f"timeout must be a number of seconds > 0, got {options.timeout!r}.")
+
+
+async def _with_timeout(awaitable, timeout: float | None):
+    if not timeout:
+        return await awaitable
+    import asyncio
+
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except asyncio.TimeoutError:
+        raise JobTimedOut() from None
+
+
+def run_coroutine(coro) -> Any:
+    """Run a coroutine to the end from sync code, even if this thread already runs an event loop."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="pinstripe-nested-loop")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 def _is_coroutine(value: Any) -> bool:
@@ -445,4 +454,3 @@ def _is_coroutine(value: Any) -> bool:
 
 def _tid(tenant: Tenant | None) -> Any:
     return None if tenant is None else tenant.id
-

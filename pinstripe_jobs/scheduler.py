@@ -178,5 +178,6 @@ class Scheduler:
         """Wait up to ``grace`` seconds for running jobs; record what is still running as interrupted."""
         deadline = clock() + grace
         for thread in list(self.threads):
-            thread.join(max(0.0, deadline - clock()))
+            while thread.is_alive() and clock() < deadline and not self.runner.stop.aborted:
+                thread.join(min(0.1, max(0.0, deadline - clock())))
         return self.runner.interrupt_active(f"the bot stopped; still running after the {grace:g}s grace period")

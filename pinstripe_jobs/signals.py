@@ -1,29 +1,109 @@
-"""Signal handlers that only set a flag; the loops check it and stop cleanly."""
+"""Stopping cleanly: a ``StopFlag`` that signal handlers set, and the handlers themselves.
+
+Handlers only set the flag; the fan-out loops check it before starting each tenant. Escalation is the
+one exception: when the grace period is over (or on a second signal) a job that the *main thread* is
+running is interrupted by raising ``RunInterrupted`` into it; jobs on worker threads get the same
+exception from the loop, and child processes are terminated.
+"""
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
-from .runner import StopFlag
+
+class RunInterrupted(BaseException):
+    """Raised into a running job when its grace period is over or a second signal arrives."""
+
+
+class StopFlag:
+    def __init__(self, grace: float = 30.0) -> None:
+        self.event = threading.Event()
+        self.signal: int | None = None
+        self.requested_at: float | None = None
+        self.aborted = False
+        self.grace = grace
+        self._in_job: set[int] = set()  # idents of threads that are inside a job's code right now
+
+    def request(self, signum: int) -> None:
+        if self.signal is None:
+            self.signal = signum
+            self.requested_at = time.monotonic()
+        self.event.set()
+
+    def abort(self) -> None:
+        """Stop waiting for running jobs: interrupt them now."""
+        self.aborted = True
+        self.event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    def grace_over(self) -> bool:
+        if self.aborted:
+            return True
+        return self.requested_at is not None and time.monotonic() >= self.requested_at + self.grace
+
+    @contextmanager
+    def job_running(self) -> Iterator[None]:
+        """Marks this thread as inside a job's code: only there may ``RunInterrupted`` be raised into it."""
+        ident = threading.get_ident()
+        self._in_job.add(ident)
+        try:
+            yield
+        finally:
+            self._in_job.discard(ident)
+
+    def escalate(self) -> None:
+        """Called from a signal handler (main thread): interrupt the job the main thread runs, if any."""
+        ident = threading.main_thread().ident
+        if ident in self._in_job:
+            self._in_job.discard(ident)
+            raise RunInterrupted()
+
+    def interrupt_threads(self) -> int:
+        """Raise ``RunInterrupted`` in every worker thread that is inside a job (best effort: it lands at
+        the thread's next Python instruction, so a blocking call finishes first)."""
+        import ctypes
+
+        main = threading.main_thread().ident
+        count = 0
+        for ident in list(self._in_job):
+            if ident != main:
+                count += ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
+                                                                    ctypes.py_object(RunInterrupted))
+        return count
 
 
 @contextmanager
-def stop_on_signals(flag: StopFlag, on_repeat: Callable[[int], None] | None = None) -> Iterator[StopFlag]:
-    """SIGINT/SIGTERM set ``flag``; a second signal calls ``on_repeat`` (e.g. to abort at once)."""
+def stop_on_signals(flag: StopFlag, *, escalate: bool = True) -> Iterator[StopFlag]:
+    """SIGINT/SIGTERM set ``flag``; after ``flag.grace`` seconds, or on a second signal, running jobs are
+    interrupted (``escalate``). Outside the main thread this installs nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
-    def handler(signum: int, frame) -> None:
-        if flag.requested and on_repeat is not None:
-            on_repeat(signum)
-        flag.request(signum)
+    def on_alarm(signum: int, frame) -> None:
+        flag.abort()
+        if escalate:
+            flag.escalate()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def on_signal(signum: int, frame) -> None:
+        if flag.requested:  # the second signal: abort at once
+            on_alarm(signum, frame)
+            return
+        flag.request(signum)
+        if escalate and flag.grace >= 0:
+            signal.setitimer(signal.ITIMER_REAL, max(flag.grace, 0.001))
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_alarm)
     try:
         yield flag
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, old in previous.items():
             signal.signal(sig, old)

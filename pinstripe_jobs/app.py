@@ -1,0 +1,141 @@
+"""The services behind the commands: wiring the runner and the scheduler to output, signals and reports."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .config import Settings
+from .errors import ExitCode, UsageError
+from .reporting import PlainReporter, setup_logging
+from .signals import stop_on_signals
+
+if TYPE_CHECKING:
+    from .runner import Plan, Runner
+    from .scheduler import Firing
+
+
+@dataclass
+class Output:
+    """How a run reports: the terminal/JSON choice, CI reports and the log format."""
+
+    as_json: bool = False
+    junit_xml: str | None = None
+    log_format: str = "text"
+
+
+def make_observer(output: Output, stdout: Any) -> Any:
+    from . import reporting
+
+    if output.as_json:
+        main: Any = reporting.JsonReporter(stdout)
+    elif reporting.use_rich(stdout):
+        main = reporting.RichReporter(stdout)
+    else:
+        main = reporting.PlainReporter(stdout)
+    extra = []
+    if output.junit_xml:
+        from .ci_reports import JUnitReporter
+
+        extra.append(JUnitReporter(output.junit_xml))
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        from .ci_reports import GitHubReporter
+
+        extra.append(GitHubReporter(sys.stderr if output.as_json else stdout, os.environ.get("GITHUB_STEP_SUMMARY")))
+    if not extra:
+        return main
+    from .ci_reports import Tee
+
+    return Tee(main, *extra)
+
+
+def run_job(runner: "Runner", plan: "Plan", output: Output) -> ExitCode:
+    """Run a plan as ``run-background-job`` does: signals stop it cleanly; under --json everything but the
+    document goes to stderr."""
+    from .reporting import WholeLines
+
+    stdout = sys.stdout
+    setup_logging(sys.stderr, as_json=output.log_format == "json")
+    observer = make_observer(output, stdout)
+    jobs_out = sys.stderr if output.as_json else stdout
+    lines = WholeLines(jobs_out) if plan.concurrency > 1 else None
+    redirect = contextlib.redirect_stdout(lines or jobs_out) if lines or output.as_json else contextlib.nullcontext()
+    try:
+        with redirect, stop_on_signals(runner.stop):
+            summary = runner.execute(plan, observer)
+    finally:
+        if lines is not None:
+            lines.close()
+    return summary.exit_code
+
+
+def _observer(firing: "Firing") -> PlainReporter:
+    return PlainReporter(sys.stdout, prefix=f"[{firing.tick.isoformat()} {firing.spec.name}]")
+
+
+def parse_at(text: str, settings: Settings) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--at {text!r} is not an ISO 8601 date and time.",
+                         "Example: --at 2026-11-29T10:00 or --at 2026-11-29T10:00:00+01:00") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=settings.tz())
+
+
+def run_due_jobs(settings: Settings, at: str | None) -> ExitCode:
+    from .runner import Runner
+    from .scheduler import Scheduler
+
+    from .reporting import WholeLines
+
+    setup_logging(sys.stderr)
+    scheduler = Scheduler(Runner(settings), observer=_observer)
+    moment = parse_at(at, settings) if at else None
+    lines = WholeLines(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(lines):
+            outcomes = scheduler.run_due(moment)
+    finally:
+        lines.close()
+    fired = [o for o in outcomes if o.summary is not None]
+    claimed_elsewhere = [o for o in outcomes if o.summary is None and o.error is None]
+    for outcome in claimed_elsewhere:
+        print(f"{outcome.firing.spec.name}: tick {outcome.firing.tick.isoformat()} was already fired; skipped")
+    if not outcomes:
+        print("Nothing due.")
+    failed = any(o.error is not None or o.summary.failures for o in outcomes if o.summary or o.error)
+    print(f"run-due-jobs: {len(fired)} fired, {len(claimed_elsewhere)} already fired, "
+          f"{'some failed' if failed else 'none failed'}")
+    return ExitCode.FAILED if failed else ExitCode.OK
+
+
+def start_bot(settings: Settings, grace: float, since: str | None = None) -> ExitCode:
+    from .reporting import WholeLines
+    from .runner import Runner
+    from .scheduler import Scheduler
+
+    setup_logging(sys.stderr)
+    runner = Runner(settings)
+    scheduler = Scheduler(runner, observer=_observer)
+    now = scheduler.now()
+    print(f"pinstripe bot started (time zone {settings.timezone}, misfire grace {settings.misfire_grace:g}s)")
+    for spec, when in scheduler.next_runs(now):
+        print(f"  {spec.name}: next run {when.astimezone(scheduler.tz(spec)).isoformat()}")
+    sys.stdout.flush()
+    lines = WholeLines(sys.stdout)
+    with contextlib.redirect_stdout(lines), stop_on_signals(runner.stop, escalate=False):
+        scheduler.loop(parse_at(since, settings) if since else None)
+    import signal
+
+    name = signal.Signals(runner.stop.signal).name if runner.stop.signal else "stop"
+    print(f"{name} received: no new runs; waiting up to {grace:g}s for {len(scheduler.threads)} running job(s)")
+    sys.stdout.flush()
+    with contextlib.redirect_stdout(lines):
+        interrupted = scheduler.shutdown(grace, time.monotonic)
+    lines.close()
+    print(f"pinstripe bot stopped ({interrupted} run(s) recorded as interrupted)")
+    return ExitCode.OK
