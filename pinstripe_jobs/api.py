@@ -23,6 +23,10 @@ def run_background_job(name: str, *args: Any, config: str | os.PathLike | None =
 
     runner = Runner(load_settings(config))
     summary = runner.run(name, RunOptions(args=args, params=params, trigger="api", keep_runs=True))
+    if summary.error:
+        from .errors import TenantSourceError
+
+        raise TenantSourceError(summary.error)
     if summary.failures:
         raise JobFailed(summary) from summary.failures[0].exception
     return summary

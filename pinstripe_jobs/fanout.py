@@ -22,8 +22,7 @@ AFTER_INTERRUPT_S = 2.0  # how long interrupted worker threads get to report bac
 _STOP = object()
 
 
-def fan_out(runner: "Runner", plan: "Plan", observer: "Observer", summary: Summary) -> None:
-    tenants = plan.tenants()
+def fan_out(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Observer", summary: Summary) -> None:
     if plan.spec.is_async and not plan.isolated:
         from .runner import run_coroutine
 

@@ -32,6 +32,8 @@ def summary_line(summary: Summary) -> str:
         import signal as _signal
 
         text += f" (interrupted by {_signal.Signals(summary.signal).name})"
+    if summary.error:
+        text += f"\n{summary.error}\nThe run stopped there: tenants after that point were not read."
     return text
 
 
@@ -202,6 +204,8 @@ class JsonReporter:
         tail = {"status": summary.status, "duration_s": round(summary.duration_s, 6), "counts": summary.counts}
         if summary.signal:
             tail["interrupted_by"] = summary.signal
+        if summary.error:
+            tail["error"] = summary.error
         self.out.write("\n], " + json.dumps(tail)[1:] + "\n")
         self.out.flush()
 

@@ -48,6 +48,7 @@ class Summary:
     runs: list[RunResult] | None = None
     signal: int | None = None  # the signal that interrupted the run, if any
     already_running: int = 0  # runs skipped because the job was already running for that tenant
+    error: str | None = None  # the tenant source broke mid-run: not every tenant could be read
 
     def add(self, result: RunResult) -> None:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
@@ -64,15 +65,18 @@ class Summary:
 
     @property
     def status(self) -> str:
-        return "failed" if self.failures or self.signal else "succeeded"
+        return "failed" if self.failures or self.signal or self.error else "succeeded"
 
     @property
     def exit_code(self) -> ExitCode:
-        """Precedence: interrupted (130/143) > failed (1) > timed out (124) > skipped as already running (4) > 0."""
+        """Precedence: interrupted (130/143) > tenant source broke mid-run (3) > failed (1) > timed out (124)
+        > skipped as already running (4) > 0."""
         import signal
 
         if self.signal is not None:
             return ExitCode.TERMINATED if self.signal == signal.SIGTERM else ExitCode.INTERRUPTED
+        if self.error:
+            return ExitCode.CONFIG
         if self.counts.get(FAILED) or self.counts.get(INTERRUPTED):
             return ExitCode.FAILED
         if self.counts.get(TIMED_OUT):

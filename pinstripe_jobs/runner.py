@@ -8,6 +8,7 @@ says, and record the outcome. How tenants are spread (one by one, threads, async
 """
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from .arguments import bind_arguments
 from .config import Settings
-from .errors import ConfigError, JobFailed, UsageError, mask_secrets
+from .errors import ConfigError, JobFailed, PinstripeError, UsageError, mask_secrets
 from .loading import describe_exception, error_location
 from .registry import JobRegistry, JobSpec
 from .results import (ALREADY_RUNNING, FAILED, INTERRUPTED, SKIPPED, SUCCEEDED, TIMED_OUT, RunResult, Summary,
@@ -226,10 +227,13 @@ class Runner:
 
         self.stop.grace = plan.options.grace
         summary = Summary(plan.spec.name, runs=[] if plan.options.keep_runs else None)
+        tenants = plan.tenants()
+        first = next(tenants, _END)  # a broken tenant source fails here, before anything is printed or run
+        tenants = _guarded(itertools.chain([first], tenants) if first is not _END else iter(()), summary)
         observer.started(plan)
         started = self.clock()
         try:
-            fan_out(self, plan, observer, summary)
+            fan_out(self, plan, tenants, observer, summary)
         finally:
             summary.duration_s = self.clock() - started
             summary.signal = self.stop.signal
@@ -397,6 +401,17 @@ class Runner:
         if summary.failures:
             raise JobFailed(summary) from summary.failures[0].exception
         return summary
+
+
+_END = object()
+
+
+def _guarded(tenants: Iterator[Tenant | None], summary: Summary) -> Iterator[Tenant | None]:
+    """Stop cleanly when the tenant source breaks mid-stream: the error is kept on the summary (exit 3)."""
+    try:
+        yield from tenants
+    except PinstripeError as exc:
+        summary.error = exc.render()
 
 
 def _check_options(options: RunOptions) -> None:

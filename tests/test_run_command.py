@@ -261,3 +261,22 @@ def test_run_due_jobs_exit_codes_and_bad_at(tenant_project):
     assert result.exit_code == 0 and "was already fired; skipped" in result.output
     result = tenant_project.cli("run-due-jobs", "--at", "tomorrow")
     assert result.exit_code == 2 and "--at 'tomorrow' is not an ISO 8601 date and time" in result.output
+
+
+def test_tenant_source_breaking_mid_stream_stops_cleanly_with_exit_3(project, monkeypatch):
+    import pinstripe_jobs.tenants.sql as sql
+
+    monkeypatch.setattr(sql, "PAGE", 2)
+    project.sqlite_tenants([{"id": i, "name": f"t{i}", "active": True, "plan": None} for i in range(1, 7)])
+    import sqlite3
+
+    with sqlite3.connect(project.root / "tenants.db") as db:  # a duplicate id on the second page
+        db.execute("CREATE TABLE t2 AS SELECT * FROM tenants")
+        db.execute("UPDATE t2 SET id = 3 WHERE id = 4")
+    project.config('tenants = "sqlite:///tenants.db"\ntenants_table = "t2"\n')
+    project.job("record", RECORDING_JOB)
+    result = project.cli("run-background-job", "--name", "record", "--json")
+    assert result.exit_code == 3, result.output
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "failed" and "Duplicate tenant id 3" in doc["error"], doc
+    assert [r["tenant"] for r in doc["runs"]] == [1, 2, 3]
