@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import ExitCode, UsageError
-from .reporting import PlainReporter, setup_logging
+from .reporting import PlainReporter
 from .signals import stop_on_signals
 
 if TYPE_CHECKING:
@@ -58,8 +58,16 @@ def run_job(runner: "Runner", plan: "Plan", output: Output) -> ExitCode:
     document goes to stderr."""
     from .reporting import WholeLines
 
+    from .workspace import on_first_log
+
     stdout = sys.stdout
-    setup_logging(sys.stderr, as_json=output.log_format == "json")
+    stderr = sys.stderr
+    def setup() -> None:
+        from .logs import setup_logging
+
+        setup_logging(stderr, as_json=output.log_format == "json")
+
+    on_first_log(setup)
     observer = make_observer(output, stdout)
     jobs_out = sys.stderr if output.as_json else stdout
     lines = WholeLines(jobs_out) if plan.concurrency > 1 else None
@@ -87,6 +95,7 @@ def parse_at(text: str, settings: Settings) -> datetime:
 
 
 def run_due_jobs(settings: Settings, at: str | None) -> ExitCode:
+    from .logs import setup_logging
     from .runner import Runner
     from .scheduler import Scheduler
 
@@ -114,6 +123,7 @@ def run_due_jobs(settings: Settings, at: str | None) -> ExitCode:
 
 
 def start_bot(settings: Settings, grace: float, since: str | None = None) -> ExitCode:
+    from .logs import setup_logging
     from .reporting import WholeLines
     from .runner import Runner
     from .scheduler import Scheduler

@@ -1,7 +1,6 @@
 """Find and read ``pinstripe.toml`` / ``[tool.pinstripe]`` plus environment overrides into ``Settings``."""
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
@@ -140,6 +139,8 @@ def _from_table(path: Path, table: dict) -> Settings:
     where = str(path)
     for key, value in table.items():
         if key not in KNOWN_KEYS:
+            import difflib
+
             close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
             hint = f"Did you mean '{close[0]}'? " if close else ""
             raise ConfigError(
@@ -167,7 +168,8 @@ def _from_table(path: Path, table: dict) -> Settings:
                               'Example: [services]\nmailer = "myapp.mail:make_mailer"')
     settings.services = dict(services)
     settings.timezone = table.get("timezone", "UTC")
-    settings.tz()  # validate now
+    if settings.timezone != "UTC":
+        settings.tz()  # validate now
     if "state" in table:
         settings.state = resolve_sqlite_url(table["state"], root)
     for key in ("history_days", "misfire_grace"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,6 +19,8 @@ def error_location(exc: BaseException, filename: str | None = None) -> tuple[str
     """The (file, line) where ``exc`` was raised: in ``filename`` if given, else the innermost frame."""
     if isinstance(exc, SyntaxError) and exc.filename and (filename is None or exc.filename == filename):
         return exc.filename, exc.lineno
+    import traceback
+
     frames = traceback.extract_tb(exc.__traceback__)
     if filename is not None:
         frames = [f for f in frames if f.filename == filename]

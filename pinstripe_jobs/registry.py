@@ -1,7 +1,6 @@
 """``JobSpec`` (one job module's contract) and ``JobRegistry`` (the jobs folder)."""
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -94,6 +93,8 @@ class JobRegistry:
         name = normalize_name(raw)
         files = self.files()
         if name not in files:
+            import difflib
+
             close = difflib.get_close_matches(name, files, n=1, cutoff=0.5)
             suggestion = f" Did you mean '{close[0]}'?" if close else ""
             available = ", ".join(sorted(files)) or "(none)"

@@ -5,8 +5,6 @@ rich only then), ``JsonReporter`` for ``--json`` (one document on stdout, writte
 """
 from __future__ import annotations
 
-import json
-import logging
 import os
 import sys
 import threading
@@ -189,6 +187,9 @@ class JsonReporter:
         self.first = True
 
     def started(self, plan) -> None:
+        import json
+
+        self.json = json
         self.out.write('{"job": %s, "runs": [' % json.dumps(plan.spec.name))
         self.out.flush()
 
@@ -196,7 +197,7 @@ class JsonReporter:
         pass
 
     def run_finished(self, result: RunResult) -> None:
-        self.out.write(("\n  " if self.first else ",\n  ") + json.dumps(result.to_json(), default=str))
+        self.out.write(("\n  " if self.first else ",\n  ") + self.json.dumps(result.to_json(), default=str))
         self.first = False
         self.out.flush()
 
@@ -206,11 +207,13 @@ class JsonReporter:
             tail["interrupted_by"] = summary.signal
         if summary.error:
             tail["error"] = summary.error
-        self.out.write("\n], " + json.dumps(tail)[1:] + "\n")
+        self.out.write("\n], " + self.json.dumps(tail)[1:] + "\n")
         self.out.flush()
 
 
 def print_json(document: Any, out: IO | None = None) -> None:
+    import json
+
     (out or sys.stdout).write(json.dumps(document, indent=2, default=str) + "\n")
 
 
@@ -229,44 +232,6 @@ def print_dry_run(job: str, tenants: Iterable, as_json: bool, out: IO | None = N
         out.write(f"  {who(None if tenant is None else tenant.id)}{name}\n")
     out.write(f"{count} run(s); nothing was run.\n")
     return count
-
-
-class JobLogFormatter(logging.Formatter):
-    """``[job tenant=ID] LEVEL message`` for job loggers; ``--log-format json`` gives JSON objects."""
-
-    def __init__(self, as_json: bool = False):
-        super().__init__()
-        self.as_json = as_json
-
-    def format(self, record: logging.LogRecord) -> str:
-        from .errors import mask_secrets
-
-        job = getattr(record, "job", None)
-        tenant = getattr(record, "tenant", None)
-        message = mask_secrets(record.getMessage())
-        if self.as_json:
-            data = {"level": record.levelname.lower(), "message": message, "job": job,
-                    "tenant": tenant, "attempt": getattr(record, "attempt", None), "logger": record.name}
-            if record.exc_info:
-                data["exception"] = mask_secrets(self.formatException(record.exc_info))
-            return json.dumps(data, default=str)
-        where = f"[{job} tenant={tenant}] " if job and tenant is not None else (f"[{job}] " if job else "")
-        text = f"{where}{record.levelname} {message}"
-        if record.exc_info:
-            text += "\n" + mask_secrets(self.formatException(record.exc_info))
-        return text
-
-
-def setup_logging(stream: IO, as_json: bool = False) -> None:
-    root = logging.getLogger("pinstripe")
-    for handler in list(root.handlers):
-        if getattr(handler, "_pinstripe", False):
-            root.removeHandler(handler)
-    handler = logging.StreamHandler(stream)
-    handler._pinstripe = True  # type: ignore[attr-defined]
-    handler.setFormatter(JobLogFormatter(as_json))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
 
 
 def print_job_list(jobs: list[dict], broken: list, as_json: bool, out: IO | None = None) -> None:

@@ -1,7 +1,6 @@
 """What a run produced: one ``RunResult`` per tenant run and a ``Summary`` per job run."""
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +87,8 @@ class Summary:
 
 def job_traceback(exc: BaseException, job_file: Path | str | None) -> str:
     """The traceback trimmed to the job's own frames: from the first frame in the job file on."""
+    import traceback
+
     frames = traceback.extract_tb(exc.__traceback__)
     own = str(job_file) if job_file else None
     start = next((i for i, f in enumerate(frames) if f.filename == own), None)

@@ -4,14 +4,14 @@ SQLite (the embedded default, ``.pinstripe/state.db`` beside the config) goes th
 library's ``sqlite3``; any other URL (PostgreSQL) through SQLAlchemy's pool, imported only then.
 
 Every run is a row, written when it starts and updated when it ends. A ``running`` row whose process is
-gone reads as ``abandoned``. Overlap locks are released when their holder dies: on SQLite a lock row
-names its holder's host, pid and process start time and is taken over once that process is gone; on
-PostgreSQL a session advisory lock is held on its own connection, which the server drops with the process.
+gone reads as ``abandoned``. Overlap locks are released when their holder dies: on SQLite the lock *is*
+the ``running`` row (a partial unique index on job and tenant), naming its holder's host, pid and process
+start time, and is taken over once that process is gone; on PostgreSQL a session advisory lock is held
+on its own connection, which the server drops with the process.
 """
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from .errors import ConfigError, mask_secrets
 
-HOST = socket.gethostname()
+HOST = os.uname().nodename
 LIVE = "running"
 BAD = ("failed", "timed_out", "interrupted", "abandoned")
 
@@ -74,19 +74,12 @@ CREATE TABLE IF NOT EXISTS pinstripe_runs (
     host TEXT,
     pid INTEGER,
     pid_token TEXT,
-    session INTEGER
+    session INTEGER,
+    lock_key TEXT
 );
 CREATE INDEX IF NOT EXISTS pinstripe_runs_job_tenant ON pinstripe_runs (job, tenant, id);
 CREATE INDEX IF NOT EXISTS pinstripe_runs_started ON pinstripe_runs (started_at);
-CREATE TABLE IF NOT EXISTS pinstripe_locks (
-    job TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    run_id INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    pid_token TEXT,
-    PRIMARY KEY (job, tenant)
-);
+CREATE UNIQUE INDEX IF NOT EXISTS pinstripe_runs_lock ON pinstripe_runs (job, lock_key) WHERE status = 'running';
 CREATE TABLE IF NOT EXISTS pinstripe_ticks (
     job TEXT NOT NULL,
     tick TEXT NOT NULL,
@@ -112,6 +105,9 @@ class StateStore:
         backend = url.split(":", 1)[0].split("+")[0]
         self.is_sqlite = backend == "sqlite"
         self.is_postgres = backend in ("postgresql", "postgres")
+        if not (self.is_sqlite or self.is_postgres):
+            raise ConfigError(f"State store {mask_secrets(url)}: only SQLite and PostgreSQL URLs are supported.",
+                              "Use sqlite:///path/state.db or postgresql+psycopg://user@host/db.")
         try:
             self._conn = self._connect_sqlite() if self.is_sqlite else self._connect_other()
             self._create_schema()
@@ -194,29 +190,26 @@ class StateStore:
         key = "-" if tenant is None else str(tenant)
         if lock and self.is_postgres:
             return self._begin_pg_locked(job, key, tenant, trigger, tick, attempt)
+        if not lock:
+            with self._mutex:
+                return Lease(self._insert_run(job, tenant, trigger, tick, attempt, None, None))
+        import sqlite3
+
         with self._mutex:
-            if self.is_sqlite:
-                self._execute("BEGIN IMMEDIATE")
-            try:
-                if lock:
-                    holder = self._execute("SELECT host, pid, pid_token FROM pinstripe_locks WHERE job = ? AND "
-                                           "tenant = ?", (job, key)).fetchone()
-                    if holder is not None:
-                        if self._holder_alive(*holder):
-                            self._execute("ROLLBACK") if self.is_sqlite else None
-                            return None
-                        self._execute("DELETE FROM pinstripe_locks WHERE job = ? AND tenant = ?", (job, key))
-                run_id = self._insert_run(job, tenant, trigger, tick, attempt, None)
-                if lock:
-                    self._execute("INSERT INTO pinstripe_locks VALUES (?, ?, ?, ?, ?, ?)",
-                                  (job, key, run_id, HOST, self.pid, self.token))
-                if self.is_sqlite:
-                    self._execute("COMMIT")
-            except BaseException:
-                if self.is_sqlite and self._conn.in_transaction:
-                    self._execute("ROLLBACK")
-                raise
-        return Lease(run_id)
+            for _ in range(10):
+                try:
+                    return Lease(self._insert_run(job, tenant, trigger, tick, attempt, None, key))
+                except sqlite3.IntegrityError:
+                    pass
+                holder = self._execute("SELECT id, host, pid, pid_token FROM pinstripe_runs WHERE job = ? AND "
+                                       "lock_key = ? AND status = ?", (job, key, LIVE)).fetchone()
+                if holder is not None:
+                    if self._holder_alive(*holder[1:]):
+                        return None
+                    self._execute("UPDATE pinstripe_runs SET status = ?, ended_at = ?, error = ? WHERE id = ? "
+                                  "AND status = ?", ("abandoned", iso(self.clock()), "its process is gone",
+                                                     holder[0], LIVE))
+        return None
 
     def _begin_pg_locked(self, job, key, tenant, trigger, tick, attempt) -> Lease | None:
         conn = self._raw_autocommit()
@@ -226,26 +219,21 @@ class StateStore:
             conn.close()
             return None
         with self._mutex:
-            return Lease(self._insert_run(job, tenant, trigger, tick, attempt, session), conn)
+            return Lease(self._insert_run(job, tenant, trigger, tick, attempt, session, None), conn)
 
-    def _insert_run(self, job, tenant, trigger, tick, attempt, session) -> int:
+    def _insert_run(self, job, tenant, trigger, tick, attempt, session, lock_key) -> int:
         values = (job, None if tenant is None else str(tenant), trigger, iso(tick), attempt, iso(self.clock()),
-                  LIVE, HOST, self.pid, self.token, session)
+                  LIVE, HOST, self.pid, self.token, session, lock_key)
         sql = ("INSERT INTO pinstripe_runs (job, tenant, trigger, tick, attempt, started_at, status, host, pid, "
-               "pid_token, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+               "pid_token, session, lock_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         if self.is_sqlite:
             return self._execute(sql, values).lastrowid
         return self._execute(sql + " RETURNING id", values).fetchone()[0]
 
     def end_run(self, lease: Lease, status: str, error: str | None = None) -> None:
         with self._mutex:
-            if self.is_sqlite:
-                self._execute("BEGIN IMMEDIATE")
             self._execute("UPDATE pinstripe_runs SET status = ?, ended_at = ?, error = ? WHERE id = ?",
                           (status, iso(self.clock()), mask_secrets(error) if error else None, lease.run_id))
-            self._execute("DELETE FROM pinstripe_locks WHERE run_id = ?", (lease.run_id,))
-            if self.is_sqlite:
-                self._execute("COMMIT")
         if lease.connection is not None:
             try:
                 self._execute("SELECT pg_advisory_unlock_all()", (), lease.connection)
@@ -286,7 +274,7 @@ class StateStore:
 
     # -- reading -----------------------------------------------------------------------------------
     COLUMNS = ("id", "job", "tenant", "trigger", "tick", "attempt", "started_at", "ended_at", "status", "error",
-               "host", "pid", "pid_token", "session")
+               "host", "pid", "pid_token", "session", "lock_key")
 
     def runs(self, *, job: str | None = None, tenant: str | None = None, status: str | None = None,
              limit: int | None = 50) -> list[dict]:
@@ -312,7 +300,7 @@ class StateStore:
     def _present(self, row: dict) -> dict:
         if row["status"] == LIVE and not self._row_alive(row):
             row["status"] = "abandoned"
-        for key in ("pid_token", "session"):
+        for key in ("pid_token", "session", "lock_key"):
             row.pop(key, None)
         return row
 

@@ -6,7 +6,6 @@ The current one is held in a ``ContextVar`` so nested calls know which tenant th
 from __future__ import annotations
 
 import inspect
-import logging
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -17,7 +16,13 @@ if TYPE_CHECKING:
     from .tenants import Tenant
 
 current_workspace: ContextVar["Workspace | None"] = ContextVar("pinstripe_workspace", default=None)
-job_logger = logging.getLogger("pinstripe.job")
+_log_setup: Callable[[], None] | None = None
+
+
+def on_first_log(setup: Callable[[], None]) -> None:
+    """Run ``setup`` (configure log handlers) when a job first uses ``ctx.log``: logging costs start-up time."""
+    global _log_setup
+    _log_setup = setup
 
 
 class ServiceFactories:
@@ -55,13 +60,26 @@ class Workspace:
         self.args = args
         self.params = params
         self.attempt = attempt
-        self.log = logging.LoggerAdapter(job_logger, {"job": job, "tenant": tenant.id if tenant else None,
-                                                      "attempt": attempt})
         self._factories = factories
         self._services: dict[str, Any] = {}
         self._teardowns: list[tuple[str, Callable[[], None]]] = []
         self._nested = nested
         self._closed = False
+
+    @property
+    def log(self):
+        """A logger whose lines carry the job and the tenant (created on first use)."""
+        global _log_setup
+        adapter = self.__dict__.get("_log")
+        if adapter is None:
+            from .logs import job_adapter
+
+            setup, _log_setup = _log_setup, None
+            if setup is not None:
+                setup()
+            adapter = self.__dict__["_log"] = job_adapter(self.job, self.tenant.id if self.tenant else None,
+                                                          self.attempt)
+        return adapter
 
     def __getattr__(self, name: str) -> Any:
         factories = self.__dict__.get("_factories")
