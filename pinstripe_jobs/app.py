@@ -5,7 +5,6 @@ import contextlib
 import os
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +18,13 @@ if TYPE_CHECKING:
     from .scheduler import Firing
 
 
-@dataclass
 class Output:
     """How a run reports: the terminal/JSON choice, CI reports and the log format."""
 
-    as_json: bool = False
-    junit_xml: str | None = None
-    log_format: str = "text"
+    def __init__(self, as_json: bool = False, junit_xml: str | None = None, log_format: str = "text"):
+        self.as_json = as_json
+        self.junit_xml = junit_xml
+        self.log_format = log_format
 
 
 def make_observer(output: Output, stdout: Any) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -24,22 +23,20 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
-@dataclass
 class Settings:
-    root: Path
-    config_path: Path | None = None
-    jobs_dir: Path = field(default=None)  # type: ignore[assignment]
-    tenants: Any = None
-    tenants_table: str = "tenants"
-    services: dict[str, str] = field(default_factory=dict)
-    timezone: str = "UTC"
-    state: str | None = None
-    history_days: float = 30
-    misfire_grace: float = 60
+    """The project's configuration, with every path absolute."""
 
-    def __post_init__(self) -> None:
-        if self.jobs_dir is None:
-            self.jobs_dir = self.root / "jobs"
+    def __init__(self, root: Path, config_path: Path | None = None):
+        self.root = root
+        self.config_path = config_path
+        self.jobs_dir: Path = root / "jobs"
+        self.tenants: Any = None
+        self.tenants_table = "tenants"
+        self.services: dict[str, str] = {}
+        self.timezone = "UTC"
+        self.state: str | None = None
+        self.history_days: float = 30
+        self.misfire_grace: float = 60
 
     @property
     def source_name(self) -> str:

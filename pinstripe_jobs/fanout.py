@@ -6,7 +6,6 @@ finish until the grace period is over, then interrupts them.
 """
 from __future__ import annotations
 
-import queue
 import threading
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -59,6 +58,8 @@ def _inline(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Observ
 
 
 def _threads(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Observer", summary: Summary) -> None:
+    import queue
+
     todo: queue.Queue = queue.Queue()
     done: queue.Queue = queue.Queue()
     running: dict[int, Any] = {}  # thread ident -> tenant it is running

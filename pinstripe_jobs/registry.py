@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
@@ -24,34 +23,55 @@ def normalize_name(raw: str) -> str:
     return text.replace("_", "-").lower()
 
 
-@dataclass(frozen=True)
 class ScheduleEntry:
-    cron: str
-    args: tuple = ()
+    """One cron expression of a job, with the arguments it fires ``run`` with."""
+
+    __slots__ = ("cron", "args")
+
+    def __init__(self, cron: str, args: tuple = ()):
+        self.cron = cron
+        self.args = tuple(args)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ScheduleEntry) and (self.cron, self.args) == (other.cron, other.args)
+
+    def __repr__(self) -> str:
+        return f"ScheduleEntry({self.cron!r}, {self.args!r})"
 
 
-@dataclass
 class JobSpec:
-    name: str
-    path: Path
-    run: Callable[..., Any]
-    description: str = ""
-    schedules: list[ScheduleEntry] = field(default_factory=list)
-    multi_tenant: bool = False
-    tenants_filter: Callable[[Any], Any] | None = None
-    timezone: str | None = None
-    overlap: str = "skip"
-    catch_up: bool = False
-    concurrency: int = 1
-    timeout: float | None = None
-    isolation: str = "inline"
-    retries: int = 0
-    retry_backoff: float = 1.0
-    module: ModuleType | None = None
+    """Everything a job module declares, validated."""
+
+    def __init__(self, name: str, path: Path, run: Callable[..., Any], *, description: str = "",
+                 schedules: list[ScheduleEntry] | None = None, multi_tenant: bool = False,
+                 tenants_filter: Callable[[Any], Any] | None = None, timezone: str | None = None,
+                 overlap: str = "skip", catch_up: bool = False, concurrency: int = 1, timeout: float | None = None,
+                 isolation: str = "inline", retries: int = 0, retry_backoff: float = 1.0,
+                 module: ModuleType | None = None):
+        self.name = name
+        self.path = path
+        self.run = run
+        self.description = description
+        self.schedules = schedules or []
+        self.multi_tenant = multi_tenant
+        self.tenants_filter = tenants_filter
+        self.timezone = timezone
+        self.overlap = overlap
+        self.catch_up = catch_up
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.isolation = isolation
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.module = module
+
+    def __repr__(self) -> str:
+        return f"JobSpec({self.name!r}, {str(self.path)!r})"
 
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.run)
+
 
 
 class JobRegistry:

@@ -1,7 +1,6 @@
 """What a run produced: one ``RunResult`` per tenant run and a ``Summary`` per job run."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +11,26 @@ BAD_STATUSES = (FAILED, TIMED_OUT, INTERRUPTED)
 ALREADY_RUNNING = "already running"
 
 
-@dataclass
 class RunResult:
-    tenant: Any
-    status: str
-    duration_s: float = 0.0
-    error: str | None = None
-    reason: str | None = None
-    traceback: str | None = None
-    attempts: int = 1
-    value: Any = field(default=None, repr=False)
-    exception: BaseException | None = field(default=None, repr=False)
+    """The outcome of one tenant's run (or of the single run of a non-tenant job)."""
+
+    __slots__ = ("tenant", "status", "duration_s", "error", "reason", "traceback", "attempts", "value", "exception")
+
+    def __init__(self, tenant: Any, status: str, duration_s: float = 0.0, error: str | None = None,
+                 reason: str | None = None, traceback: str | None = None, attempts: int = 1, value: Any = None,
+                 exception: BaseException | None = None):
+        self.tenant = tenant
+        self.status = status
+        self.duration_s = duration_s
+        self.error = error
+        self.reason = reason
+        self.traceback = traceback
+        self.attempts = attempts
+        self.value = value
+        self.exception = exception
+
+    def __repr__(self) -> str:
+        return f"RunResult(tenant={self.tenant!r}, status={self.status!r}, error={self.error!r})"
 
     @property
     def ok(self) -> bool:
@@ -38,16 +46,18 @@ class RunResult:
         return data
 
 
-@dataclass
 class Summary:
-    job: str
-    duration_s: float = 0.0
-    counts: dict[str, int] = field(default_factory=dict)
-    failures: list[RunResult] = field(default_factory=list)
-    runs: list[RunResult] | None = None
-    signal: int | None = None  # the signal that interrupted the run, if any
-    already_running: int = 0  # runs skipped because the job was already running for that tenant
-    error: str | None = None  # the tenant source broke mid-run: not every tenant could be read
+    """A job run: counts by status, the failures, and (when asked for) every run's result."""
+
+    def __init__(self, job: str, runs: list[RunResult] | None = None, signal: int | None = None):
+        self.job = job
+        self.duration_s = 0.0
+        self.counts: dict[str, int] = {}
+        self.failures: list[RunResult] = []
+        self.runs = runs
+        self.signal = signal  # the signal that interrupted the run, if any
+        self.already_running = 0  # runs skipped because the job was already running for that tenant
+        self.error: str | None = None  # the tenant source broke mid-run: not every tenant could be read
 
     def add(self, result: RunResult) -> None:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1

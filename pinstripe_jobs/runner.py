@@ -9,7 +9,6 @@ says, and record the outcome. How tenants are spread (one by one, threads, async
 from __future__ import annotations
 
 import itertools
-import random
 import threading
 import time
 import zlib
@@ -124,8 +123,12 @@ def shard_of(tenant_id: Any, shards: int) -> int:
     return zlib.crc32(str(tenant_id).encode("utf-8")) % shards
 
 
-def backoff_delay(base: float, attempt: int, rand: Callable[[], float] = random.random) -> float:
+def backoff_delay(base: float, attempt: int, rand: Callable[[], float] | None = None) -> float:
     """Exponential backoff with jitter: ``base * 2**(attempt-1)``, scaled by a random factor in [0.5, 1.5)."""
+    if rand is None:
+        import random
+
+        rand = random.random
     return base * (2 ** (attempt - 1)) * (0.5 + rand())
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -51,12 +50,14 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-@dataclass
 class Lease:
     """A started run: its row id and, on PostgreSQL, the connection holding its advisory lock."""
 
-    run_id: int
-    connection: Any = None
+    __slots__ = ("run_id", "connection")
+
+    def __init__(self, run_id: int, connection: Any = None):
+        self.run_id = run_id
+        self.connection = connection
 
 
 SCHEMA = """

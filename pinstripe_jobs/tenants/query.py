@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..errors import TenantSourceError
@@ -53,42 +52,52 @@ class Tenant(Mapping):
         return (Tenant, (self._data,))
 
 
-@dataclass(frozen=True)
 class Condition:
-    field: str
-    value: Any
+    """``field == value``, or ``field in value`` for a list/tuple value."""
 
-    @property
-    def is_in(self) -> bool:
-        return isinstance(self.value, (list, tuple, set, frozenset))
+    __slots__ = ("field", "value", "is_in")
+
+    def __init__(self, field: str, value: Any):
+        self.field = field
+        self.value = value
+        self.is_in = isinstance(value, (list, tuple, set, frozenset))
 
     def test(self, tenant: Mapping) -> bool:
         actual = tenant.get(self.field)
         return actual in self.value if self.is_in else actual == self.value
 
 
-@dataclass(frozen=True)
 class TenantQuery:
     """Immutable: every method returns a new query. Keyword filters combine with AND wherever they are
     chained; ``limit`` applies to the filtered, ordered result. SQL sources turn keyword forms into SQL."""
 
-    source: "TenantSource"
-    wheres: tuple[Condition, ...] = ()
-    excludes: tuple[tuple[Condition, ...], ...] = ()
-    predicates: tuple[Callable[[Tenant], bool], ...] = ()
-    ids: tuple[str, ...] | None = None
-    excluded_ids: tuple[str, ...] = ()
-    ordering: tuple[str, ...] = ("id",)
-    max_rows: int | None = None
+    __slots__ = ("source", "wheres", "excludes", "predicates", "ids", "excluded_ids", "ordering", "max_rows")
+
+    def __init__(self, source: "TenantSource", wheres: tuple = (), excludes: tuple = (), predicates: tuple = (),
+                 ids: tuple[str, ...] | None = None, excluded_ids: tuple[str, ...] = (),
+                 ordering: tuple[str, ...] = ("id",), max_rows: int | None = None):
+        self.source = source
+        self.wheres: tuple[Condition, ...] = wheres
+        self.excludes: tuple[tuple[Condition, ...], ...] = excludes
+        self.predicates: tuple[Callable[[Tenant], bool], ...] = predicates
+        self.ids = ids
+        self.excluded_ids = excluded_ids
+        self.ordering = ordering
+        self.max_rows = max_rows
+
+    def _with(self, **changes: Any) -> "TenantQuery":
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return TenantQuery(**values)
 
     def where(self, predicate: Callable[[Tenant], bool] | None = None, /, **fields: Any) -> "TenantQuery":
         query = self
         if predicate is not None:
             if not callable(predicate):
                 raise TypeError("where() takes a callable predicate or field=value keywords")
-            query = replace(query, predicates=query.predicates + (predicate,))
+            query = query._with(predicates=query.predicates + (predicate,))
         if fields:
-            query = replace(query, wheres=query.wheres + tuple(Condition(k, _in_value(v)) for k, v in fields.items()))
+            query = query._with(wheres=query.wheres + tuple(Condition(k, _in_value(v)) for k, v in fields.items()))
         return query
 
     def exclude(self, **fields: Any) -> "TenantQuery":
@@ -96,22 +105,22 @@ class TenantQuery:
         if not fields:
             return self
         group = tuple(Condition(k, _in_value(v)) for k, v in fields.items())
-        return replace(self, excludes=self.excludes + (group,))
+        return self._with(excludes=self.excludes + (group,))
 
     def order_by(self, *fields: str) -> "TenantQuery":
         """Order by fields; a leading '-' sorts that field descending. Missing values sort last."""
-        return replace(self, ordering=tuple(fields) or ("id",))
+        return self._with(ordering=tuple(fields) or ("id",))
 
     def limit(self, n: int) -> "TenantQuery":
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"limit() takes a whole number >= 0, got {n!r}")
-        return replace(self, max_rows=n if self.max_rows is None else min(n, self.max_rows))
+        return self._with(max_rows=n if self.max_rows is None else min(n, self.max_rows))
 
     def only_ids(self, ids: Iterable[Any]) -> "TenantQuery":
-        return replace(self, ids=tuple(str(i) for i in ids))
+        return self._with(ids=tuple(str(i) for i in ids))
 
     def without_ids(self, ids: Iterable[Any]) -> "TenantQuery":
-        return replace(self, excluded_ids=self.excluded_ids + tuple(str(i) for i in ids))
+        return self._with(excluded_ids=self.excluded_ids + tuple(str(i) for i in ids))
 
     def unfiltered(self) -> "TenantQuery":
         return TenantQuery(self.source)
