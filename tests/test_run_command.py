@@ -264,9 +264,9 @@ def test_run_due_jobs_exit_codes_and_bad_at(tenant_project):
 
 
 def test_tenant_source_breaking_mid_stream_stops_cleanly_with_exit_3(project, monkeypatch):
-    import pinstripe_jobs.tenants.sql as sql
+    import pinstripe_jobs.tenants.sqlite as native
 
-    monkeypatch.setattr(sql, "PAGE", 2)
+    monkeypatch.setattr(native, "PAGE", 2)
     project.sqlite_tenants([{"id": i, "name": f"t{i}", "active": True, "plan": None} for i in range(1, 7)])
     import sqlite3
 

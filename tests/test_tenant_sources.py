@@ -14,15 +14,19 @@ from pinstripe_jobs.tenants import Tenant, TenantQuery, open_source
 from .conftest import TENANTS
 
 ROWS = TENANTS + [{"id": 5, "name": "Hooli", "active": True, "plan": None}]
-SOURCES = ["sqlite", "postgres", "json", "jsonl", "csv", "callable", "inline"]
+SOURCES = ["sqlite", "sqlite-sqlalchemy", "postgres", "json", "jsonl", "csv", "callable", "inline"]
 
 
 def make_source(kind, rows, tmp_path, request, table="tenants"):
-    if kind == "sqlite":
+    if kind in ("sqlite", "sqlite-sqlalchemy"):
         path = tmp_path / "t.db"
         with sqlite3.connect(path) as db:
             db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, name TEXT, active BOOLEAN, plan TEXT)")
             db.executemany(f"INSERT INTO {table} VALUES (:id, :name, :active, :plan)", rows)
+        if kind == "sqlite-sqlalchemy":
+            from pinstripe_jobs.tenants.sql import SqlSource
+
+            return SqlSource(f"sqlite:///{path}", table)
         return open_source(f"sqlite:///{path}", table)
     if kind == "postgres":
         import sqlalchemy as sa
@@ -181,7 +185,7 @@ def test_callable_may_return_objects(tmp_path, monkeypatch):
 def test_sql_pushes_keyword_filters_order_and_limit_into_sql(tmp_path, request):
     import sqlalchemy as sa
 
-    src = make_source("sqlite", ROWS, tmp_path, request)
+    src = make_source("sqlite-sqlalchemy", ROWS, tmp_path, request)
     statements = []
     sa.event.listen(src.engine, "before_cursor_execute",
                     lambda conn, cur, stmt, params, ctx, many: statements.append(stmt))
@@ -195,7 +199,7 @@ def test_sql_streams_in_pages(tmp_path, request):
     import sqlalchemy as sa
 
     rows = [{"id": i, "name": f"t{i}", "active": True, "plan": "free"} for i in range(1, 2501)]
-    src = make_source("sqlite", rows, tmp_path, request)
+    src = make_source("sqlite-sqlalchemy", rows, tmp_path, request)
     statements = []
     sa.event.listen(src.engine, "before_cursor_execute",
                     lambda conn, cur, stmt, params, ctx, many: statements.append(stmt))
@@ -242,3 +246,46 @@ def test_unreachable_postgres_masks_the_password():
         list(TenantQuery(src))
     assert "unreachable" in str(info.value)
     assert "s3cret" not in str(info.value) and "***" in str(info.value)
+
+
+def traced(src, monkeypatch):
+    """Capture the SQL the stdlib SQLite source sends."""
+    import pinstripe_jobs.tenants.sqlite as native
+
+    statements = []
+    real_connect = native.sqlite3.connect
+
+    def connect(*args, **kwargs):
+        conn = real_connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(native.sqlite3, "connect", connect)
+    return statements
+
+
+def test_native_sqlite_pushes_down_and_streams_in_pages(tmp_path, request, monkeypatch):
+    from pinstripe_jobs.tenants.sqlite import SqliteSource
+
+    rows = [{"id": i, "name": f"t{i}", "active": i % 2 == 0, "plan": "free"} for i in range(1, 2501)]
+    src = make_source("sqlite", rows, tmp_path, request)
+    assert isinstance(src, SqliteSource)
+    statements = traced(src, monkeypatch)
+    q = TenantQuery(src).where(plan=["free", "pro"]).exclude(active=False).order_by("-name").limit(2)
+    assert ids(q) == [998, 996]
+    sql = statements[-1].upper()
+    assert "WHERE" in sql and " IN (" in sql and "ORDER BY" in sql and "LIMIT 2" in sql
+    statements.clear()
+    iterator = iter(TenantQuery(src))
+    assert [next(iterator).id for _ in range(10)] == list(range(1, 11))
+    assert len([s for s in statements if s.startswith("SELECT")]) == 1
+    assert sum(1 for _ in iterator) == 2490
+    assert len([s for s in statements if s.startswith("SELECT")]) == 3
+
+
+def test_sqlite_url_forms_pick_the_right_source(tmp_path):
+    from pinstripe_jobs.tenants.sql import SqlSource
+    from pinstripe_jobs.tenants.sqlite import SqliteSource
+
+    assert isinstance(open_source(f"sqlite:///{tmp_path}/a.db"), SqliteSource)
+    assert isinstance(open_source(f"sqlite:///{tmp_path}/a.db?timeout=5"), SqlSource)

@@ -1,7 +1,8 @@
 """Tenant sources behind one protocol, and the lazy ``TenantQuery``.
 
-Sources: ``sql`` (a SQLAlchemy URL), ``file`` (.json/.jsonl/.csv), ``memory`` (an inline array, or
-a ``"module:callable"``). Only the source in use is imported.
+Sources: ``sqlite`` (a ``sqlite:///file`` URL, through the standard library), ``sql`` (any other
+SQLAlchemy URL), ``file`` (.json/.jsonl/.csv), ``memory`` (an inline array, or a ``"module:callable"``).
+Only the source in use is imported.
 """
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ def open_source(value: Any, table: str = "tenants") -> TenantSource:
         from .memory import InlineSource
 
         return InlineSource(value)
+    if value.startswith(("sqlite:///", "sqlite+pysqlite:///")) and "?" not in value:
+        path = value.split(":///", 1)[1]
+        if path and path != ":memory:":
+            from .sqlite import SqliteSource
+
+            return SqliteSource(path, table)
     if "://" in value:
         from .sql import SqlSource
 

@@ -1,0 +1,198 @@
+"""Tenants from a table in a SQLite file, through the standard library's ``sqlite3``.
+
+The same contract as the SQLAlchemy source (keyword filters, ordering and limits become SQL; predicates
+run in Python; rows are streamed in keyset pages) without importing SQLAlchemy, which alone costs more
+than a whole run of a small job. Used for plain ``sqlite:///path`` URLs.
+"""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import TenantSourceError
+from .query import Condition, Tenant, TenantQuery
+
+PAGE = 1000
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SqliteSource:
+    def __init__(self, path: str, table: str = "tenants"):
+        self.path = Path(path)
+        self.table_name = table
+        self.description = f"table '{table}' in sqlite:///{path}"
+        self._columns: dict[str, str] | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise TenantSourceError(f"Tenant database file {self.path} does not exist.",
+                                    "Check `tenants` in the config; relative paths start at its folder.")
+        try:
+            return sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True, timeout=30)
+        except sqlite3.Error as exc:
+            raise TenantSourceError(f"Tenant source unreachable: {self.description}: {exc}") from None
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Column name -> declared type; checks that the table exists and has an ``id``."""
+        if self._columns is None:
+            conn = self._connect()
+            try:
+                rows = conn.execute(f"PRAGMA table_info({_quote(self.table_name)})").fetchall()
+            except sqlite3.Error as exc:
+                raise TenantSourceError(f"Tenant source unreachable: {self.description}: {exc}") from None
+            finally:
+                conn.close()
+            if not rows:
+                raise TenantSourceError(f"Tenant table missing: {self.description}.",
+                                        "Create the table or set `tenants_table` in the config.")
+            self._columns = {row[1]: (row[2] or "").upper() for row in rows}
+            if "id" not in self._columns:
+                raise TenantSourceError(f"Tenant table has no 'id' column: {self.description}.")
+        return self._columns
+
+    # -- SQL building -----------------------------------------------------------------------------
+    def _column(self, field: str) -> str:
+        if field not in self.columns:
+            raise TenantSourceError(f"Tenant filter names a column '{field}' that {self.description} does not "
+                                    f"have (columns: {', '.join(self.columns)}).")
+        return _quote(field)
+
+    def _coerce_ids(self, ids: tuple[str, ...]) -> list[Any]:
+        if "INT" in self.columns["id"]:
+            return [int(i) for i in ids if i.lstrip("-").isdigit()]
+        return list(ids)
+
+    def _condition(self, cond: Condition, params: list) -> str:
+        column = self._column(cond.field)
+        if cond.is_in:
+            params.extend(cond.value)
+            return f"{column} IN ({', '.join('?' * len(cond.value))})" if cond.value else "0"
+        if cond.value is None:
+            return f"{column} IS NULL"
+        params.append(cond.value)
+        return f"{column} = ?"
+
+    def _negated(self, cond: Condition, params: list) -> str:
+        column = self._column(cond.field)
+        if cond.is_in:
+            params.extend(cond.value)
+            return f"({column} NOT IN ({', '.join('?' * len(cond.value))}) OR {column} IS NULL)" if cond.value \
+                else "1"
+        params.append(cond.value)
+        return f"{column} IS NOT ?"
+
+    def _where(self, query: TenantQuery) -> tuple[list[str], list]:
+        params: list = []
+        clauses = [self._condition(c, params) for c in query.wheres]
+        for group in query.excludes:
+            clauses.append("(" + " OR ".join(self._negated(c, params) for c in group) + ")")
+        for ids, negate in ((query.ids, False), (query.excluded_ids or None, True)):
+            if ids is not None:
+                values = self._coerce_ids(ids)
+                params.extend(values)
+                marks = ", ".join("?" * len(values))
+                clauses.append(f'"id" {"NOT IN" if negate else "IN"} ({marks})' if values else ("1" if negate else "0"))
+        return clauses, params
+
+    def _order(self, query: TenantQuery) -> str:
+        parts = []
+        for spec in query.ordering:
+            direction = "DESC" if spec.startswith("-") else "ASC"
+            parts.append(f"{self._column(spec.lstrip('-'))} {direction} NULLS LAST")
+        return ", ".join(parts)
+
+    # -- protocol ----------------------------------------------------------------------------------
+    def iterate(self, query: TenantQuery) -> Iterator[Tenant]:
+        clauses, params = self._where(query)
+        names = list(self.columns)
+        select = f"SELECT {', '.join(map(_quote, names))} FROM {_quote(self.table_name)}"
+        limit = query.max_rows if not query.predicates else None
+        try:
+            if query.ordering in (("id",), ("-id",)):
+                rows = self._keyset(select, clauses, params, query.ordering == ("-id",), limit)
+            else:
+                rows = self._stream(select, clauses, params, self._order(query), limit)
+            yield from self._filtered(rows, names, query)
+        except sqlite3.Error as exc:
+            raise TenantSourceError(f"Reading tenants failed: {self.description}: {exc}") from None
+
+    def _filtered(self, rows: Iterator[tuple], names: list[str], query: TenantQuery) -> Iterator[Tenant]:
+        emitted = 0
+        previous = object()
+        by_id = query.ordering in (("id",), ("-id",))
+        for row in rows:
+            if query.max_rows is not None and emitted >= query.max_rows:
+                return
+            tenant = Tenant(dict(zip(names, row)))
+            if tenant.id is None:
+                raise TenantSourceError(f"A row of {self.description} has a NULL id.")
+            if by_id and tenant.id == previous:
+                raise TenantSourceError(f"Duplicate tenant id {tenant.id!r} in {self.description}.",
+                                        "Make `id` the table's primary key.")
+            previous = tenant.id
+            if query.predicate_match(tenant):
+                emitted += 1
+                yield tenant
+
+    def _keyset(self, select: str, clauses: list[str], params: list, descending: bool,
+                remaining: int | None) -> Iterator[tuple]:
+        """Pages ordered by id, each read in its own short transaction: no lock is held while jobs run."""
+        id_index = list(self.columns).index("id")
+        last = None
+        conn = self._connect()
+        try:
+            while remaining is None or remaining > 0:
+                page = PAGE if remaining is None else min(PAGE, remaining)
+                where = list(clauses)
+                args = list(params)
+                if last is not None:
+                    where.append('"id" < ?' if descending else '"id" > ?')
+                    args.append(last)
+                sql = select + (" WHERE " + " AND ".join(where) if where else "")
+                sql += f' ORDER BY "id" {"DESC" if descending else "ASC"} LIMIT {page}'
+                rows = conn.execute(sql, args).fetchall()
+                if not rows:
+                    return
+                yield from rows
+                last = rows[-1][id_index]
+                if remaining is not None:
+                    remaining -= len(rows)
+                if len(rows) < page:
+                    return
+        finally:
+            conn.close()
+
+    def _stream(self, select: str, clauses: list[str], params: list, order: str,
+                limit: int | None) -> Iterator[tuple]:
+        sql = select + (" WHERE " + " AND ".join(clauses) if clauses else "") + f" ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        conn = self._connect()
+        try:
+            cursor = conn.execute(sql, params)
+            while batch := cursor.fetchmany(PAGE):
+                yield from batch
+        finally:
+            conn.close()
+
+    def count(self, query: TenantQuery) -> int:
+        if query.predicates:
+            return sum(1 for _ in self.iterate(query))
+        clauses, params = self._where(query)
+        sql = f"SELECT count(*) FROM {_quote(self.table_name)}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        conn = self._connect()
+        try:
+            total = conn.execute(sql, params).fetchone()[0]
+        except sqlite3.Error as exc:
+            raise TenantSourceError(f"Counting tenants failed: {self.description}: {exc}") from None
+        finally:
+            conn.close()
+        return total if query.max_rows is None else min(total, query.max_rows)
+
+    def close(self) -> None:
+        pass
