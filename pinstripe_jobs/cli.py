@@ -113,7 +113,8 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xm
     if dry_run:
         from .reporting import print_dry_run
 
-        return print_dry_run(plan.spec.name, plan.tenants(), as_json)
+        print_dry_run(plan.spec.name, plan.tenants(), as_json)
+        return
     sys.exit(int(run_job(runner, plan, Output(as_json, junit_xml, log_format))))
 
 

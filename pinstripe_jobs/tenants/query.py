@@ -161,6 +161,26 @@ class TenantQuery:
         return rows
 
 
+def checked_rows(tenants: Iterator[Tenant], query: TenantQuery, description: str) -> Iterator[Tenant]:
+    """For database sources: reject NULL and (when ordered by id) repeated ids, then apply the query's
+    Python predicates and its limit to the rows the database returned."""
+    emitted = 0
+    previous = object()
+    by_id = query.ordering in (("id",), ("-id",))
+    for tenant in tenants:
+        if query.max_rows is not None and emitted >= query.max_rows:
+            return
+        if tenant.id is None:
+            raise TenantSourceError(f"A row of {description} has a NULL id.")
+        if by_id and tenant.id == previous:
+            raise TenantSourceError(f"Duplicate tenant id {tenant.id!r} in {description}.",
+                                    "Make `id` the table's primary key.")
+        previous = tenant.id
+        if query.predicate_match(tenant):
+            emitted += 1
+            yield tenant
+
+
 def _in_value(value: Any) -> Any:
     return tuple(value) if isinstance(value, (list, tuple, set, frozenset)) else value
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from ..errors import TenantSourceError, mask_secrets
-from .query import Condition, Tenant, TenantQuery
+from .query import Condition, Tenant, TenantQuery, checked_rows
 
 PAGE = 1000
 
@@ -111,26 +111,9 @@ class SqlSource:
                 rows = self._keyset(stmt, query)
             else:
                 rows = self._stream(stmt.order_by(*self._order(query)), query)
-            yield from self._filtered(rows, query)
+            yield from checked_rows((Tenant(row._mapping) for row in rows), query, self.description)
         except sa.exc.SQLAlchemyError as exc:
             raise TenantSourceError(f"Reading tenants failed: {self.description}: {_first_line(exc)}") from None
-
-    def _filtered(self, rows: Iterator[Any], query: TenantQuery) -> Iterator[Tenant]:
-        emitted = 0
-        previous = object()
-        for row in rows:
-            if query.max_rows is not None and emitted >= query.max_rows:
-                return
-            tenant = Tenant(row._mapping)
-            if tenant.id is None:
-                raise TenantSourceError(f"A row of {self.description} has a NULL id.")
-            if tenant.id == previous and query.ordering in (("id",), ("-id",)):
-                raise TenantSourceError(f"Duplicate tenant id {tenant.id!r} in {self.description}.",
-                                        "Make `id` the table's primary key.")
-            previous = tenant.id
-            if query.predicate_match(tenant):
-                emitted += 1
-                yield tenant
 
     def _limit(self, query: TenantQuery) -> int | None:
         return query.max_rows if not query.predicates else None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import TenantSourceError
-from .query import Condition, Tenant, TenantQuery
+from .query import Condition, Tenant, TenantQuery, checked_rows
 
 PAGE = 1000
 
@@ -117,27 +117,9 @@ class SqliteSource:
                 rows = self._keyset(select, clauses, params, query.ordering == ("-id",), limit)
             else:
                 rows = self._stream(select, clauses, params, self._order(query), limit)
-            yield from self._filtered(rows, names, query)
+            yield from checked_rows((Tenant(dict(zip(names, row))) for row in rows), query, self.description)
         except sqlite3.Error as exc:
             raise TenantSourceError(f"Reading tenants failed: {self.description}: {exc}") from None
-
-    def _filtered(self, rows: Iterator[tuple], names: list[str], query: TenantQuery) -> Iterator[Tenant]:
-        emitted = 0
-        previous = object()
-        by_id = query.ordering in (("id",), ("-id",))
-        for row in rows:
-            if query.max_rows is not None and emitted >= query.max_rows:
-                return
-            tenant = Tenant(dict(zip(names, row)))
-            if tenant.id is None:
-                raise TenantSourceError(f"A row of {self.description} has a NULL id.")
-            if by_id and tenant.id == previous:
-                raise TenantSourceError(f"Duplicate tenant id {tenant.id!r} in {self.description}.",
-                                        "Make `id` the table's primary key.")
-            previous = tenant.id
-            if query.predicate_match(tenant):
-                emitted += 1
-                yield tenant
 
     def _keyset(self, select: str, clauses: list[str], params: list, descending: bool,
                 remaining: int | None) -> Iterator[tuple]:
