@@ -71,6 +71,7 @@ def run_job(runner: "Runner", plan: "Plan", output: Output) -> ExitCode:
     jobs_out = sys.stderr if output.as_json else stdout
     lines = WholeLines(jobs_out) if plan.concurrency > 1 else None
     redirect = contextlib.redirect_stdout(lines or jobs_out) if lines or output.as_json else contextlib.nullcontext()
+    runner.stop.grace = plan.options.grace
     try:
         with redirect, stop_on_signals(runner.stop):
             summary = runner.execute(plan, observer)

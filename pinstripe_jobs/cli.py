@@ -8,7 +8,7 @@ from typing import Any, Callable
 import click
 
 from . import __version__
-from .errors import ExitCode, PinstripeError, UsageError, mask_secrets
+from .errors import ExitCode, PinstripeError
 
 
 def project_options(func: Callable) -> Callable:

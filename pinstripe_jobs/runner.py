@@ -228,7 +228,6 @@ class Runner:
     def execute(self, plan: Plan, observer: Observer) -> Summary:
         from .fanout import fan_out
 
-        self.stop.grace = plan.options.grace
         summary = Summary(plan.spec.name, runs=[] if plan.options.keep_runs else None)
         tenants = plan.tenants()
         first = next(tenants, _END)  # a broken tenant source fails here, before anything is printed or run
@@ -294,7 +293,8 @@ class Runner:
         raise AssertionError("unreachable")
 
     async def arun_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
-        """All attempts of one tenant's run of an ``async def`` job, as an asyncio task."""
+        """All attempts of one tenant's run of an ``async def`` job, as an asyncio task (not isolated:
+        isolated async jobs go through ``run_one``, their child process runs the event loop)."""
         import asyncio
 
         attempts = 1 + plan.retries
@@ -306,12 +306,7 @@ class Runner:
             if lease is None:
                 return self._locked_out(plan, tenant)
             self._active[lease.run_id] = lease
-            if plan.isolated:
-                from .isolation import run_in_child
-
-                result = await asyncio.to_thread(run_in_child, self, plan, tenant, attempt)
-            else:
-                result = await self._aattempt_here(plan, tenant, attempt)
+            result = await self._aattempt_here(plan, tenant, attempt)
             self._end(lease, result, attempt)
             if result.ok or attempt == attempts or result.status == INTERRUPTED or self.stop.requested:
                 return result

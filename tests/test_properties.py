@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pinstripe_jobs.arguments import bind_arguments, parse_params
 from pinstripe_jobs.cli import main
 from pinstripe_jobs.config import KNOWN_KEYS, _from_table
-from pinstripe_jobs.errors import ConfigError, PinstripeError, TenantSourceError, UsageError
+from pinstripe_jobs.errors import ConfigError, TenantSourceError, UsageError
 from pinstripe_jobs.schedule import next_tick, validate_cron
 from pinstripe_jobs.tenants import TenantQuery, open_source
 

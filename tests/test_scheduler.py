@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta, timezone
 
-import pytest
 
 from pinstripe_jobs.config import load_settings
 from pinstripe_jobs.runner import Runner
