@@ -279,3 +279,49 @@ def test_tenant_source_breaking_mid_stream_stops_cleanly_with_exit_3(project, mo
     doc = json.loads(result.stdout)
     assert doc["status"] == "failed" and "Duplicate tenant id 3" in doc["error"], doc
     assert [r["tenant"] for r in doc["runs"]] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("files, tenants, message", [
+    ({"t.json": "[{\"id\": 1},"}, "t.json", "is not valid JSON"),
+    ({"t.json": "{\"id\": 1}"}, "t.json", "must hold a JSON array of objects"),
+    ({"t.jsonl": "{\"id\": 1}\nnot json\n"}, "t.jsonl", "t.jsonl:2 is not valid JSON"),
+    ({"t.csv": "name,plan\na,b\n"}, "t.csv", "has no 'id' column"),
+    ({}, "missing.csv", "does not exist"),
+    ({}, "no_such_mod:tenants", "names module 'no_such_mod', which cannot be found"),
+    ({"tmod_a.py": "def tenants():\n    raise RuntimeError('db down')\n"}, "tmod_a:tenants",
+     "raised RuntimeError: db down"),
+    ({"tmod_b.py": "import nope_nope\n"}, "tmod_b:tenants", "failed while importing"),
+    ({"tmod_c.py": "tenants = 5\n"}, "tmod_c:tenants", "is not callable"),
+    ({}, "sqlite:///missing.db", "Tenant database file"),
+])
+def test_broken_tenant_sources_exit_3_with_the_reason(project, files, tenants, message):
+    for name, text in files.items():
+        (project.root / name).write_text(text)
+    project.config(f'tenants = "{tenants}"\n')
+    project.job("record", RECORDING_JOB)
+    result = project.cli("run-background-job", "--name", "record")
+    assert result.exit_code == 3, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert project.log() == []
+
+
+def test_unsupported_state_store_is_a_config_error(tenant_project):
+    tenant_project.config('tenants = "sqlite:///tenants.db"\nstate = "mysql://u:pw@db/x"\n')
+    result = tenant_project.cli("run-background-job", "--name", "record")
+    assert result.exit_code == 3
+    assert "only SQLite and PostgreSQL URLs are supported" in result.output and "pw@" not in result.output
+
+
+def test_a_manual_run_imports_only_what_it_needs(tenant_project):
+    """Start-up is a feature: no SQLAlchemy for a SQLite source, no croniter, no rich, no asyncio on a pipe."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom pinstripe_jobs.cli import main\n"
+            "try:\n    main(['run-background-job', '--name', 'record'])\n"
+            "finally:\n    print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('sqlalchemy', 'croniter', 'rich', 'asyncio', 'logging', 'json')), file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tenant_project.root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "[]"
+    assert len(tenant_project.log()) == 4
