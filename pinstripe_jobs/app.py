@@ -119,7 +119,11 @@ def run_due_jobs(settings: Settings, at: str | None) -> ExitCode:
     failed = any(o.error is not None or o.summary.failures for o in outcomes if o.summary or o.error)
     print(f"run-due-jobs: {len(fired)} fired, {len(claimed_elsewhere)} already fired, "
           f"{'some failed' if failed else 'none failed'}")
-    return ExitCode.FAILED if failed else ExitCode.OK
+    for problem in scheduler.broken:
+        print(f"BROKEN {problem.job_name}: not scheduled: {problem.message}", file=sys.stderr)
+    if failed:
+        return ExitCode.FAILED
+    return ExitCode.CONFIG if scheduler.broken else ExitCode.OK
 
 
 def start_bot(settings: Settings, grace: float, since: str | None = None) -> ExitCode:

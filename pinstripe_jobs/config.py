@@ -20,6 +20,8 @@ KNOWN_KEYS = {
     "misfire_grace": (int, float),
 }
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_SERVICE_NAMES = {"tenant", "args", "params", "job", "log", "attempt", "tick", "close",
+                          "run_background_job", "arun_background_job"}
 _REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -160,6 +162,9 @@ def _from_table(path: Path, table: dict) -> Settings:
     for name, ref in services.items():
         if not _IDENTIFIER.match(name) or name.startswith("_"):
             raise ConfigError(f"Service name {name!r} in {where} is not a valid identifier.")
+        if name in RESERVED_SERVICE_NAMES:
+            raise ConfigError(f"Service name '{name}' in {where} would hide ctx.{name}.",
+                              "Choose another name; reserved: " + ", ".join(sorted(RESERVED_SERVICE_NAMES)) + ".")
         if not isinstance(ref, str) or not _REF.match(ref):
             raise ConfigError(f"Service '{name}' in {where} must be a \"module:factory\" string, got {ref!r}.",
                               'Example: [services]\nmailer = "myapp.mail:make_mailer"')

@@ -55,13 +55,14 @@ class Scheduler:
         self.grace = timedelta(seconds=self.settings.misfire_grace)
         self.observer = observer or (lambda firing: NullObserver())
         self.threads: set[threading.Thread] = set()
+        self.broken: list = []  # job modules that failed to load: not scheduled, reported
         self._specs: list[JobSpec] | None = None
 
     # -- what is scheduled -------------------------------------------------------------------------
     def specs(self) -> list[JobSpec]:
         if self._specs is None:
-            specs, broken = self.runner.registry.load_all()
-            for problem in broken:
+            specs, self.broken = self.runner.registry.load_all()
+            for problem in self.broken:
                 log.error("not scheduling %s: %s", problem.job_name, problem.message)
             self._specs = [s for s in specs if s.schedules]
         return self._specs

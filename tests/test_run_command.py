@@ -325,3 +325,19 @@ def test_a_manual_run_imports_only_what_it_needs(tenant_project):
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "[]"
     assert len(tenant_project.log()) == 4
+
+
+def test_run_due_jobs_reports_a_broken_module_and_fires_the_rest(tenant_project):
+    tenant_project.job("hourly", "schedule = '0 * * * *'\nmulti_tenant = False\ndef run(ctx):\n    print('fired')\n")
+    tenant_project.job("broken", "schedule = '0 * * * *'\nraise ImportError('missing dependency')\n")
+    result = tenant_project.cli("run-due-jobs", "--at", "2026-01-01T10:00")
+    assert result.exit_code == 3
+    assert "fired" in result.stdout and "1 fired" in result.stdout
+    assert "BROKEN broken: not scheduled" in result.stderr and "missing dependency" in result.stderr
+
+
+def test_service_names_may_not_hide_ctx_attributes(project):
+    project.config('[services]\ntenant = "x:y"\n')
+    project.job("record", RECORDING_JOB)
+    result = project.cli("run-background-job", "--name", "record")
+    assert result.exit_code == 3 and "would hide ctx.tenant" in result.output
