@@ -237,6 +237,8 @@ class Runner:
         try:
             fan_out(self, plan, tenants, observer, summary)
         finally:
+            if self._state is not None:
+                self._state.flush()
             summary.duration_s = self.clock() - started
             summary.signal = self.stop.signal
         observer.finished(summary)
@@ -368,7 +370,7 @@ class Runner:
     def _end(self, lease: "Lease", result: RunResult, attempt: int) -> None:
         result.attempts = attempt
         if self._active.pop(lease.run_id, None) is not None:
-            self.state.end_run(lease, result.status, result.error)
+            self.state.end_run(lease, result.status, result.error, defer=True)  # flushed by execute()
 
     def interrupt_active(self, reason: str) -> int:
         """Record every run still in progress as interrupted (used when a process must stop now)."""

@@ -79,8 +79,11 @@ CREATE TABLE IF NOT EXISTS pinstripe_runs (
     lock_key TEXT
 );
 CREATE INDEX IF NOT EXISTS pinstripe_runs_job_tenant ON pinstripe_runs (job, tenant, id);
-CREATE INDEX IF NOT EXISTS pinstripe_runs_started ON pinstripe_runs (started_at);
 CREATE UNIQUE INDEX IF NOT EXISTS pinstripe_runs_lock ON pinstripe_runs (job, lock_key) WHERE status = 'running';
+CREATE TABLE IF NOT EXISTS pinstripe_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS pinstripe_ticks (
     job TEXT NOT NULL,
     tick TEXT NOT NULL,
@@ -102,6 +105,7 @@ class StateStore:
         self.pid = os.getpid()
         self.token = process_token(self.pid)
         self._mutex = threading.RLock()
+        self._deferred: list[tuple] = []  # SQLite: run-end updates that ride on the next commit (see end_run)
         self._engine = None
         backend = url.split(":", 1)[0].split("+")[0]
         self.is_sqlite = backend == "sqlite"
@@ -118,7 +122,7 @@ class StateStore:
             raise ConfigError(f"State store {mask_secrets(url)} is not usable: {type(exc).__name__}: "
                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
                               "Check `state` in the config (a SQLAlchemy URL), or PINSTRIPE_STATE.") from None
-        self.prune()
+        self._prune_daily()
 
     # -- connections -------------------------------------------------------------------------------
     def _connect_sqlite(self):
@@ -180,6 +184,7 @@ class StateStore:
 
     def close(self) -> None:
         with self._mutex:
+            self.flush()
             self._conn.close()
         if self._engine is not None:
             self._engine.dispose()
@@ -227,19 +232,44 @@ class StateStore:
                   LIVE, HOST, self.pid, self.token, session, lock_key)
         sql = ("INSERT INTO pinstripe_runs (job, tenant, trigger, tick, attempt, started_at, status, host, pid, "
                "pid_token, session, lock_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        if self.is_sqlite:
+        if not self.is_sqlite:
+            return self._execute(sql + " RETURNING id", values).fetchone()[0]
+        if not self._deferred:
             return self._execute(sql, values).lastrowid
-        return self._execute(sql + " RETURNING id", values).fetchone()[0]
+        self._execute("BEGIN IMMEDIATE")  # the previous run's end and this run's start: one commit
+        try:
+            self._flush_deferred()
+            return self._execute(sql, values).lastrowid
+        finally:
+            self._execute("COMMIT")  # also when the insert hit the lock: the updates stand
 
-    def end_run(self, lease: Lease, status: str, error: str | None = None) -> None:
+    _END = "UPDATE pinstripe_runs SET status = ?, ended_at = ?, error = ? WHERE id = ?"
+
+    def end_run(self, lease: Lease, status: str, error: str | None = None, *, defer: bool = False) -> None:
+        """Record how a run ended and release its lock. With ``defer`` (SQLite), the update is committed
+        together with this store's next write, at the latest by ``flush()``: back-to-back runs then cost one
+        commit each instead of two. Callers flush when their batch of runs is done."""
+        values = (status, iso(self.clock()), mask_secrets(error) if error else None, lease.run_id)
         with self._mutex:
-            self._execute("UPDATE pinstripe_runs SET status = ?, ended_at = ?, error = ? WHERE id = ?",
-                          (status, iso(self.clock()), mask_secrets(error) if error else None, lease.run_id))
+            if defer and self.is_sqlite and lease.connection is None:
+                self._deferred.append(values)
+                return
+            self._execute(self._END, values)
         if lease.connection is not None:
             try:
                 self._execute("SELECT pg_advisory_unlock_all()", (), lease.connection)
             finally:
                 lease.connection.close()
+
+    def _flush_deferred(self) -> None:
+        if self._deferred:
+            self._conn.executemany(self._END, self._deferred)
+            self._deferred.clear()
+
+    def flush(self) -> None:
+        """Commit deferred run ends now."""
+        with self._mutex:
+            self._flush_deferred()
 
     def record(self, job: str, tenant: Any, trigger: str, status: str, *, error: str | None = None,
                tick: datetime | None = None) -> None:
@@ -264,12 +294,14 @@ class StateStore:
         verb = "INSERT OR IGNORE INTO" if self.is_sqlite else "INSERT INTO"
         tail = "" if self.is_sqlite else " ON CONFLICT DO NOTHING"
         with self._mutex:
+            self._flush_deferred()
             cursor = self._execute(f"{verb} pinstripe_ticks VALUES (?, ?, ?, ?, ?){tail}",
                                    (job, iso(tick), iso(self.clock()), HOST, self.pid))
             return cursor.rowcount == 1
 
     def last_claimed_tick(self, job: str) -> datetime | None:
         with self._mutex:
+            self._flush_deferred()
             row = self._execute("SELECT max(tick) FROM pinstripe_ticks WHERE job = ?", (job,)).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 
@@ -293,6 +325,7 @@ class StateStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC"
         with self._mutex:
+            self._flush_deferred()
             rows = [self._present(dict(zip(self.COLUMNS, r))) for r in self._execute(sql, tuple(params)).fetchall()]
         if status is not None:
             rows = [r for r in rows if r["status"] == status]
@@ -310,6 +343,7 @@ class StateStore:
         sql = (f"SELECT {', '.join(self.COLUMNS)} FROM pinstripe_runs WHERE id IN "
                "(SELECT max(id) FROM pinstripe_runs GROUP BY job)")
         with self._mutex:
+            self._flush_deferred()
             rows = [self._present(dict(zip(self.COLUMNS, r))) for r in self._execute(sql).fetchall()]
         return {row["job"]: row for row in rows}
 
@@ -319,6 +353,7 @@ class StateStore:
                "(SELECT max(id) FROM pinstripe_runs WHERE job = ? AND status <> 'skipped' GROUP BY tenant)")
         keys = ("id", "job", "tenant", "status", "host", "pid", "pid_token", "session")
         with self._mutex:
+            self._flush_deferred()
             rows = [dict(zip(keys, r)) for r in self._execute(sql, (job,)).fetchall()]
         result = []
         for row in rows:
@@ -329,11 +364,24 @@ class StateStore:
                 result.append(row["tenant"])
         return result
 
+    def _prune_daily(self) -> None:
+        """Prune at most once a day per store (the check is one indexed read)."""
+        now = self.clock()
+        with self._mutex:
+            row = self._execute("SELECT value FROM pinstripe_meta WHERE key = 'pruned_at'").fetchone()
+        if row and now - datetime.fromisoformat(row[0]) < timedelta(days=1):
+            return
+        self.prune(now)
+        with self._mutex:
+            self._execute("DELETE FROM pinstripe_meta WHERE key = 'pruned_at'")
+            self._execute("INSERT INTO pinstripe_meta VALUES ('pruned_at', ?)", (iso(now),))
+
     def prune(self, now: datetime | None = None) -> int:
         if not self.history_days:
             return 0
         cutoff = iso((now or self.clock()) - timedelta(days=self.history_days))
         with self._mutex:
+            self._flush_deferred()
             removed = self._execute("DELETE FROM pinstripe_runs WHERE started_at < ? AND status <> ?",
                                     (cutoff, LIVE)).rowcount
             self._execute("DELETE FROM pinstripe_ticks WHERE claimed_at < ?", (cutoff,))

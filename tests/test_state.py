@@ -120,3 +120,18 @@ def test_unusable_state_url_is_a_config_error_with_masked_password():
     with pytest.raises(ConfigError) as info:
         StateStore("postgresql+psycopg://u:topsecret@127.0.0.1:1/x")
     assert "topsecret" not in str(info.value) and "not usable" in str(info.value)
+
+
+def test_deferred_run_ends_ride_on_the_next_write(store, state_url):
+    other = StateStore(state_url)
+    first = store.begin_run("job", 1, "manual")
+    store.end_run(first, "succeeded", defer=True)
+    if store.is_sqlite:  # not committed yet: another process still sees the run going
+        assert other.runs()[0]["status"] == "running"
+    second = store.begin_run("job", 1, "manual")  # the deferred end is committed first, so the lock is free
+    assert second is not None
+    assert [r["status"] for r in other.runs()] == ["running", "succeeded"]
+    store.end_run(second, "failed", "ValueError: x", defer=True)
+    store.flush()
+    assert [(r["status"], r["error"]) for r in other.runs()] == [("failed", "ValueError: x"), ("succeeded", None)]
+    other.close()
