@@ -3,8 +3,9 @@
 SQLite (the embedded default, ``.pinstripe/state.db`` beside the config) goes through the standard
 library's ``sqlite3``; any other URL (PostgreSQL) through SQLAlchemy's pool, imported only then.
 
-Every run is a row, written when it starts and updated when it ends. A ``running`` row whose process is
-gone reads as ``abandoned``. Overlap locks are released when their holder dies: on SQLite the lock *is*
+Every run is a row, written when it starts and updated when it ends (on SQLite the update is committed
+with the next run's start, or when the batch of runs is done). A ``running`` row whose process is gone
+reads as ``abandoned``. Overlap locks are released when their holder dies: on SQLite the lock *is*
 the ``running`` row (a partial unique index on job and tenant), naming its holder's host, pid and process
 start time, and is taken over once that process is gone; on PostgreSQL a session advisory lock is held
 on its own connection, which the server drops with the process.
