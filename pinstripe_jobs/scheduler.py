@@ -130,14 +130,19 @@ class Scheduler:
         minute = at.replace(second=0, microsecond=0)
         end = minute + timedelta(seconds=59, microseconds=999999)
         default_start = min(minute, at - self.grace) - timedelta(microseconds=1)
+        return self.fire_all(self.due(default_start, end, at, self.resume_points(default_start, at)))
+
+    def resume_points(self, before: datetime, at: datetime) -> dict[str, datetime]:
+        """For each schedule whose last claimed tick is older than ``before``: look for missed ticks from
+        there (at most ``MAX_LOOKBACK`` back), so they are fired, caught up or reported as skipped."""
         starts = {}
         for spec in self.specs():
             for index, entry in enumerate(spec.schedules):
                 key = Firing(spec, index, entry, at).key
                 last = self.runner.state.last_claimed_tick(key)
-                if last is not None and last < default_start:
+                if last is not None and last < before:
                     starts[key] = max(last, at - MAX_LOOKBACK)
-        return self.fire_all(self.due(default_start, end, at, starts))
+        return starts
 
     # -- the long-running bot ----------------------------------------------------------------------
     def loop(self, since: datetime | None = None) -> None:
@@ -145,6 +150,8 @@ class Scheduler:
         ``since``: treat it as the last time the bot looked, so ticks after it are due at once."""
         stop = self.runner.stop
         last = since or self.now()
+        if since is None:  # ticks missed while no bot was running (restart, deploy): due now
+            self._start_threads(self.due(last, last, last, self.resume_points(last, last)))
         while not stop.requested:
             upcoming = self.next_runs(last)
             if not upcoming:
@@ -160,12 +167,15 @@ class Scheduler:
             if stop.requested:
                 break
             now = self.now()
-            for firing in self.due(last, now, now):
-                thread = threading.Thread(target=self._fire_in_thread, args=(firing,), daemon=True,
-                                          name=f"bot-{firing.spec.name}")
-                self.threads.add(thread)
-                thread.start()
+            self._start_threads(self.due(last, now, now))
             last = max(last, now)
+
+    def _start_threads(self, firings: list[Firing]) -> None:
+        for firing in firings:
+            thread = threading.Thread(target=self._fire_in_thread, args=(firing,), daemon=True,
+                                      name=f"bot-{firing.spec.name}")
+            self.threads.add(thread)
+            thread.start()
 
     def _fire_in_thread(self, firing: Firing) -> None:
         try:

@@ -198,3 +198,22 @@ def test_a_failing_scheduled_job_is_logged_and_the_loop_goes_on(project):
     assert len(fired(project)) == 2
     statuses = [r["status"] for r in scheduler.runner.state.runs(job="bad")]
     assert statuses == ["failed", "failed"]
+
+
+def test_bot_restart_fires_recent_and_catch_up_ticks_missed_while_down(project, caplog):
+    project.config('misfire_grace = 60\n')
+    add_job(project, "hourly", "0 * * * *", "multi_tenant = False")
+    add_job(project, "catchup", "0 * * * *", "multi_tenant = False\ncatch_up = True")
+    scheduler, _ = scheduler_for(project)
+    scheduler.run_due(datetime(2026, 1, 1, 9, 0, 10, tzinfo=UTC))  # the last ticks claimed before the "outage"
+    (project.root / "calls.log").unlink()
+    caplog.set_level(logging.INFO, "pinstripe.bot")
+    # The bot comes back at 12:00:30: 12:00 is 30 s late (within grace); 10:00 and 11:00 are older.
+    scheduler, clock = scheduler_for(project, datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC),
+                                     datetime(2026, 1, 1, 12, 0, 40, tzinfo=UTC))
+    scheduler.loop()
+    wait_threads(scheduler)
+    assert fired(project) == ["catchup 2026-01-01T12:00:00+00:00 None []",
+                              "hourly 2026-01-01T12:00:00+00:00 None []"]
+    assert "hourly: skipped 2 tick(s) missed by more than misfire_grace" in caplog.text
+    assert "catchup: catching up 3 missed ticks in one run" in caplog.text
