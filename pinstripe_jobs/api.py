@@ -22,7 +22,10 @@ def run_background_job(name: str, *args: Any, config: str | os.PathLike | None =
     from .runner import RunOptions, Runner
 
     runner = Runner(load_settings(config))
-    summary = runner.run(name, RunOptions(args=args, params=params, trigger="api", keep_runs=True))
+    try:
+        summary = runner.run(name, RunOptions(args=args, params=params, trigger="api", keep_runs=True))
+    finally:
+        runner.close()
     if summary.error:
         from .errors import TenantSourceError
 

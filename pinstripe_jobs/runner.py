@@ -156,6 +156,15 @@ class Runner:
                     self._state = StateStore(self.settings.state_url, history_days=self.settings.history_days)
         return self._state
 
+    def close(self) -> None:
+        """Release the state store's connection and the tenant source."""
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+
     # -- tenants ------------------------------------------------------------------------------------
     @property
     def source(self) -> TenantSource:
