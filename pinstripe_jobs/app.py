@@ -56,17 +56,16 @@ def run_job(runner: "Runner", plan: "Plan", output: Output) -> ExitCode:
     """Run a plan as ``run-background-job`` does: signals stop it cleanly; under --json everything but the
     document goes to stderr."""
     from .reporting import WholeLines
-
     from .workspace import on_first_log
 
-    stdout = sys.stdout
-    stderr = sys.stderr
-    def setup() -> None:
+    stdout, stderr = sys.stdout, sys.stderr
+
+    def setup_logs() -> None:
         from .logs import setup_logging
 
         setup_logging(stderr, as_json=output.log_format == "json")
 
-    on_first_log(setup)
+    on_first_log(setup_logs)
     observer = make_observer(output, stdout)
     jobs_out = sys.stderr if output.as_json else stdout
     lines = WholeLines(jobs_out) if plan.concurrency > 1 else None
@@ -96,10 +95,9 @@ def parse_at(text: str, settings: Settings) -> datetime:
 
 def run_due_jobs(settings: Settings, at: str | None) -> ExitCode:
     from .logs import setup_logging
+    from .reporting import WholeLines
     from .runner import Runner
     from .scheduler import Scheduler
-
-    from .reporting import WholeLines
 
     setup_logging(sys.stderr)
     scheduler = Scheduler(Runner(settings), observer=_observer)
@@ -140,15 +138,14 @@ def start_bot(settings: Settings, grace: float, since: str | None = None) -> Exi
     for spec, when in scheduler.next_runs(now):
         print(f"  {spec.name}: next run {when.astimezone(scheduler.tz(spec)).isoformat()}")
     sys.stdout.flush()
-    lines = WholeLines(sys.stdout)
-    with contextlib.redirect_stdout(lines), stop_on_signals(runner.stop, escalate=False):
-        scheduler.loop(parse_at(since, settings) if since else None)
     import signal
 
-    name = signal.Signals(runner.stop.signal).name if runner.stop.signal else "stop"
-    print(f"{name} received: no new runs; waiting up to {grace:g}s for {len(scheduler.threads)} running job(s)")
-    sys.stdout.flush()
-    with contextlib.redirect_stdout(lines):
+    lines = WholeLines(sys.stdout)
+    # A second signal during the shutdown stops the waiting (the handlers stay installed until the end).
+    with contextlib.redirect_stdout(lines), stop_on_signals(runner.stop, escalate=False):
+        scheduler.loop(parse_at(since, settings) if since else None)
+        name = signal.Signals(runner.stop.signal).name if runner.stop.signal else "stop"
+        print(f"{name} received: no new runs; waiting up to {grace:g}s for {len(scheduler.threads)} running job(s)")
         interrupted = scheduler.shutdown(grace, time.monotonic)
     lines.close()
     print(f"pinstripe bot stopped ({interrupted} run(s) recorded as interrupted)")

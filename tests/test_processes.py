@@ -152,3 +152,19 @@ def test_bot_stops_promptly_when_idle(tenant_project):
     out, _ = bot.communicate(timeout=30)
     assert bot.returncode == 0 and time.time() - started < 5
     assert "yearly: next run" in out and "SIGINT received" in out
+
+
+def test_bot_second_signal_stops_waiting_for_running_jobs(tenant_project):
+    tenant_project.config('tenants = "sqlite:///tenants.db"\nmisfire_grace = 3600\n')
+    tenant_project.job("hourly", HOLDING_JOB)
+    since = time.strftime("%Y-%m-%dT%H:00:00+00:00", time.gmtime(time.time() - 3600))
+    bot = start(tenant_project, "start-bot", "--since", since, "--grace", "60")
+    wait_for(tenant_project.root / "started-1")
+    bot.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert bot.poll() is None  # waiting for the running job, within its grace
+    began = time.time()
+    bot.send_signal(signal.SIGTERM)
+    out, err = bot.communicate(timeout=30)
+    assert bot.returncode == 0 and time.time() - began < 10, err
+    assert "1 run(s) recorded as interrupted" in out
