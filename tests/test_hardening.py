@@ -309,3 +309,24 @@ def run(ctx):
     runs = json.loads(subprocess.run([str(SCRIPT), "history", "--json"], cwd=tenant_project.root,
                                      capture_output=True, text=True).stdout)["runs"]
     assert [(r["tenant"], r["status"]) for r in runs] == [("3", "abandoned"), ("2", "succeeded"), ("1", "succeeded")]
+
+
+def test_process_isolation_contains_a_memory_blow_up(tenant_project):
+    tenant_project.job("hungry", '''
+import resource
+def run(ctx):
+    if ctx.tenant.id == 3:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # stays in this child process
+        hoard = bytearray(4 << 30)
+    return ctx.tenant.id
+''')
+    import resource
+
+    limit_before = resource.getrlimit(resource.RLIMIT_AS)
+    result = tenant_project.cli("run-background-job", "--name", "hungry", "--isolation", "process", "--json")
+    assert result.exit_code == 1
+    runs = json.loads(result.stdout)["runs"]
+    assert [(r["tenant"], r["status"]) for r in runs] == [
+        (1, "succeeded"), (2, "succeeded"), (3, "failed"), (4, "succeeded")]
+    assert runs[2]["error"].startswith("MemoryError")
+    assert resource.getrlimit(resource.RLIMIT_AS) == limit_before  # the parent was not touched
