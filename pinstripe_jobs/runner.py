@@ -157,8 +157,10 @@ class Runner:
         return self._state
 
     def close(self) -> None:
-        """Release the state store's connection and the tenant source."""
+        """Release the state store's connection and the tenant source; runs still open (the caller was
+        interrupted) are recorded as interrupted."""
         if self._state is not None:
+            self.interrupt_active("stopped before it finished")
             self._state.close()
             self._state = None
         if self._source is not None:
@@ -338,8 +340,11 @@ class Runner:
                 value = plan.spec.run(workspace, *plan.args, **plan.params)
                 if _is_coroutine(value):
                     value = run_coroutine(_with_timeout(value, plan.timeout))
-        except (Exception, RunInterrupted) as exc:
+        except (Exception, RunInterrupted, SystemExit) as exc:  # a job's sys.exit() fails its tenant only
             return self._finish(plan, tenant, workspace, started, exc)
+        except BaseException:  # KeyboardInterrupt with no handler installed (the Python API): clean up, go
+            _close_quietly(workspace)
+            raise
         finally:
             current_workspace.reset(token)
         return self._finish(plan, tenant, workspace, started, None, value)
@@ -354,8 +359,11 @@ class Runner:
             value = await _with_timeout(plan.spec.run(workspace, *plan.args, **plan.params), plan.timeout)
         except asyncio.CancelledError as exc:
             return self._finish(plan, tenant, workspace, started, RunInterrupted(str(exc) or "cancelled"))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             return self._finish(plan, tenant, workspace, started, exc)
+        except BaseException:
+            _close_quietly(workspace)
+            raise
         finally:
             current_workspace.reset(token)
         return self._finish(plan, tenant, workspace, started, None, value)
@@ -413,6 +421,13 @@ class Runner:
 
 
 _END = object()
+
+
+def _close_quietly(workspace: Workspace) -> None:
+    try:
+        workspace.close()
+    except ServiceCleanupError:
+        pass
 
 
 def _guarded(tenants: Iterator[Tenant | None], summary: Summary) -> Iterator[Tenant | None]:

@@ -231,3 +231,21 @@ def test_api_inside_a_job_runs_for_the_current_tenant(tenant_project):
                                 "def run(ctx):\n    run_background_job('record', 'via-api')\n")
     assert tenant_project.cli("run-background-job", "--name", "outer", "--tenant", "4").exit_code == 0
     assert tenant_project.log() == ["record 4 ['via-api'] {}"]
+
+
+def test_sys_exit_in_a_job_fails_that_tenant_only(tenant_project):
+    tenant_project.job("quitter", "import sys\ndef run(ctx):\n    if ctx.tenant.id == 2:\n        sys.exit(5)\n")
+    result = tenant_project.cli("run-background-job", "--name", "quitter", "--json")
+    assert result.exit_code == 1
+    runs = json.loads(result.stdout)["runs"]
+    assert [(r["tenant"], r["status"], r["error"]) for r in runs] == [
+        (1, "succeeded", None), (2, "failed", "SystemExit: 5"), (3, "succeeded", None), (4, "succeeded", None)]
+
+
+def test_keyboard_interrupt_through_the_api_still_cleans_up(svc_project):
+    svc_project.job("ctrlc", "def run(ctx):\n    ctx.closable\n    raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        run_background_job("ctrlc")
+    assert services_log(svc_project) == ["open closable 1 for 1", "close closable 1 for 1"]
+    history = json.loads(svc_project.cli("history", "--json").stdout)["runs"]
+    assert [(r["tenant"], r["status"]) for r in history] == [("1", "interrupted")]
