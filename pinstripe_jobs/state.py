@@ -374,8 +374,8 @@ class StateStore:
             return
         self.prune(now)
         with self._mutex:
-            self._execute("DELETE FROM pinstripe_meta WHERE key = 'pruned_at'")
-            self._execute("INSERT INTO pinstripe_meta VALUES ('pruned_at', ?)", (iso(now),))
+            self._execute("INSERT INTO pinstripe_meta VALUES ('pruned_at', ?) ON CONFLICT (key) "
+                          "DO UPDATE SET value = excluded.value", (iso(now),))
 
     def prune(self, now: datetime | None = None) -> int:
         if not self.history_days:

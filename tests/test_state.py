@@ -135,3 +135,16 @@ def test_deferred_run_ends_ride_on_the_next_write(store, state_url):
     store.flush()
     assert [(r["status"], r["error"]) for r in other.runs()] == [("failed", "ValueError: x"), ("succeeded", None)]
     other.close()
+
+
+def test_many_processes_can_open_a_new_store_at_once(state_url):
+    """Schema creation and the daily prune race safely when several processes start together."""
+    code = ("import sys\nfrom pinstripe_jobs.state import StateStore\n"
+            "s = StateStore(sys.argv[1])\ns.end_run(s.begin_run('job', None, 'manual', lock=False), 'succeeded')\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, state_url], stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    store = StateStore(state_url)
+    assert len(store.runs()) == 6
+    store.close()
