@@ -73,7 +73,11 @@ def main() -> None:
     """Run background jobs on demand and on schedule, once per tenant."""
 
 
-@main.command("run-background-job")
+EXIT_CODES = ("Exit codes: 0 every run succeeded; 1 a run failed; 2 usage error; 3 configuration error; "
+              "4 skipped because already running; 124 timed out; 130 SIGINT; 143 SIGTERM.")
+
+
+@main.command("run-background-job", epilog=EXIT_CODES)
 @click.option("--name", required=True, shell_complete=complete_job_names, help="The job to run.")
 @click.option("--arg", "args", multiple=True, metavar="VALUE", help="A positional argument for run (repeatable).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A keyword argument (repeatable).")

@@ -26,6 +26,12 @@ def test_every_command_has_help():
         assert " ".join(main.commands[name].help.split()[:4]) in " ".join(result.output.split())
 
 
+def test_run_help_lists_the_exit_codes():
+    result = CliRunner().invoke(main, ["run-background-job", "--help"])
+    text = " ".join(result.output.split())
+    assert "4 skipped because already running; 124 timed out; 130 SIGINT; 143 SIGTERM" in text
+
+
 def test_version():
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output
