@@ -7,9 +7,8 @@ from typing import IO, Any
 from xml.sax.saxutils import escape, quoteattr
 
 from .errors import mask_secrets
+from .results import BAD_STATUSES as BAD
 from .results import SKIPPED, RunResult, Summary
-
-BAD = ("failed", "timed_out", "interrupted")
 
 
 class Tee:

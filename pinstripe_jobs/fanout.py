@@ -10,6 +10,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .results import INTERRUPTED, SKIPPED, RunResult, Summary
+from .runner import _tid
 from .signals import RunInterrupted
 
 if TYPE_CHECKING:
@@ -30,10 +31,6 @@ def fan_out(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Observ
         _threads(runner, plan, tenants, observer, summary)
     else:
         _inline(runner, plan, tenants, observer, summary)
-
-
-def _tid(tenant: "Tenant | None") -> Any:
-    return None if tenant is None else tenant.id
 
 
 def _record(result: RunResult, observer: "Observer", summary: Summary) -> None:

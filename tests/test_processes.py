@@ -109,12 +109,19 @@ def test_sigkill_releases_the_lock_and_leaves_an_abandoned_run(tenant_project):
     assert tenant_project.log() == ["1 None"]
 
 
-def test_bot_sigterm_lets_running_jobs_finish_within_grace(tenant_project):
-    tenant_project.config('tenants = "sqlite:///tenants.db"\nmisfire_grace = 3600\n')
-    tenant_project.job("hourly", HOLDING_JOB)
+def start_bot_with_a_running_job(project, grace: str) -> subprocess.Popen:
+    """A bot started as if it last looked an hour ago, so the hourly tick fires at once; returns when the
+    first tenant's run has started (it then holds until the file "release" exists)."""
+    project.config('tenants = "sqlite:///tenants.db"\nmisfire_grace = 3600\n')
+    project.job("hourly", HOLDING_JOB)
     since = time.strftime("%Y-%m-%dT%H:00:00+00:00", time.gmtime(time.time() - 3600))
-    bot = start(tenant_project, "start-bot", "--since", since, "--grace", "20")
-    wait_for(tenant_project.root / "started-1")
+    bot = start(project, "start-bot", "--since", since, "--grace", grace)
+    wait_for(project.root / "started-1")
+    return bot
+
+
+def test_bot_sigterm_lets_running_jobs_finish_within_grace(tenant_project):
+    bot = start_bot_with_a_running_job(tenant_project, grace="20")
     bot.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     (tenant_project.root / "release").write_text("")
@@ -124,16 +131,11 @@ def test_bot_sigterm_lets_running_jobs_finish_within_grace(tenant_project):
     assert "SIGTERM received: no new runs" in out
     assert "0 run(s) recorded as interrupted" in out
     runs = history(tenant_project, "--job", "hourly")
-    assert [r["status"] for r in runs] == ["succeeded"]  # tenant 1 finished; no new tenants were started
-    assert [(r["tenant"], r["status"]) for r in runs] == [("1", "succeeded")]
+    assert [(r["tenant"], r["status"]) for r in runs] == [("1", "succeeded")]  # no new tenants were started
 
 
 def test_bot_sigterm_records_runs_still_going_after_grace_as_interrupted(tenant_project):
-    tenant_project.config('tenants = "sqlite:///tenants.db"\nmisfire_grace = 3600\n')
-    tenant_project.job("hourly", HOLDING_JOB)
-    since = time.strftime("%Y-%m-%dT%H:00:00+00:00", time.gmtime(time.time() - 3600))
-    bot = start(tenant_project, "start-bot", "--since", since, "--grace", "0.5")
-    wait_for(tenant_project.root / "started-1")
+    bot = start_bot_with_a_running_job(tenant_project, grace="0.5")
     bot.send_signal(signal.SIGTERM)
     out, err = bot.communicate(timeout=60)
     assert bot.returncode == 0, err
@@ -155,11 +157,7 @@ def test_bot_stops_promptly_when_idle(tenant_project):
 
 
 def test_bot_second_signal_stops_waiting_for_running_jobs(tenant_project):
-    tenant_project.config('tenants = "sqlite:///tenants.db"\nmisfire_grace = 3600\n')
-    tenant_project.job("hourly", HOLDING_JOB)
-    since = time.strftime("%Y-%m-%dT%H:00:00+00:00", time.gmtime(time.time() - 3600))
-    bot = start(tenant_project, "start-bot", "--since", since, "--grace", "60")
-    wait_for(tenant_project.root / "started-1")
+    bot = start_bot_with_a_running_job(tenant_project, grace="60")
     bot.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     assert bot.poll() is None  # waiting for the running job, within its grace
