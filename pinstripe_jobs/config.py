@@ -18,6 +18,8 @@ KNOWN_KEYS = {
     "state": str,
     "history_days": (int, float),
     "misfire_grace": (int, float),
+    "state_retry_s": (int, float),
+    "lock_stale_s": (int, float),
 }
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_SERVICE_NAMES = {"tenant", "args", "params", "job", "log", "attempt", "tick", "close",
@@ -39,6 +41,8 @@ class Settings:
         self.state: str | None = None
         self.history_days: float = 30
         self.misfire_grace: float = 60
+        self.state_retry_s: float = 60  # how long state store operations are retried through an outage
+        self.lock_stale_s: float = 60  # a lock whose heartbeat is older than this may be taken over
 
     @property
     def source_name(self) -> str:
@@ -174,7 +178,7 @@ def _from_table(path: Path, table: dict) -> Settings:
         settings.tz()  # validate now
     if "state" in table:
         settings.state = resolve_sqlite_url(table["state"], root)
-    for key in ("history_days", "misfire_grace"):
+    for key in ("history_days", "misfire_grace", "state_retry_s", "lock_stale_s"):
         if key in table:
             if table[key] < 0:
                 raise ConfigError(f"'{key}' in {where} must not be negative, got {table[key]}.")
@@ -192,6 +196,8 @@ _TYPE_HINTS = {
     "state": 'Example: state = "postgresql+psycopg://user@host/db"',
     "history_days": "Example: history_days = 30",
     "misfire_grace": "Example: misfire_grace = 60",
+    "state_retry_s": "Example: state_retry_s = 60",
+    "lock_stale_s": "Example: lock_stale_s = 60",
 }
 
 

@@ -6,11 +6,12 @@ finish until the grace period is over, then interrupts them.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .results import INTERRUPTED, SKIPPED, RunResult, Summary
-from .runner import _tid
+from .results import tenant_id as _tid
 from .signals import RunInterrupted
 
 if TYPE_CHECKING:
@@ -38,18 +39,25 @@ def _record(result: RunResult, observer: "Observer", summary: Summary) -> None:
     observer.run_finished(result)
 
 
-def _skip(tenant: "Tenant | None", tenants: Iterator, reason: str, observer: "Observer", summary: Summary) -> None:
-    """Record ``tenant`` and every tenant not yet started as skipped: nothing is silently dropped."""
-    _record(RunResult(_tid(tenant), SKIPPED, reason=reason), observer, summary)
-    for rest in tenants:
-        _record(RunResult(_tid(rest), SKIPPED, reason=reason), observer, summary)
+def _skip(runner: "Runner", plan: "Plan", tenant: "Tenant | None", tenants: Iterator, reason: str,
+          observer: "Observer", summary: Summary) -> None:
+    """Record ``tenant`` and every tenant not yet started as skipped, in the output and in history (in
+    batches): nothing is silently dropped."""
+    batch = []
+    for one in itertools.chain([tenant], tenants):
+        _record(RunResult(_tid(one), SKIPPED, reason=reason), observer, summary)
+        batch.append(_tid(one))
+        if len(batch) >= 1000:
+            runner.record_skipped(plan, batch, reason)
+            batch = []
+    runner.record_skipped(plan, batch, reason)
 
 
 def _inline(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Observer", summary: Summary) -> None:
     for tenant in tenants:
         reason = runner.stop_reason(plan, summary)
         if reason:
-            return _skip(tenant, tenants, reason, observer, summary)
+            return _skip(runner, plan, tenant, tenants, reason, observer, summary)
         observer.run_started(tenant)
         _record(runner.run_one(plan, tenant), observer, summary)
 
@@ -106,7 +114,7 @@ def _threads(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Obser
                     break
             reason = runner.stop_reason(plan, summary)
             if reason:
-                _skip(tenant, tenants, reason, observer, summary)
+                _skip(runner, plan, tenant, tenants, reason, observer, summary)
                 break
             observer.run_started(tenant)
             todo.put(tenant)
@@ -154,7 +162,7 @@ async def _async_tasks(runner: "Runner", plan: "Plan", tenants: Iterator, observ
         if reason or not got:
             if got:
                 slots.release()
-            _skip(tenant, tenants, reason or "interrupted", observer, summary)
+            _skip(runner, plan, tenant, tenants, reason or "interrupted", observer, summary)
             break
         observer.run_started(tenant)
         task = asyncio.create_task(one(tenant))

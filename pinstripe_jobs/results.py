@@ -11,6 +11,11 @@ BAD_STATUSES = (FAILED, TIMED_OUT, INTERRUPTED)
 ALREADY_RUNNING = "already running"
 
 
+def tenant_id(tenant: Any) -> Any:
+    """The id of a tenant, or None for the single run of a job that does not run per tenant."""
+    return None if tenant is None else tenant.id
+
+
 class RunResult:
     """The outcome of one tenant's run (or of the single run of a non-tenant job)."""
 

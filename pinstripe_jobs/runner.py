@@ -9,6 +9,7 @@ says, and record the outcome. How tenants are spread (one by one, threads, async
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 import zlib
@@ -20,7 +21,7 @@ from .errors import ConfigError, JobFailed, PinstripeError, UsageError, mask_sec
 from .loading import describe_exception, error_location
 from .registry import JobRegistry, JobSpec
 from .results import (ALREADY_RUNNING, FAILED, INTERRUPTED, SKIPPED, SUCCEEDED, TIMED_OUT, RunResult, Summary,
-                      job_traceback)
+                      job_traceback, tenant_id as _tid)
 from .signals import RunInterrupted, StopFlag
 from .tenants import Tenant, TenantQuery, TenantSource, open_source
 from .workspace import ServiceCleanupError, ServiceFactories, Workspace, current_workspace
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from .state import Lease, StateStore
 
 LOCK_POLL_S = 0.2
+STATE_DOWN = "state store unavailable"
 _OPEN_LOCK = threading.Lock()
 
 
@@ -42,7 +44,7 @@ class RunOptions:
     FIELDS = {"args": (), "params": None, "tenant_ids": (), "exclude_ids": (), "fail_fast": False,
               "concurrency": None, "shard": None, "trigger": "manual", "tick": None, "wait": False,
               "only_failed": False, "keep_runs": False, "timeout": None, "retries": None, "isolation": None,
-              "max_failures": None, "grace": 30.0}
+              "max_failures": None, "grace": 30.0, "skip_reason": None}
 
     def __init__(self, **values: Any):
         unknown = set(values) - set(self.FIELDS)
@@ -89,6 +91,7 @@ class Plan:
         self.options = options
         self.query = query
         self.fixed: list[Tenant] | None = None  # tenants already read (--tenant, --only-failed, nested)
+        self.done: set[str] = set()  # tenants (as text) a resumed tick already ran: left out
         self.concurrency = options.concurrency or spec.concurrency
         self.timeout = options.timeout if options.timeout is not None else spec.timeout
         self.retries = options.retries if options.retries is not None else spec.retries
@@ -106,14 +109,15 @@ class Plan:
             return
         source = self.fixed if self.fixed is not None else self.query
         shard = self.options.shard
+        done = self.done
         for tenant in source:
-            if shard is None or shard_of(tenant.id, shard[1]) == shard[0]:
+            if (shard is None or shard_of(tenant.id, shard[1]) == shard[0]) and not (done and str(tenant.id) in done):
                 yield tenant
 
     def count(self) -> int:
         if not self.multi_tenant:
             return 1
-        if self.fixed is None and self.options.shard is None:
+        if self.fixed is None and self.options.shard is None and not self.done:
             return self.query.count()
         return sum(1 for _ in self.tenants())
 
@@ -145,15 +149,17 @@ class Runner:
         self._source: TenantSource | None = None
         self._state = state
         self._active: dict[int, Any] = {}  # run id -> lease of runs in progress
+        self.pid = os.getpid()  # a job that forks: its child ends at once, the fan-out goes on only here
+        self.state_error: str | None = None  # the state store became unavailable during this run
 
     @property
     def state(self) -> "StateStore":
         if self._state is None:
             with _OPEN_LOCK:
                 if self._state is None:
-                    from .state import StateStore
+                    from .state import open_store
 
-                    self._state = StateStore(self.settings.state_url, history_days=self.settings.history_days)
+                    self._state = open_store(self.settings, cancelled=self.stop.grace_over)
         return self._state
 
     def close(self) -> None:
@@ -241,24 +247,50 @@ class Runner:
 
         summary = Summary(plan.spec.name, runs=[] if plan.options.keep_runs else None)
         tenants = plan.tenants()
-        first = next(tenants, _END)  # a broken tenant source fails here, before anything is printed or run
-        tenants = _guarded(itertools.chain([first], tenants) if first is not _END else iter(()), summary)
+        with self.stop.interruptible():  # a source that never answers does not outlast a signal
+            first = next(tenants, _END)  # a broken tenant source fails here, before anything is printed or run
+        tenants = _guarded(itertools.chain([first], tenants) if first is not _END else iter(()), summary, self.stop)
         observer.started(plan)
         started = self.clock()
         try:
             fan_out(self, plan, tenants, observer, summary)
         finally:
             if self._state is not None:
-                self._state.flush()
+                self._quietly(self._state.flush)
             summary.duration_s = self.clock() - started
             summary.signal = self.stop.signal
+            if self.state_error and not summary.error:
+                summary.error = self.state_error
         observer.finished(summary)
         return summary
+
+    def _quietly(self, operation: Callable[[], Any]) -> bool:
+        """Run a state store write; if the store is unavailable past its budget, note it (the run ends with
+        exit 3 and every outcome still reported) and return False."""
+        from .state import StateUnavailable
+
+        try:
+            operation()
+            return True
+        except StateUnavailable as exc:
+            self.state_error = self.state_error or exc.render()
+            return False
+
+    def record_skipped(self, plan: Plan, tenants: list[Any], reason: str) -> None:
+        """Tenants never started (a stop, --fail-fast, --max-failures): written to history, so that
+        ``--only-failed`` picks them up."""
+        if tenants and reason != STATE_DOWN:
+            self._quietly(lambda: self.state.record_many(plan.spec.name, tenants, plan.options.trigger, SKIPPED,
+                                                         error=reason, tick=plan.options.tick))
 
     def stop_reason(self, plan: Plan, summary: Summary) -> str | None:
         """Why no further tenant should start, or None."""
         if self.stop.requested:
             return "interrupted"
+        if self.state_error:
+            return STATE_DOWN
+        if plan.options.skip_reason:
+            return plan.options.skip_reason
         if plan.options.fail_fast and summary.failures:
             return "fail-fast: an earlier tenant failed"
         limit = plan.options.max_failures
@@ -278,25 +310,39 @@ class Runner:
 
     def _locked_out(self, plan: Plan, tenant: Tenant | None) -> RunResult:
         reason = "interrupted while waiting for the lock" if self.stop.requested else ALREADY_RUNNING
-        self.state.record(plan.spec.name, _tid(tenant), plan.options.trigger, SKIPPED, error=reason,
-                          tick=plan.options.tick)
+        self._quietly(lambda: self.state.record(plan.spec.name, _tid(tenant), plan.options.trigger, SKIPPED,
+                                                error=reason, tick=plan.options.tick))
         return RunResult(_tid(tenant), SKIPPED, reason=reason)
+
+    def _take_lock(self, plan: Plan, tenant: Tenant | None, attempt: int) -> "Lease | None | RunResult":
+        """The lease, None when another live run holds the lock, or a skipped result when the state store
+        is unavailable (nothing runs without its history row and lock)."""
+        from .state import StateUnavailable
+
+        try:
+            return self._lock(plan, tenant, attempt)
+        except StateUnavailable as exc:
+            self.state_error = self.state_error or exc.render()
+            return RunResult(_tid(tenant), SKIPPED, reason=STATE_DOWN)
 
     def run_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
         """All attempts of one tenant's run, in this thread."""
         attempts = 1 + plan.retries
         for attempt in range(1, attempts + 1):
-            lease = self._lock(plan, tenant, attempt)
+            lease = self._take_lock(plan, tenant, attempt)
             while lease is None and self._waits(plan):
                 self.sleep(LOCK_POLL_S)
-                lease = self._lock(plan, tenant, attempt)
+                lease = self._take_lock(plan, tenant, attempt)
+            if isinstance(lease, RunResult):
+                return lease
             if lease is None:
                 return self._locked_out(plan, tenant)
             self._active[lease.run_id] = lease
             if plan.isolated:
                 from .isolation import run_in_child
 
-                result = run_in_child(self, plan, tenant, attempt)
+                result = run_in_child(lambda: self._attempt_in_child(plan, tenant, attempt), _tid(tenant),
+                                      timeout=plan.timeout, stopping=self.stop.grace_over, clock=self.clock)
             else:
                 result = self.attempt_here(plan, tenant, attempt)
             self._end(lease, result, attempt)
@@ -312,10 +358,12 @@ class Runner:
 
         attempts = 1 + plan.retries
         for attempt in range(1, attempts + 1):
-            lease = self._lock(plan, tenant, attempt)
+            lease = self._take_lock(plan, tenant, attempt)
             while lease is None and self._waits(plan):
                 await asyncio.sleep(LOCK_POLL_S)
-                lease = self._lock(plan, tenant, attempt)
+                lease = self._take_lock(plan, tenant, attempt)
+            if isinstance(lease, RunResult):
+                return lease
             if lease is None:
                 return self._locked_out(plan, tenant)
             self._active[lease.run_id] = lease
@@ -330,10 +378,19 @@ class Runner:
         return Workspace(job=plan.spec.name, tenant=tenant, args=plan.args, params=plan.params,
                          factories=self.factories, nested=self.run_nested, tick=plan.options.tick, attempt=attempt)
 
-    def attempt_here(self, plan: Plan, tenant: Tenant | None, attempt: int) -> RunResult:
-        """One attempt in this thread (a plain job; an async one gets its own event loop)."""
+    def _attempt_in_child(self, plan: Plan, tenant: Tenant | None, attempt: int) -> RunResult:
+        """In a forked child: never use the parent's database connection (nested runs open their own)."""
+        self._state = None
+        self._active = {}
+        self.pid = os.getpid()
+        return self.attempt_here(plan, tenant, attempt, restore=False)
+
+    def attempt_here(self, plan: Plan, tenant: Tenant | None, attempt: int, restore: bool = True) -> RunResult:
+        """One attempt in this thread (a plain job; an async one gets its own event loop). ``restore``: put
+        the working directory and environment back as they were (a job's chdir stays in its tenant)."""
         workspace = self._workspace(plan, tenant, attempt)
         token = current_workspace.set(workspace)
+        saved = _Process.save() if restore else None
         started = self.clock()
         try:
             with self.stop.job_running():
@@ -341,13 +398,23 @@ class Runner:
                 if _is_coroutine(value):
                     value = run_coroutine(_with_timeout(value, plan.timeout))
         except (Exception, RunInterrupted, SystemExit) as exc:  # a job's sys.exit() fails its tenant only
+            self._same_process()
             return self._finish(plan, tenant, workspace, started, exc)
         except BaseException:  # KeyboardInterrupt with no handler installed (the Python API): clean up, go
+            self._same_process()
             _close_quietly(workspace)
             raise
         finally:
             current_workspace.reset(token)
+            if saved is not None:
+                saved.restore()
+        self._same_process()
         return self._finish(plan, tenant, workspace, started, None, value)
+
+    def _same_process(self) -> None:
+        """A job that forked and returned in its child: end that child now, silently."""
+        if os.getpid() != self.pid:
+            os._exit(0)
 
     async def _aattempt_here(self, plan: Plan, tenant: Tenant | None, attempt: int) -> RunResult:
         import asyncio
@@ -385,9 +452,10 @@ class Runner:
                          traceback=mask_secrets(job_traceback(exc, plan.spec.path)), exception=exc)
 
     def _end(self, lease: "Lease", result: RunResult, attempt: int) -> None:
+        """Record the outcome; if the store stays unavailable, the result keeps its real status."""
         result.attempts = attempt
         if self._active.pop(lease.run_id, None) is not None:
-            self.state.end_run(lease, result.status, result.error, defer=True)  # flushed by execute()
+            self._quietly(lambda: self.state.end_run(lease, result.status, result.error, defer=True))
 
     def interrupt_active(self, reason: str) -> int:
         """Record every run still in progress as interrupted (used when a process must stop now)."""
@@ -395,7 +463,7 @@ class Runner:
         for run_id in list(self._active):
             lease = self._active.pop(run_id, None)
             if lease is not None:
-                self.state.end_run(lease, INTERRUPTED, reason)
+                self._quietly(lambda: self.state.end_run(lease, INTERRUPTED, reason))
                 count += 1
         return count
 
@@ -430,12 +498,54 @@ def _close_quietly(workspace: Workspace) -> None:
         pass
 
 
-def _guarded(tenants: Iterator[Tenant | None], summary: Summary) -> Iterator[Tenant | None]:
-    """Stop cleanly when the tenant source breaks mid-stream: the error is kept on the summary (exit 3)."""
-    try:
-        yield from tenants
-    except PinstripeError as exc:
-        summary.error = exc.render()
+def _guarded(tenants: Iterator[Tenant | None], summary: Summary, stop: StopFlag) -> Iterator[Tenant | None]:
+    """Stop cleanly when the tenant source breaks mid-stream (the error is kept on the summary: exit 3), or
+    when a signal arrives while it is being read."""
+    while True:
+        try:
+            with stop.interruptible():
+                tenant = next(tenants)
+        except StopIteration:
+            return
+        except RunInterrupted:
+            summary.error = "Interrupted while reading tenants."
+            return
+        except PinstripeError as exc:
+            summary.error = exc.render()
+            return
+        yield tenant
+
+
+class _Process:
+    """The working directory and environment before a tenant's run, put back after it."""
+
+    __slots__ = ("cwd", "env")
+
+    def __init__(self, cwd: str | None, env: dict[str, str]):
+        self.cwd = cwd
+        self.env = env
+
+    @classmethod
+    def save(cls) -> "_Process":
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = None
+        return cls(cwd, dict(os.environ))
+
+    def restore(self) -> None:
+        if self.cwd is not None:
+            try:
+                if os.getcwd() != self.cwd:
+                    os.chdir(self.cwd)
+            except OSError:
+                os.chdir(self.cwd)
+        if os.environ != self.env:
+            for key in set(os.environ) - set(self.env):
+                del os.environ[key]
+            for key, value in self.env.items():
+                if os.environ.get(key) != value:
+                    os.environ[key] = value
 
 
 def _check_options(options: RunOptions) -> None:
@@ -491,5 +601,4 @@ def _is_coroutine(value: Any) -> bool:
     return type(value).__name__ == "coroutine" and hasattr(value, "send")
 
 
-def _tid(tenant: Tenant | None) -> Any:
-    return None if tenant is None else tenant.id
+

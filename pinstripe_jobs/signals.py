@@ -26,6 +26,7 @@ class StopFlag:
         self.aborted = False
         self.grace = grace
         self._in_job: set[int] = set()  # idents of threads that are inside a job's code right now
+        self._blocking = 0  # > 0: the main thread waits on a read that a signal may cut short
 
     def request(self, signum: int) -> None:
         if self.signal is None:
@@ -56,6 +57,27 @@ class StopFlag:
             yield
         finally:
             self._in_job.discard(ident)
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Marks a read in the main thread (config, tenant source, state store) that a signal ends at once
+        by raising ``RunInterrupted``: a database that never answers does not outlast a stop request.
+        After a first signal, new reads go on (to record what is left as skipped) until the grace period
+        ends. Elsewhere (other threads) it does nothing."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self._blocking += 1
+        try:
+            yield
+        finally:
+            self._blocking -= 1
+
+    def cut_short(self) -> None:
+        """Called from a signal handler (main thread): end an interruptible read in progress."""
+        if self._blocking:
+            self._blocking = 0
+            raise RunInterrupted()
 
     def escalate(self) -> None:
         """Called from a signal handler (main thread): interrupt the job the main thread runs, if any."""
@@ -88,6 +110,7 @@ def stop_on_signals(flag: StopFlag, *, escalate: bool = True) -> Iterator[StopFl
 
     def on_alarm(signum: int, frame) -> None:
         flag.abort()
+        flag.cut_short()
         if escalate:
             flag.escalate()
 
@@ -98,6 +121,7 @@ def stop_on_signals(flag: StopFlag, *, escalate: bool = True) -> Iterator[StopFl
         flag.request(signum)
         if escalate and flag.grace >= 0:
             signal.setitimer(signal.ITIMER_REAL, max(flag.grace, 0.001))
+        flag.cut_short()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_alarm)

@@ -1,27 +1,51 @@
 """Run history, overlap locks and tick claims, in one SQL database named by the ``state`` URL.
 
 SQLite (the embedded default, ``.pinstripe/state.db`` beside the config) goes through the standard
-library's ``sqlite3``; any other URL (PostgreSQL) through SQLAlchemy's pool, imported only then.
+library's ``sqlite3``; PostgreSQL through ``psycopg`` directly (no SQLAlchemy on this path).
 
-Every run is a row, written when it starts and updated when it ends (on SQLite the update is committed
-with the next run's start, or when the batch of runs is done). A ``running`` row whose process is gone
-reads as ``abandoned``. Overlap locks are released when their holder dies: on SQLite the lock *is*
-the ``running`` row (a partial unique index on job and tenant), naming its holder's host, pid and process
-start time, and is taken over once that process is gone; on PostgreSQL a session advisory lock is held
-on its own connection, which the server drops with the process.
+Every run is a row, written when it starts and updated when it ends. **Locks are leases, not sessions**:
+the lock of (job, tenant) *is* its ``running`` row (a partial unique index on job and lock key), naming
+its holder (host, pid, process start time) and a heartbeat the holder renews while it runs. A second run
+may take the lock over only when the holder is provably gone: its process is dead on this host, or its
+heartbeat is older than ``lock_stale_s``. A dropped connection is not a lost lock: the holder reconnects
+and records its own outcome. Tick claims work the same way, and record when their tick is done, so a
+tick whose runner died is resumed by the next one.
+
+Every operation is time-limited (connect, statement and lock timeouts on PostgreSQL, a short busy
+timeout on SQLite) and retried with backoff, reconnecting, for up to ``retry_s`` seconds; past that it
+raises ``StateUnavailable`` (exit 3), never a raw driver error.
 """
 from __future__ import annotations
 
 import os
 import threading
+import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from .errors import ConfigError, mask_secrets
 
 HOST = os.uname().nodename
 LIVE = "running"
-BAD = ("failed", "timed_out", "interrupted", "abandoned")
+BAD = ("failed", "timed_out", "interrupted", "abandoned", "skipped")  # what --only-failed reruns
+MAX_ERROR = 4000  # characters of an error message kept in history
+MAX_TRACEBACK = 20000
+OPEN_RETRY_S = 10  # opening the store: a wrong URL should not wait the whole budget to say so
+_NOT_TRANSIENT = ("28000", "28P01", "3D000", "42501", "3F000")  # bad login, no such database/schema, no right
+
+
+def _log():
+    import logging
+
+    return logging.getLogger("pinstripe.state")
+
+
+class StateUnavailable(ConfigError):
+    """The state store could not be reached within the retry budget."""
+
+    def __init__(self, message: str, hint: str | None = None, cause: str = ""):
+        super().__init__(message, hint)
+        self.cause = cause
 
 
 def process_token(pid: int) -> str:
@@ -33,7 +57,9 @@ def process_token(pid: int) -> str:
         return ""
 
 
-def process_alive(pid: int, token: str) -> bool:
+def process_alive(pid: int | None, token: str) -> bool:
+    if not pid:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -51,14 +77,23 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
+def storable(text: str | None, limit: int = MAX_ERROR) -> str | None:
+    """Text made safe to store: NUL bytes replaced, secrets masked, at most ``limit`` characters."""
+    if text is None:
+        return None
+    text = str(text)
+    if len(text) > limit:
+        text = text[: limit - 40] + f" … [{len(text) - limit + 40} more characters]"
+    return mask_secrets(text.replace("\0", "\\0"))
+
+
 class Lease:
-    """A started run: its row id and, on PostgreSQL, the connection holding its advisory lock."""
+    """A started run: its row id (the lock, when it took one)."""
 
-    __slots__ = ("run_id", "connection")
+    __slots__ = ("run_id",)
 
-    def __init__(self, run_id: int, connection: Any = None):
+    def __init__(self, run_id: int):
         self.run_id = run_id
-        self.connection = connection
 
 
 SCHEMA = """
@@ -92,40 +127,65 @@ CREATE TABLE IF NOT EXISTS pinstripe_ticks (
     host TEXT,
     pid INTEGER,
     PRIMARY KEY (job, tick)
-);
+)
 """
+# Columns added after the first release: existing databases are migrated in place.
+ADDED_COLUMNS = (
+    ("pinstripe_runs", "heartbeat_at", "TEXT"),
+    ("pinstripe_runs", "lease", "TEXT"),
+    ("pinstripe_runs", "tick_key", "TEXT"),
+    ("pinstripe_ticks", "pid_token", "TEXT"),
+    ("pinstripe_ticks", "heartbeat_at", "TEXT"),
+    ("pinstripe_ticks", "finished_at", "TEXT"),
+)
+INDEXES = ("CREATE INDEX IF NOT EXISTS pinstripe_runs_tick ON pinstripe_runs (job, tick)",)
+COLUMNS = ("id", "job", "tenant", "trigger", "tick", "attempt", "started_at", "ended_at", "status", "error",
+           "host", "pid", "pid_token", "heartbeat_at")
 
 
 class StateStore:
     """One store per process and URL. Thread-safe: one shared connection behind a lock."""
 
-    def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow, history_days: float = 30):
+    def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow, history_days: float = 30,
+                 retry_s: float = 60, lock_stale_s: float = 60, sleep: Callable[[float], Any] | None = None,
+                 cancelled: Callable[[], bool] | None = None):
         self.url = url
         self.clock = clock
         self.history_days = history_days
+        self.retry_s = retry_s
+        self.lock_stale_s = lock_stale_s
+        self.sleep = sleep or time.sleep
+        self.cancelled = cancelled or (lambda: False)  # a stop that may cut retries short
         self.pid = os.getpid()
         self.token = process_token(self.pid)
         self._mutex = threading.RLock()
         self._deferred: list[tuple] = []  # SQLite: run-end updates that ride on the next commit (see end_run)
-        self._engine = None
+        self._leases: set[int] = set()  # run rows this process holds: their heartbeats are renewed
+        self._ticks: set[tuple[str, str]] = set()  # tick claims this process is firing
+        self._heartbeat: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._down_since: float | None = None  # set after the budget ran out once: fail fast from then on
         backend = url.split(":", 1)[0].split("+")[0]
         self.is_sqlite = backend == "sqlite"
         self.is_postgres = backend in ("postgresql", "postgres")
         if not (self.is_sqlite or self.is_postgres):
             raise ConfigError(f"State store {mask_secrets(url)}: only SQLite and PostgreSQL URLs are supported.",
                               "Use sqlite:///path/state.db or postgresql+psycopg://user@host/db.")
+        self._conn = None
         try:
-            self._conn = self._connect_sqlite() if self.is_sqlite else self._connect_other()
-            self._create_schema()
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise ConfigError(f"State store {mask_secrets(url)} is not usable: {type(exc).__name__}: "
-                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
-                              "Check `state` in the config (a SQLAlchemy URL), or PINSTRIPE_STATE.") from None
+            self._call(lambda conn: self._create_schema(), budget=min(retry_s, OPEN_RETRY_S))
+        except StateUnavailable as exc:
+            raise ConfigError(f"State store {mask_secrets(url)} is not usable: {exc.cause}",
+                              "Check `state` in the config, or PINSTRIPE_STATE.") from None
+        except Exception as exc:  # not a passing fault: a bad login, a missing database
+            raise ConfigError(f"State store {mask_secrets(url)} is not usable: {_first_line(exc)}",
+                              "Check `state` in the config, or PINSTRIPE_STATE.") from None
         self._prune_daily()
 
     # -- connections -------------------------------------------------------------------------------
+    def _connect(self):
+        return self._connect_sqlite() if self.is_sqlite else self._connect_postgres()
+
     def _connect_sqlite(self):
         import sqlite3
         from pathlib import Path
@@ -133,116 +193,235 @@ class StateStore:
         path = self.url.split(":///", 1)[1].split("?", 1)[0] if ":///" in self.url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path or ":memory:", isolation_level=None, check_same_thread=False, timeout=30)
-        for attempt in range(300):  # switching to WAL does not wait on the busy timeout: retry for ~30s
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 299:
-                    raise
-                import time
-
-                time.sleep(0.1)
+        # A short busy timeout: waiting for a lock is retried here, where a stop request can end it.
+        conn = sqlite3.connect(path or ":memory:", isolation_level=None, check_same_thread=False, timeout=2)
+        conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
-    def _connect_other(self):
-        import sqlalchemy as sa
+    def _connect_postgres(self):
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
 
-        self._engine = sa.create_engine(self.url, pool_size=5, max_overflow=100, pool_pre_ping=True)
-        return self._raw_autocommit()
+        scheme, rest = self.url.split("://", 1)
+        params = conninfo_to_dict("postgresql://" + rest)
+        params.setdefault("connect_timeout", "5")
+        limits = "-c statement_timeout=30000 -c lock_timeout=2000 -c idle_in_transaction_session_timeout=60000"
+        params["options"] = f"{params.get('options', '')} {limits}".strip()
+        params.setdefault("application_name", "pinstripe-jobs")
+        return psycopg.connect(autocommit=True, **params)
 
-    def _raw_autocommit(self):
-        """A pooled DB-API connection in autocommit mode (each statement is its own transaction)."""
-        conn = self._engine.raw_connection()
-        driver = conn.driver_connection
-        if hasattr(driver, "autocommit"):
-            driver.autocommit = True
-        elif hasattr(driver, "set_autocommit"):
-            driver.set_autocommit(True)
-        return conn
+    def _transient(self, exc: BaseException) -> bool:
+        if self.is_sqlite:
+            import sqlite3
+
+            return isinstance(exc, sqlite3.OperationalError)
+        import psycopg
+
+        if getattr(exc, "sqlstate", None) in _NOT_TRANSIENT:
+            return False
+        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+    def _call(self, operation: Callable[[Any], Any], budget: float | None = None) -> Any:
+        """Run ``operation(connection)`` under the lock, retrying transient failures (a dropped connection,
+        a server restart, a lock or statement timeout, a full disk) with backoff and a fresh connection
+        for up to ``retry_s`` seconds. Raises ``StateUnavailable`` when the budget is spent."""
+        with self._mutex:
+            started = time.monotonic()
+            delay = 0.05
+            if budget is None:
+                budget = 0.0 if self._down_since is not None else self.retry_s
+            warned = False
+            while True:
+                try:
+                    if self._conn is None:
+                        self._conn = self._connect()
+                    result = operation(self._conn)
+                    self._down_since = None
+                    return result
+                except Exception as exc:
+                    if not self._transient(exc):
+                        raise
+                    self._discard()
+                    elapsed = time.monotonic() - started
+                    if elapsed + delay > budget or self.cancelled():
+                        self._down_since = self._down_since or time.monotonic()
+                        raise StateUnavailable(
+                            f"The state store {mask_secrets(self._where())} is unavailable: {_first_line(exc)}",
+                            f"Tried for {elapsed:.0f}s (state_retry_s = {self.retry_s:g}). Check the database, "
+                            "or `state` in the config / PINSTRIPE_STATE.", cause=_first_line(exc)) from None
+                    if not warned and elapsed + delay > 1:  # say so once a person would notice the wait
+                        warned = True
+                        _log().warning("state store %s: %s; retrying for up to %gs", mask_secrets(self.url),
+                                       _first_line(exc), budget)
+                    self.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+    def _where(self) -> str:
+        return self.url
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                if self.is_sqlite and conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except Exception:
+                pass
+            try:
+                conn.close()
+            except Exception:
+                pass
 
     def _sql(self, text: str) -> str:
         return text if self.is_sqlite else text.replace("?", "%s")
 
-    def _execute(self, sql: str, params: tuple = (), conn=None):
-        cursor = (conn or self._conn).cursor()
+    def _execute(self, conn, sql: str, params: tuple | list = ()):
+        cursor = conn.cursor()
         cursor.execute(self._sql(sql), params)
         return cursor
 
     def _create_schema(self) -> None:
         id_type = "INTEGER PRIMARY KEY AUTOINCREMENT" if self.is_sqlite else "BIGSERIAL PRIMARY KEY"
         statements = [s.strip() for s in SCHEMA.format(id_type=id_type).split(";") if s.strip()]
-        with self._mutex:
+        conn = self._conn
+        self._execute(conn, "BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
+        try:
             if self.is_postgres:
-                self._execute("BEGIN")
-                self._execute("SELECT pg_advisory_xact_lock(?)", (_advisory_key("schema"),))
+                self._execute(conn, "SELECT pg_advisory_xact_lock(?)", (_advisory_key("schema"),))
             for statement in statements:
-                self._execute(statement)
-            if self.is_postgres:
-                self._execute("COMMIT")
+                self._execute(conn, statement)
+            for table, column, kind in ADDED_COLUMNS:
+                if column not in self._columns(conn, table):
+                    self._execute(conn, f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    if column == "finished_at":  # ticks claimed before this column existed are done
+                        self._execute(conn, "UPDATE pinstripe_ticks SET finished_at = claimed_at")
+            for statement in INDEXES:
+                self._execute(conn, statement)
+            self._execute(conn, "COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def _columns(self, conn, table: str) -> set[str]:
+        if self.is_sqlite:
+            return {row[1] for row in self._execute(conn, f"PRAGMA table_info({table})").fetchall()}
+        rows = self._execute(conn, "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                                   "AND table_schema = current_schema()", (table,)).fetchall()
+        return {row[0] for row in rows}
 
     def close(self) -> None:
-        with self._mutex:
+        self._closed.set()
+        try:
             self.flush()
-            self._conn.close()
-        if self._engine is not None:
-            self._engine.dispose()
+        except StateUnavailable as exc:
+            _log().error("%s", exc.message)
+        with self._mutex:
+            self._discard()
+
+    # -- heartbeats --------------------------------------------------------------------------------
+    @property
+    def heartbeat_every(self) -> float:
+        return max(self.lock_stale_s / 4, 0.05)
+
+    def _hold(self, run_id: int | None = None, tick: tuple[str, str] | None = None) -> None:
+        if run_id is not None:
+            self._leases.add(run_id)
+        if tick is not None:
+            self._ticks.add(tick)
+        if self._heartbeat is None or not self._heartbeat.is_alive():
+            if os.getpid() != self.pid:
+                return
+            self._heartbeat = threading.Thread(target=self._beat, daemon=True, name="pinstripe-heartbeat")
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._closed.wait(self.heartbeat_every):
+            if os.getpid() != self.pid:
+                return
+            try:
+                self.renew()
+            except Exception as exc:  # the store is down: the next beat tries again; the lock row stands
+                _log().warning("could not renew leases: %s", getattr(exc, "message", exc))
+
+    def renew(self) -> None:
+        """Renew the heartbeat of every lease and tick claim this process holds."""
+        runs, ticks = list(self._leases), list(self._ticks)
+        if not runs and not ticks:
+            return
+        now = iso(self.clock())
+
+        def write(conn) -> None:
+            for chunk in range(0, len(runs), 500):
+                ids = runs[chunk:chunk + 500]
+                self._execute(conn, f"UPDATE pinstripe_runs SET heartbeat_at = ? WHERE id IN "
+                                    f"({', '.join('?' * len(ids))})", (now, *ids))
+            for key, tick in ticks:
+                self._execute(conn, "UPDATE pinstripe_ticks SET heartbeat_at = ? WHERE job = ? AND tick = ?",
+                              (now, key, tick))
+
+        self._call(write)
+
+    def _holder_alive(self, host: str | None, pid: int | None, token: str | None, heartbeat: str | None) -> bool:
+        """Alive unless provably gone: a dead process on this host, or a stale heartbeat elsewhere."""
+        if host == HOST:
+            return process_alive(pid, token or "")
+        if not heartbeat:
+            return True
+        return self.clock() - datetime.fromisoformat(heartbeat) < timedelta(seconds=self.lock_stale_s)
 
     # -- runs and locks ----------------------------------------------------------------------------
     def begin_run(self, job: str, tenant: Any, trigger: str, *, tick: datetime | None = None, attempt: int = 1,
                   lock: bool = True) -> Lease | None:
         """Record a started run. With ``lock``, return None when a live run of (job, tenant) holds the lock."""
-        key = "-" if tenant is None else str(tenant)
-        if lock and self.is_postgres:
-            return self._begin_pg_locked(job, key, tenant, trigger, tick, attempt)
-        if not lock:
-            with self._mutex:
-                return Lease(self._insert_run(job, tenant, trigger, tick, attempt, None, None))
-        import sqlite3
+        key = ("-" if tenant is None else str(tenant)) if lock else None
+        lease = os.urandom(12).hex()
+        now = iso(self.clock())
+        values = (job, None if tenant is None else str(tenant), trigger, iso(tick), attempt, now, LIVE, HOST,
+                  self.pid, self.token, key, now, lease)
+        insert = ("INSERT INTO pinstripe_runs (job, tenant, trigger, tick, attempt, started_at, status, host, pid, "
+                  "pid_token, lock_key, heartbeat_at, lease) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                  "ON CONFLICT DO NOTHING RETURNING id")
 
-        with self._mutex:
+        def attempt_lock(conn) -> int | None:
             for _ in range(10):
-                try:
-                    return Lease(self._insert_run(job, tenant, trigger, tick, attempt, None, key))
-                except sqlite3.IntegrityError:
-                    pass
-                holder = self._execute("SELECT id, host, pid, pid_token FROM pinstripe_runs WHERE job = ? AND "
-                                       "lock_key = ? AND status = ?", (job, key, LIVE)).fetchone()
-                if holder is not None:
-                    if self._holder_alive(*holder[1:]):
-                        return None
-                    self._execute("UPDATE pinstripe_runs SET status = ?, ended_at = ?, error = ? WHERE id = ? "
-                                  "AND status = ?", ("abandoned", iso(self.clock()), "its process is gone",
-                                                     holder[0], LIVE))
-        return None
-
-    def _begin_pg_locked(self, job, key, tenant, trigger, tick, attempt) -> Lease | None:
-        conn = self._raw_autocommit()
-        got, session = self._execute("SELECT pg_try_advisory_lock(?), pg_backend_pid()",
-                                     (_advisory_key(job, key),), conn).fetchone()
-        if not got:
-            conn.close()
+                row = self._in_transaction(conn, lambda: self._execute(conn, insert, values).fetchone())
+                if row is not None:
+                    return row[0]
+                holder = self._execute(conn, "SELECT id, host, pid, pid_token, heartbeat_at, lease FROM "
+                                             "pinstripe_runs WHERE job = ? AND lock_key = ? AND status = ?",
+                                       (job, key, LIVE)).fetchone()
+                if holder is None:
+                    continue
+                if holder[5] == lease:  # our own insert, committed before the connection dropped
+                    return holder[0]
+                if self._holder_alive(*holder[1:5]):
+                    return None
+                self._execute(conn, "UPDATE pinstripe_runs SET status = 'abandoned', ended_at = ?, error = ? "
+                                    "WHERE id = ? AND status = ?",
+                              (holder[4] or now, "its process is gone (taken over by a later run)", holder[0], LIVE))
             return None
-        with self._mutex:
-            return Lease(self._insert_run(job, tenant, trigger, tick, attempt, session, None), conn)
 
-    def _insert_run(self, job, tenant, trigger, tick, attempt, session, lock_key) -> int:
-        values = (job, None if tenant is None else str(tenant), trigger, iso(tick), attempt, iso(self.clock()),
-                  LIVE, HOST, self.pid, self.token, session, lock_key)
-        sql = ("INSERT INTO pinstripe_runs (job, tenant, trigger, tick, attempt, started_at, status, host, pid, "
-               "pid_token, session, lock_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        if not self.is_sqlite:
-            return self._execute(sql + " RETURNING id", values).fetchone()[0]
-        if not self._deferred:
-            return self._execute(sql, values).lastrowid
-        self._execute("BEGIN IMMEDIATE")  # the previous run's end and this run's start: one commit
+        run_id = self._call(attempt_lock)
+        if run_id is None:
+            return None
+        self._hold(run_id)
+        return Lease(run_id)
+
+    def _in_transaction(self, conn, operation: Callable[[], Any]) -> Any:
+        """SQLite: commit run ends deferred by ``end_run`` together with ``operation`` (one commit)."""
+        if not (self.is_sqlite and self._deferred):
+            return operation()
+        self._execute(conn, "BEGIN IMMEDIATE")
         try:
-            self._flush_deferred()
-            return self._execute(sql, values).lastrowid
-        finally:
-            self._execute("COMMIT")  # also when the insert hit the lock: the updates stand
+            conn.executemany(self._END, self._deferred)
+            result = operation()
+            self._execute(conn, "COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        self._deferred.clear()
+        return result
 
     _END = "UPDATE pinstripe_runs SET status = ?, ended_at = ?, error = ? WHERE id = ?"
 
@@ -250,143 +429,207 @@ class StateStore:
         """Record how a run ended and release its lock. With ``defer`` (SQLite), the update is committed
         together with this store's next write, at the latest by ``flush()``: back-to-back runs then cost one
         commit each instead of two. Callers flush when their batch of runs is done."""
-        values = (status, iso(self.clock()), mask_secrets(error) if error else None, lease.run_id)
-        with self._mutex:
-            if defer and self.is_sqlite and lease.connection is None:
+        values = (status, iso(self.clock()), storable(error), lease.run_id)
+        self._leases.discard(lease.run_id)
+        if defer and self.is_sqlite:
+            with self._mutex:
                 self._deferred.append(values)
-                return
-            self._execute(self._END, values)
-        if lease.connection is not None:
-            try:
-                self._execute("SELECT pg_advisory_unlock_all()", (), lease.connection)
-            finally:
-                lease.connection.close()
-
-    def _flush_deferred(self) -> None:
-        if self._deferred:
-            self._conn.executemany(self._END, self._deferred)
-            self._deferred.clear()
+            return
+        self._call(lambda conn: self._execute(conn, self._END, values))
 
     def flush(self) -> None:
         """Commit deferred run ends now."""
         with self._mutex:
-            self._flush_deferred()
+            if self._deferred:
+                self._call(lambda conn: self._in_transaction(conn, lambda: None))
 
     def record(self, job: str, tenant: Any, trigger: str, status: str, *, error: str | None = None,
                tick: datetime | None = None) -> None:
         """A run that never started (skipped): one finished row."""
-        lease = self.begin_run(job, tenant, trigger, tick=tick, lock=False)
-        self.end_run(lease, status, error)
+        self.record_many(job, [tenant], trigger, status, error=error, tick=tick)
 
-    def _holder_alive(self, host: str, pid: int, token: str | None) -> bool:
-        if host != HOST:
-            return True  # another machine: only PostgreSQL can tell, through its own locks
-        return process_alive(pid, token or "")
-
-    def _row_alive(self, row: dict) -> bool:
-        if self.is_postgres and row.get("session"):
-            found = self._execute("SELECT 1 FROM pg_stat_activity WHERE pid = ?", (row["session"],)).fetchone()
-            return found is not None
-        return self._holder_alive(row["host"], row["pid"], row["pid_token"])
+    def record_many(self, job: str, tenants: Iterable[Any], trigger: str, status: str, *, error: str | None = None,
+                    tick: datetime | None = None) -> None:
+        """Runs that never started (skipped by a stop, --fail-fast, --max-failures): finished rows, in one
+        transaction per 500."""
+        now = iso(self.clock())
+        rows = [(job, None if t is None else str(t), trigger, iso(tick), now, now, status, storable(error), HOST,
+                 self.pid) for t in tenants]
+        sql = self._sql("INSERT INTO pinstripe_runs (job, tenant, trigger, tick, started_at, ended_at, status, error, "
+                        "host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        for chunk in range(0, len(rows), 500):
+            part = rows[chunk:chunk + 500]
+            self._call(lambda conn: self._in_transaction(conn, lambda: conn.cursor().executemany(sql, part)))
 
     # -- tick claims -------------------------------------------------------------------------------
-    def claim_tick(self, job: str, tick: datetime) -> bool:
-        """True for exactly one caller per (job, tick), across processes and machines sharing the store."""
-        verb = "INSERT OR IGNORE INTO" if self.is_sqlite else "INSERT INTO"
-        tail = "" if self.is_sqlite else " ON CONFLICT DO NOTHING"
-        with self._mutex:
-            self._flush_deferred()
-            cursor = self._execute(f"{verb} pinstripe_ticks VALUES (?, ?, ?, ?, ?){tail}",
-                                   (job, iso(tick), iso(self.clock()), HOST, self.pid))
+    def claim_tick(self, key: str, tick: datetime) -> bool:
+        """True for exactly one caller per (key, tick), across processes and machines sharing the store.
+        The claim is held (heartbeat) until ``finish_tick``; if its holder dies first, ``orphan_ticks``
+        offers it to the next scheduler, which takes it over with ``take_over_tick``."""
+        now = iso(self.clock())
+
+        def claim(conn) -> bool:
+            cursor = self._in_transaction(conn, lambda: self._execute(
+                conn, "INSERT INTO pinstripe_ticks (job, tick, claimed_at, host, pid, pid_token, heartbeat_at) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (key, iso(tick), now, HOST, self.pid, self.token, now)))
             return cursor.rowcount == 1
 
-    def last_claimed_tick(self, job: str) -> datetime | None:
-        with self._mutex:
-            self._flush_deferred()
-            row = self._execute("SELECT max(tick) FROM pinstripe_ticks WHERE job = ?", (job,)).fetchone()
+        claimed = self._call(claim)
+        if claimed:
+            self._hold(tick=(key, iso(tick)))
+        return claimed
+
+    def finish_tick(self, key: str, tick: datetime) -> None:
+        """Every tenant of this tick has a recorded status: it will not be resumed."""
+        self._ticks.discard((key, iso(tick)))
+        self._call(lambda conn: self._execute(conn, "UPDATE pinstripe_ticks SET finished_at = ? WHERE job = ? "
+                                                    "AND tick = ?", (iso(self.clock()), key, iso(tick))))
+
+    def orphan_ticks(self) -> list[tuple[str, datetime]]:
+        """Claimed ticks not finished whose holder is provably gone (killed mid-tick)."""
+        rows = self._call(lambda conn: self._execute(
+            conn, "SELECT job, tick, host, pid, pid_token, heartbeat_at FROM pinstripe_ticks WHERE finished_at IS "
+                  "NULL").fetchall())
+        return [(row[0], datetime.fromisoformat(row[1])) for row in rows
+                if (row[0], row[1]) not in self._ticks and not self._holder_alive(*row[2:6])]
+
+    def take_over_tick(self, key: str, tick: datetime) -> bool:
+        """Take over an orphaned tick claim; True for exactly one caller."""
+        now = iso(self.clock())
+
+        def take(conn) -> bool:
+            row = self._execute(conn, "SELECT host, pid, pid_token, heartbeat_at FROM pinstripe_ticks WHERE job = ? "
+                                      "AND tick = ? AND finished_at IS NULL", (key, iso(tick))).fetchone()
+            if row is None or self._holder_alive(*row):
+                return False
+            cursor = self._execute(conn, "UPDATE pinstripe_ticks SET host = ?, pid = ?, pid_token = ?, heartbeat_at = ? "
+                                         "WHERE job = ? AND tick = ? AND finished_at IS NULL AND host IS NOT DISTINCT "
+                                         "FROM ? AND pid IS NOT DISTINCT FROM ?",
+                                   (HOST, self.pid, self.token, now, key, iso(tick), row[0], row[1]))
+            return cursor.rowcount == 1
+
+        taken = self._call(take)
+        if taken:
+            self._hold(tick=(key, iso(tick)))
+        return taken
+
+    def tick_tenants(self, job: str, tick: datetime) -> set[str | None]:
+        """Tenants that already have a run row for this tick (done, or abandoned mid-run)."""
+        self.flush()
+        rows = self._call(lambda conn: self._execute(conn, "SELECT DISTINCT tenant FROM pinstripe_runs WHERE job = ? "
+                                                          "AND tick = ?", (job, iso(tick))).fetchall())
+        return {row[0] for row in rows}
+
+    def last_claimed_tick(self, key: str) -> datetime | None:
+        self.flush()
+        row = self._call(lambda conn: self._execute(conn, "SELECT max(tick) FROM pinstripe_ticks WHERE job = ?",
+                                                    (key,)).fetchone())
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 
     # -- reading -----------------------------------------------------------------------------------
-    COLUMNS = ("id", "job", "tenant", "trigger", "tick", "attempt", "started_at", "ended_at", "status", "error",
-               "host", "pid", "pid_token", "session", "lock_key")
+    def _select(self, sql: str, params: tuple | list = ()) -> list[dict]:
+        self.flush()
+        rows = self._call(lambda conn: self._execute(conn, sql, params).fetchall())
+        return [self._present(dict(zip(COLUMNS, r))) for r in rows]
 
     def runs(self, *, job: str | None = None, tenant: str | None = None, status: str | None = None,
              limit: int | None = 50) -> list[dict]:
-        """Runs, newest first. ``running`` rows whose process is gone read as ``abandoned``."""
+        """Runs, newest first. ``running`` rows whose holder is gone read as ``abandoned``."""
         where, params = [], []
         for column, value in (("job", job), ("tenant", tenant)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        if status is not None:
+        if status in ("abandoned", LIVE):  # a running row may read as abandoned, and the other way round
+            where.append("status IN ('abandoned', 'running')")
+        elif status is not None:
             where.append("status = ?")
-            params.append(LIVE if status == "abandoned" else status)
-        sql = f"SELECT {', '.join(self.COLUMNS)} FROM pinstripe_runs"
+            params.append(status)
+        sql = f"SELECT {', '.join(COLUMNS)} FROM pinstripe_runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC"
-        with self._mutex:
-            self._flush_deferred()
-            rows = [self._present(dict(zip(self.COLUMNS, r))) for r in self._execute(sql, tuple(params)).fetchall()]
+        if status not in ("abandoned", LIVE) and limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._select(sql, params)
         if status is not None:
             rows = [r for r in rows if r["status"] == status]
         return rows[:limit] if limit is not None else rows
 
     def _present(self, row: dict) -> dict:
-        if row["status"] == LIVE and not self._row_alive(row):
+        if row["status"] == LIVE and not self._holder_alive(row["host"], row["pid"], row["pid_token"],
+                                                           row["heartbeat_at"]):
             row["status"] = "abandoned"
-        for key in ("pid_token", "session", "lock_key"):
-            row.pop(key, None)
+            row["ended_at"] = row["heartbeat_at"]  # its last sign of life, not when someone looked
+        row.pop("pid_token", None)
         return row
 
     def last_runs(self) -> dict[str, dict]:
         """The newest run of every job."""
-        sql = (f"SELECT {', '.join(self.COLUMNS)} FROM pinstripe_runs WHERE id IN "
-               "(SELECT max(id) FROM pinstripe_runs GROUP BY job)")
-        with self._mutex:
-            self._flush_deferred()
-            rows = [self._present(dict(zip(self.COLUMNS, r))) for r in self._execute(sql).fetchall()]
+        rows = self._select(f"SELECT {', '.join(COLUMNS)} FROM pinstripe_runs WHERE id IN "
+                            "(SELECT max(id) FROM pinstripe_runs GROUP BY job)")
         return {row["job"]: row for row in rows}
 
     def failed_tenants(self, job: str) -> list[str]:
-        """Tenants whose newest run of ``job`` did not succeed (failed, timed out, interrupted, abandoned)."""
-        sql = ("SELECT id, job, tenant, status, host, pid, pid_token, session FROM pinstripe_runs WHERE id IN "
-               "(SELECT max(id) FROM pinstripe_runs WHERE job = ? AND status <> 'skipped' GROUP BY tenant)")
-        keys = ("id", "job", "tenant", "status", "host", "pid", "pid_token", "session")
-        with self._mutex:
-            self._flush_deferred()
-            rows = [dict(zip(keys, r)) for r in self._execute(sql, (job,)).fetchall()]
-        result = []
-        for row in rows:
-            status = row["status"]
-            if status == LIVE and not self._row_alive(row):
-                status = "abandoned"
-            if status in BAD and row["tenant"] is not None:
-                result.append(row["tenant"])
-        return result
+        """Tenants whose newest run of ``job`` did not succeed (failed, timed out, interrupted, skipped,
+        abandoned)."""
+        rows = self._select(f"SELECT {', '.join(COLUMNS)} FROM pinstripe_runs WHERE id IN "
+                            "(SELECT max(id) FROM pinstripe_runs WHERE job = ? GROUP BY tenant)", (job,))
+        return [row["tenant"] for row in rows if row["status"] in BAD and row["tenant"] is not None]
 
     def _prune_daily(self) -> None:
         """Prune at most once a day per store (the check is one indexed read)."""
         now = self.clock()
-        with self._mutex:
-            row = self._execute("SELECT value FROM pinstripe_meta WHERE key = 'pruned_at'").fetchone()
+        row = self._call(lambda conn: self._execute(conn, "SELECT value FROM pinstripe_meta WHERE key = 'pruned_at'"
+                                                    ).fetchone())
         if row and now - datetime.fromisoformat(row[0]) < timedelta(days=1):
             return
         self.prune(now)
-        with self._mutex:
-            self._execute("INSERT INTO pinstripe_meta VALUES ('pruned_at', ?) ON CONFLICT (key) "
-                          "DO UPDATE SET value = excluded.value", (iso(now),))
+        self._call(lambda conn: self._execute(conn, "INSERT INTO pinstripe_meta VALUES ('pruned_at', ?) ON CONFLICT "
+                                                    "(key) DO UPDATE SET value = excluded.value", (iso(now),)))
 
     def prune(self, now: datetime | None = None) -> int:
         if not self.history_days:
             return 0
         cutoff = iso((now or self.clock()) - timedelta(days=self.history_days))
-        with self._mutex:
-            self._flush_deferred()
-            removed = self._execute("DELETE FROM pinstripe_runs WHERE started_at < ? AND status <> ?",
+        self.flush()
+
+        def delete(conn) -> int:
+            removed = self._execute(conn, "DELETE FROM pinstripe_runs WHERE started_at < ? AND status <> ?",
                                     (cutoff, LIVE)).rowcount
-            self._execute("DELETE FROM pinstripe_ticks WHERE claimed_at < ?", (cutoff,))
-        return removed
+            self._execute(conn, "DELETE FROM pinstripe_ticks WHERE claimed_at < ? AND finished_at IS NOT NULL",
+                          (cutoff,))
+            return removed
+
+        return self._call(delete)
+
+
+def open_store(settings, *, read_only: bool = False, **options: Any) -> StateStore | None:
+    """The project's store. ``read_only`` (history, listing): None when the SQLite file does not exist,
+    so a read-only command never creates ``.pinstripe/state.db``."""
+    url = settings.state_url
+    if read_only and url.startswith("sqlite") and ":///" in url:
+        from pathlib import Path
+
+        path = url.split(":///", 1)[1].split("?", 1)[0]
+        if path and path != ":memory:" and not Path(path).is_file():
+            return None
+    return StateStore(url, history_days=settings.history_days, retry_s=settings.state_retry_s,
+                      lock_stale_s=settings.lock_stale_s, **options)
+
+
+def _rollback(conn) -> None:
+    try:
+        conn.cursor().execute("ROLLBACK")
+    except Exception:  # the connection is gone: the transaction went with it
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    return mask_secrets(f"{type(exc).__name__}: {line}" if line else type(exc).__name__)
 
 
 def _advisory_key(*parts: str) -> int:

@@ -81,6 +81,7 @@ def test_prune_removes_old_finished_runs(state_url):
     store = StateStore(state_url, clock=lambda: clock[0], history_days=30)
     store.end_run(store.begin_run("job", 1, "manual"), "succeeded")
     store.claim_tick("job", clock[0])
+    store.finish_tick("job", clock[0])
     clock[0] = T0
     store.end_run(store.begin_run("job", 2, "manual"), "succeeded")
     assert store.prune() == 1
@@ -118,7 +119,7 @@ def test_lock_is_released_when_its_holder_is_killed(store, state_url):
 
 def test_unusable_state_url_is_a_config_error_with_masked_password():
     with pytest.raises(ConfigError) as info:
-        StateStore("postgresql+psycopg://u:topsecret@127.0.0.1:1/x")
+        StateStore("postgresql+psycopg://u:topsecret@127.0.0.1:1/x", retry_s=0.5)
     assert "topsecret" not in str(info.value) and "not usable" in str(info.value)
 
 
