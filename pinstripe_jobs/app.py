@@ -114,14 +114,22 @@ def run_due_jobs(settings: Settings, at: str | None) -> ExitCode:
         print(f"{outcome.firing.spec.name}: tick {outcome.firing.tick.isoformat()} was already fired; skipped")
     if not outcomes:
         print("Nothing due.")
-    failed = any(o.error is not None or o.summary.failures for o in outcomes if o.summary or o.error)
+    not_fired = [o for o in outcomes if o.error is not None]
+    unfinished = [o for o in fired if o.summary.error]
+    failed = any(o.summary.failures for o in fired)
     print(f"run-due-jobs: {len(fired)} fired, {len(claimed_elsewhere)} already fired, "
           f"{'some failed' if failed else 'none failed'}")
+    for outcome in not_fired:
+        error = outcome.error
+        message = error.message if hasattr(error, "message") else f"{type(error).__name__}: {error}"
+        print(f"{outcome.firing.spec.name}: could not fire tick {outcome.firing.tick.isoformat()}: {message}\n"
+              "The tick was not run; the next run-due-jobs resumes it while it is within misfire_grace.",
+              file=sys.stderr)
     for problem in scheduler.broken:
         print(f"BROKEN {problem.job_name}: not scheduled: {problem.message}", file=sys.stderr)
-    if failed:
-        return ExitCode.FAILED
-    return ExitCode.CONFIG if scheduler.broken else ExitCode.OK
+    if not_fired or unfinished or scheduler.broken:
+        return ExitCode.CONFIG
+    return ExitCode.FAILED if failed else ExitCode.OK
 
 
 def start_bot(settings: Settings, grace: float, since: str | None = None) -> ExitCode:

@@ -19,12 +19,25 @@ class ExitCode(enum.IntEnum):
     TERMINATED = 143  # SIGTERM
 
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
+# Bounded repetitions keep this linear in the text's length (an unbounded scheme or password part made
+# it quadratic: minutes for a 200 kB exception message).
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]{0,40}://[^:/@\s]{0,256}:)(?P<pw>[^@\s]{0,1024})(?P<at>@)")
 
 
 def mask_secrets(text: str) -> str:
     """Replace the password of every URL in ``text`` with ``***``."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", str(text))
+    text = str(text)
+    if "://" not in text:
+        return text
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", text)
+
+
+def cap(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text``, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit + 40
+    return f"{text[:limit - 40]} … [{cut} more characters]"
 
 
 class PinstripeError(Exception):

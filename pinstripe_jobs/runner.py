@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from .arguments import bind_arguments
 from .config import Settings
-from .errors import ConfigError, JobFailed, PinstripeError, UsageError, mask_secrets
+from .errors import ConfigError, JobFailed, PinstripeError, UsageError, cap, mask_secrets
 from .loading import describe_exception, error_location
 from .registry import JobRegistry, JobSpec
 from .results import (ALREADY_RUNNING, FAILED, INTERRUPTED, SKIPPED, SUCCEEDED, TIMED_OUT, RunResult, Summary,
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .state import Lease, StateStore
 
 LOCK_POLL_S = 0.2
+MAX_ERROR = 4000  # what is kept of a job's error message and traceback (linear to handle, bounded to keep)
+MAX_TRACEBACK = 20000
 STATE_DOWN = "state store unavailable"
 _OPEN_LOCK = threading.Lock()
 
@@ -448,8 +450,8 @@ class Runner:
             return RunResult(_tid(tenant), INTERRUPTED, duration, error="interrupted before it finished")
         if isinstance(exc, JobTimedOut):
             return RunResult(_tid(tenant), TIMED_OUT, duration, error=f"timed out after {plan.timeout:g}s")
-        return RunResult(_tid(tenant), FAILED, duration, error=mask_secrets(describe_exception(exc)),
-                         traceback=mask_secrets(job_traceback(exc, plan.spec.path)), exception=exc)
+        return RunResult(_tid(tenant), FAILED, duration, error=mask_secrets(cap(describe_exception(exc), MAX_ERROR)),
+                         traceback=mask_secrets(cap(job_traceback(exc, plan.spec.path), MAX_TRACEBACK)), exception=exc)
 
     def _end(self, lease: "Lease", result: RunResult, attempt: int) -> None:
         """Record the outcome; if the store stays unavailable, the result keeps its real status."""

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from .config import load_timezone
+from .errors import PinstripeError
 from .registry import JobSpec, ScheduleEntry
 from .results import Summary
 from .runner import NullObserver, Observer, RunOptions, Runner
@@ -31,6 +32,8 @@ class Firing:
     tick: datetime
     coalesced: int = 1  # how many ticks this one run stands for
     earlier: tuple[datetime, ...] = ()  # the other ticks it stands for (claimed with it)
+    resume: bool = False  # an orphaned tick (its runner died): take it over, run only the tenants left
+    skip_reason: str | None = None  # record the tenants left as skipped instead of running them
 
     @property
     def key(self) -> str:
@@ -97,20 +100,77 @@ class Scheduler:
 
     # -- firing ------------------------------------------------------------------------------------
     def fire(self, firing: Firing) -> Outcome:
-        if not self.runner.state.claim_tick(firing.key, firing.tick):
-            log.debug("%s: tick %s already fired elsewhere; skipping", firing.spec.name, firing.tick.isoformat())
-            return Outcome(firing, None)
-        for tick in firing.earlier:
-            self.runner.state.claim_tick(firing.key, tick)
-        if firing.coalesced > 1:
-            log.info("%s: catching up %d missed ticks in one run", firing.spec.name, firing.coalesced)
-        options = RunOptions(args=firing.entry.args, trigger="schedule", tick=firing.tick)
+        """Claim the tick (or take over an orphaned one) and run it through the runner. The claim is
+        finished once every tenant has a recorded status; a tick that could not be run is released, so the
+        next scheduler (or this one, at its next tick) resumes it."""
+        state = self.runner.state
+        name, tick = firing.spec.name, firing.tick.isoformat()
         try:
-            summary = self.runner.run(firing.spec, options, self.observer(firing))
-        except Exception as exc:  # a configuration problem (tenant source down...): log it and go on
-            log.error("%s: could not run: %s", firing.spec.name, exc)
+            claimed = state.take_over_tick(firing.key, firing.tick) if firing.resume else \
+                state.claim_tick(firing.key, firing.tick)
+        except PinstripeError as exc:
+            log.error("%s: could not claim tick %s: %s", name, tick, exc.message)
             return Outcome(firing, None, exc)
+        if not claimed:
+            log.debug("%s: tick %s already fired elsewhere; skipping", name, tick)
+            return Outcome(firing, None)
+        try:
+            for earlier in firing.earlier:  # coalesced into this run
+                if state.claim_tick(firing.key, earlier):
+                    state.finish_tick(firing.key, earlier)
+            if firing.coalesced > 1:
+                log.info("%s: catching up %d missed ticks in one run", name, firing.coalesced)
+            if firing.resume:
+                log.info("%s: resuming tick %s, whose runner stopped before it was done", name, tick)
+            summary = self._run(firing)
+        except Exception as exc:  # a configuration problem (tenant source or store down...): log it, go on
+            message = exc.message if isinstance(exc, PinstripeError) else f"{type(exc).__name__}: {exc}"
+            log.error("%s: could not fire tick %s: %s", name, tick, message)
+            self._release(firing)
+            return Outcome(firing, None, exc)
+        if summary.error:
+            self._release(firing)
+        else:
+            try:
+                state.finish_tick(firing.key, firing.tick)
+            except PinstripeError as exc:
+                log.error("%s: tick %s ran, but could not be marked done: %s", name, tick, exc.message)
         return Outcome(firing, summary)
+
+    def _run(self, firing: Firing) -> Summary:
+        options = RunOptions(args=firing.entry.args, trigger="schedule", tick=firing.tick,
+                             skip_reason=firing.skip_reason)
+        plan = self.runner.plan(firing.spec, options)
+        if firing.resume:
+            done = self.runner.state.tick_tenants(firing.spec.name, firing.tick)
+            if not plan.multi_tenant and None in done:
+                return Summary(firing.spec.name)  # its one run already has a record
+            plan.done = {t for t in done if t is not None}
+        return self.runner.execute(plan, self.observer(firing))
+
+    def _release(self, firing: Firing) -> None:
+        try:
+            self.runner.state.release_tick(firing.key, firing.tick)
+        except PinstripeError:
+            pass  # its claim ends with this process; the next scheduler resumes it then
+
+    def orphans(self, now: datetime) -> list[Firing]:
+        """Ticks whose runner stopped before every tenant had a status (killed, machine lost, store down):
+        resumed within ``misfire_grace`` (or under ``catch_up``); older ones record what is left as skipped."""
+        by_key = {}
+        for spec in self.specs():
+            for index, entry in enumerate(spec.schedules):
+                probe = Firing(spec, index, entry, now)
+                by_key[probe.key] = probe
+        firings = []
+        for key, tick in self.runner.state.orphan_ticks():
+            probe = by_key.get(key)
+            if probe is None:
+                continue
+            late = not probe.spec.catch_up and now - tick > self.grace
+            firings.append(Firing(probe.spec, probe.index, probe.entry, tick, resume=True,
+                                  skip_reason="its tick was interrupted and is past misfire_grace" if late else None))
+        return firings
 
     def fire_all(self, firings: list[Firing]) -> list[Outcome]:
         """Fire each in its own thread (a long job never delays another's start) and wait for all."""
@@ -130,7 +190,12 @@ class Scheduler:
         minute = at.replace(second=0, microsecond=0)
         end = minute + timedelta(seconds=59, microseconds=999999)
         default_start = min(minute, at - self.grace) - timedelta(microseconds=1)
-        return self.fire_all(self.due(default_start, end, at, self.resume_points(default_start, at)))
+        try:
+            firings = self.orphans(at) + self.due(default_start, end, at, self.resume_points(default_start, at))
+        except PinstripeError as exc:
+            log.error("could not read the schedule's state: %s", exc.message)
+            raise
+        return self.fire_all(firings)
 
     def resume_points(self, before: datetime, at: datetime) -> dict[str, datetime]:
         """For each schedule whose last claimed tick is older than ``before``: look for missed ticks from
@@ -151,7 +216,8 @@ class Scheduler:
         stop = self.runner.stop
         last = since or self.now()
         if since is None:  # ticks missed while no bot was running (restart, deploy): due now
-            self._start_threads(self.due(last, last, last, self.resume_points(last, last)))
+            self._start_threads(self._guarded(lambda: self.orphans(last) + self.due(
+                last, last, last, self.resume_points(last, last))))
         while not stop.requested:
             upcoming = self.next_runs(last)
             if not upcoming:
@@ -167,8 +233,16 @@ class Scheduler:
             if stop.requested:
                 break
             now = self.now()
-            self._start_threads(self.due(last, now, now))
+            self._start_threads(self._guarded(lambda: self.orphans(now)) + self.due(last, now, now))
             last = max(last, now)
+
+    def _guarded(self, find: Callable[[], list[Firing]]) -> list[Firing]:
+        """The bot goes on when the store is down: one clear line, and the next tick tries again."""
+        try:
+            return find()
+        except PinstripeError as exc:
+            log.error("could not look for ticks to resume: %s", exc.message)
+            return []
 
     def _start_threads(self, firings: list[Firing]) -> None:
         for firing in firings:
@@ -180,7 +254,7 @@ class Scheduler:
     def _fire_in_thread(self, firing: Firing) -> None:
         try:
             self.fire(firing)
-        except Exception:
+        except Exception:  # a bug of ours: the traceback is for us, the bot goes on
             log.exception("%s: the bot could not fire tick %s", firing.spec.name, firing.tick.isoformat())
         finally:
             self.threads.discard(threading.current_thread())

@@ -23,7 +23,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
-from .errors import ConfigError, mask_secrets
+from .errors import ConfigError, cap, mask_secrets
 
 HOST = os.uname().nodename
 LIVE = "running"
@@ -81,10 +81,7 @@ def storable(text: str | None, limit: int = MAX_ERROR) -> str | None:
     """Text made safe to store: NUL bytes replaced, secrets masked, at most ``limit`` characters."""
     if text is None:
         return None
-    text = str(text)
-    if len(text) > limit:
-        text = text[: limit - 40] + f" … [{len(text) - limit + 40} more characters]"
-    return mask_secrets(text.replace("\0", "\\0"))
+    return mask_secrets(cap(str(text), limit).replace("\0", "\\0"))
 
 
 class Lease:
@@ -364,6 +361,8 @@ class StateStore:
 
     def _holder_alive(self, host: str | None, pid: int | None, token: str | None, heartbeat: str | None) -> bool:
         """Alive unless provably gone: a dead process on this host, or a stale heartbeat elsewhere."""
+        if not pid:
+            return False  # released
         if host == HOST:
             return process_alive(pid, token or "")
         if not heartbeat:
@@ -485,6 +484,12 @@ class StateStore:
         self._ticks.discard((key, iso(tick)))
         self._call(lambda conn: self._execute(conn, "UPDATE pinstripe_ticks SET finished_at = ? WHERE job = ? "
                                                     "AND tick = ?", (iso(self.clock()), key, iso(tick))))
+
+    def release_tick(self, key: str, tick: datetime) -> None:
+        """Give up a claim this process cannot finish: the next scheduler resumes the tick."""
+        self._ticks.discard((key, iso(tick)))
+        self._call(lambda conn: self._execute(conn, "UPDATE pinstripe_ticks SET host = NULL, pid = NULL WHERE job = ? "
+                                                    "AND tick = ? AND finished_at IS NULL", (key, iso(tick))))
 
     def orphan_ticks(self) -> list[tuple[str, datetime]]:
         """Claimed ticks not finished whose holder is provably gone (killed mid-tick)."""

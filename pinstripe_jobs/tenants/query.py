@@ -161,8 +161,26 @@ class TenantQuery:
         return rows
 
 
+MAX_TENANT_ID = 255  # characters: longer ids cannot be stored in history or shown
+
+
+def check_id(value: Any, where: str) -> None:
+    """The same rule for every source: a non-empty string or an integer, at most ``MAX_TENANT_ID`` long."""
+    hint = "Every tenant needs a unique, non-empty `id` (a string or an integer)."
+    if value is None:
+        raise TenantSourceError(f"A tenant in {where} has no 'id' (it is NULL or missing).", hint)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TenantSourceError(f"A tenant in {where} has an id of type {type(value).__name__}: {value!r:.80}.",
+                                "Tenant ids must be strings or integers.")
+    if value == "" or (isinstance(value, str) and not value.strip()):
+        raise TenantSourceError(f"A tenant in {where} has an empty id.", hint)
+    if isinstance(value, str) and len(value) > MAX_TENANT_ID:
+        raise TenantSourceError(f"A tenant id in {where} is {len(value):,} characters long (the limit is "
+                                f"{MAX_TENANT_ID}): {value[:40]!r}...", hint)
+
+
 def checked_rows(tenants: Iterator[Tenant], query: TenantQuery, description: str) -> Iterator[Tenant]:
-    """For database sources: reject NULL and (when ordered by id) repeated ids, then apply the query's
+    """For database sources: reject bad and (when ordered by id) repeated ids, then apply the query's
     Python predicates and its limit to the rows the database returned."""
     emitted = 0
     previous = object()
@@ -170,8 +188,7 @@ def checked_rows(tenants: Iterator[Tenant], query: TenantQuery, description: str
     for tenant in tenants:
         if query.max_rows is not None and emitted >= query.max_rows:
             return
-        if tenant.id is None:
-            raise TenantSourceError(f"A row of {description} has a NULL id.")
+        check_id(tenant.id, description)
         if by_id and tenant.id == previous:
             raise TenantSourceError(f"Duplicate tenant id {tenant.id!r} in {description}.",
                                     "Make `id` the table's primary key.")
@@ -179,6 +196,35 @@ def checked_rows(tenants: Iterator[Tenant], query: TenantQuery, description: str
         if query.predicate_match(tenant):
             emitted += 1
             yield tenant
+
+
+def keyset_pages(fetch: Callable[[Any, int], list], key: Callable[[Any], Any], remaining: int | None,
+                 page: int = 1000) -> Iterator[Any]:
+    """Rows in keyset pages. ``fetch(last, limit)`` returns up to ``limit`` rows ordered by id, starting
+    *at* ``last`` (all rows when None). The rows of the previous page whose id equals ``last`` are skipped,
+    so an id repeated across a page boundary is passed on (and rejected by ``checked_rows``), not lost."""
+    last: Any = None
+    tail = 0  # rows passed on at the end of the previous page whose id is ``last``
+    while remaining is None or remaining > 0:
+        limit = (page if remaining is None else min(page, remaining)) + tail
+        rows = fetch(last, limit)
+        skip = 0
+        while skip < tail and skip < len(rows) and key(rows[skip]) == last:
+            skip += 1
+        fresh = rows[skip:]
+        if not fresh:
+            return
+        yield from fresh
+        last = key(fresh[-1])
+        tail = 0
+        for row in reversed(rows):
+            if key(row) != last:
+                break
+            tail += 1
+        if remaining is not None:
+            remaining -= len(fresh)
+        if len(rows) < limit:
+            return
 
 
 def _in_value(value: Any) -> Any:
@@ -200,10 +246,5 @@ def make_tenant(row: Any, where: str, index: int) -> Tenant:
     else:
         raise TenantSourceError(f"Tenant #{index + 1} from {where} is a {type(row).__name__}, not a mapping "
                                 "or an object with attributes.")
-    if data.get("id") is None or data.get("id") == "":
-        raise TenantSourceError(f"Tenant #{index + 1} from {where} has no 'id': {data!r}.",
-                                "Every tenant needs a unique, non-empty `id`.")
-    if not isinstance(data["id"], (str, int)) or isinstance(data["id"], bool):
-        raise TenantSourceError(f"Tenant #{index + 1} from {where} has an id of type {type(data['id']).__name__}:"
-                                f" {data['id']!r}.", "Tenant ids must be strings or integers.")
+    check_id(data.get("id"), f"{where} (tenant #{index + 1})")
     return Tenant(data)

@@ -6,12 +6,14 @@ order, through one streaming cursor.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+import time
+from typing import Any, Callable, Iterator
 
 from ..errors import TenantSourceError, mask_secrets
-from .query import Condition, Tenant, TenantQuery, checked_rows
+from .query import Condition, Tenant, TenantQuery, check_id, checked_rows, keyset_pages
 
 PAGE = 1000
+RETRY_S = 30  # how long a lost connection to the tenant database is retried before the run stops (exit 3)
 
 
 class SqlSource:
@@ -27,7 +29,10 @@ class SqlSource:
                                     "Example: sqlite:///tenants.db or postgresql+psycopg://user@host/db") from None
         self.description = f"table '{table}' in {self.url.render_as_string(hide_password=True)}"
         try:
-            self.engine = sa.create_engine(self.url)
+            connect_args = {}
+            if self.url.get_backend_name() == "postgresql" and "connect_timeout" not in self.url.query:
+                connect_args["connect_timeout"] = 10  # a server that never answers is an error, not a hang
+            self.engine = sa.create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
         except Exception as exc:  # missing driver, bad options
             raise TenantSourceError(f"Cannot open tenant source {self.description}: {exc}.",
                                     _driver_hint(self.url.drivername)) from None
@@ -63,12 +68,14 @@ class SqlSource:
             raise TenantSourceError(f"Tenant filter names a column '{field}' that {self.description} does not "
                                     f"have (columns: {', '.join(self.table.c.keys())}).") from None
 
-    def _coerce_ids(self, ids: tuple[str, ...]) -> list[Any]:
+    def _id_type(self) -> type:
         try:
-            kind = self.table.c["id"].type.python_type
+            return self.table.c["id"].type.python_type
         except NotImplementedError:
-            kind = str
-        if kind is int:
+            return str
+
+    def _coerce_ids(self, ids: tuple[str, ...]) -> list[Any]:
+        if self._id_type() is int:
             return [int(i) for i in ids if i.lstrip("-").isdigit()]
         return list(ids)
 
@@ -119,28 +126,51 @@ class SqlSource:
         return query.max_rows if not query.predicates else None
 
     def _keyset(self, stmt, query: TenantQuery) -> Iterator[Any]:
+        """Keyset pages, each on a pooled connection of its own: a connection that drops between or during
+        pages is replaced and the scan resumes after the last id read (for up to ``RETRY_S`` seconds)."""
+        sa = self._sa
         id_col = self.table.c["id"]
         descending = query.ordering == ("-id",)
-        remaining = self._limit(query)
-        last = None
-        while remaining is None or remaining > 0:
-            page = PAGE if remaining is None else min(PAGE, remaining)
+        suspects = ([id_col.is_(None)] if id_col.nullable and not id_col.primary_key else []) + \
+            ([id_col == ""] if self._id_type() is str else [])
+        bad = suspects and self._retrying(lambda conn: conn.execute(sa.select(id_col).where(sa.or_(*suspects))
+                                                                    .limit(1)).first())
+        if bad:  # NULLs sort outside the pages' range: look for them once, up front
+            check_id(bad[0], self.description)
+
+        def fetch(last: Any, limit: int) -> list:
             paged = stmt
             if last is not None:
-                paged = paged.where(id_col < last if descending else id_col > last)
-            paged = paged.order_by(id_col.desc() if descending else id_col.asc()).limit(page)
-            with self.engine.connect() as conn:
-                rows = conn.execute(paged).fetchall()
-            if not rows:
-                return
-            yield from rows
-            last = rows[-1]._mapping["id"]
-            if remaining is not None:
-                remaining -= len(rows)
-            if len(rows) < page:
-                return
+                paged = paged.where(id_col <= last if descending else id_col >= last)
+            paged = paged.order_by(id_col.desc() if descending else id_col.asc()).limit(limit)
+            return self._retrying(lambda conn: conn.execute(paged).fetchall())
+
+        yield from keyset_pages(fetch, lambda row: row._mapping["id"], self._limit(query))
+
+    def _retrying(self, read: Callable[[Any], Any]) -> Any:
+        """Run ``read(connection)``; on a lost connection, reconnect with backoff for up to ``RETRY_S``."""
+        sa = self._sa
+        started = time.monotonic()
+        delay = 0.1
+        while True:
+            try:
+                with self.engine.connect() as conn:
+                    return read(conn)
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                self.engine.dispose()  # drop pooled connections to a server that went away
+                if time.monotonic() - started + delay > RETRY_S:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _stream(self, stmt, query: TenantQuery) -> Iterator[Any]:
+        sa = self._sa
+        id_col = self.table.c["id"]
+        repeated = self._retrying(lambda conn: conn.execute(
+            sa.select(id_col).group_by(id_col).having(sa.func.count() > 1).limit(1)).first())
+        if repeated:  # another order than by id: repeats are not adjacent, so look for them up front
+            raise TenantSourceError(f"Duplicate tenant id {repeated[0]!r} in {self.description}.",
+                                    "Make `id` the table's primary key.")
         limit = self._limit(query)
         if limit is not None:
             stmt = stmt.limit(limit)

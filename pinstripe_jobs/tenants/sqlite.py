@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import TenantSourceError
-from .query import Condition, Tenant, TenantQuery, checked_rows
+from .query import Condition, Tenant, TenantQuery, check_id, checked_rows, keyset_pages
 
 PAGE = 1000
 
@@ -26,6 +26,7 @@ class SqliteSource:
         self.table_name = table
         self.description = f"table '{table}' in sqlite:///{path}"
         self._columns: dict[str, str] | None = None
+        self._id_is_rowid = False
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.is_file():
@@ -51,6 +52,9 @@ class SqliteSource:
                 raise TenantSourceError(f"Tenant table missing: {self.description}.",
                                         "Create the table or set `tenants_table` in the config.")
             self._columns = {row[1]: (row[2] or "").upper() for row in rows}
+            # an INTEGER PRIMARY KEY is the rowid: never NULL, never empty
+            self._id_is_rowid = any(row[1] == "id" and row[5] == 1 and (row[2] or "").upper() == "INTEGER"
+                                    for row in rows) and sum(1 for row in rows if row[5]) == 1
             if "id" not in self._columns:
                 raise TenantSourceError(f"Tenant table has no 'id' column: {self.description}.")
         return self._columns
@@ -123,31 +127,30 @@ class SqliteSource:
 
     def _keyset(self, select: str, clauses: list[str], params: list, descending: bool,
                 remaining: int | None) -> Iterator[tuple]:
-        """Pages ordered by id, each read in its own short transaction: no lock is held while jobs run."""
+        """Pages ordered by id, each read in its own short transaction: no lock is held while jobs run.
+        Each page starts *at* the last id read (skipping the rows already passed on), so an id repeated
+        across a page boundary is seen, and rejected, like one inside a page."""
         id_index = list(self.columns).index("id")
-        last = None
         conn = self._connect()
         try:
-            while remaining is None or remaining > 0:
-                page = PAGE if remaining is None else min(PAGE, remaining)
-                where = list(clauses)
-                args = list(params)
-                if last is not None:
-                    where.append('"id" < ?' if descending else '"id" > ?')
-                    args.append(last)
-                sql = select + (" WHERE " + " AND ".join(where) if where else "")
-                sql += f' ORDER BY "id" {"DESC" if descending else "ASC"} LIMIT {page}'
-                rows = conn.execute(sql, args).fetchall()
-                if not rows:
-                    return
-                yield from rows
-                last = rows[-1][id_index]
-                if remaining is not None:
-                    remaining -= len(rows)
-                if len(rows) < page:
-                    return
+            bad = not self._id_is_rowid and conn.execute(f'SELECT "id" FROM {_quote(self.table_name)} WHERE "id" IS NULL OR "id" = \'\' '
+                               'LIMIT 1').fetchone()
+            if bad:  # NULLs sort outside the pages' range: look for them once, up front
+                check_id(bad[0], self.description)
+            yield from keyset_pages(
+                lambda last, limit: conn.execute(*self._page(select, clauses, params, descending, last, limit)).fetchall(),
+                lambda row: row[id_index], remaining)
         finally:
             conn.close()
+
+    def _page(self, select: str, clauses: list[str], params: list, descending: bool, last: Any,
+              limit: int) -> tuple[str, list]:
+        where, args = list(clauses), list(params)
+        if last is not None:
+            where.append('"id" <= ?' if descending else '"id" >= ?')
+            args.append(last)
+        sql = select + (" WHERE " + " AND ".join(where) if where else "")
+        return sql + f' ORDER BY "id" {"DESC" if descending else "ASC"} LIMIT {int(limit)}', args
 
     def _stream(self, select: str, clauses: list[str], params: list, order: str,
                 limit: int | None) -> Iterator[tuple]:
@@ -156,6 +159,11 @@ class SqliteSource:
             sql += f" LIMIT {int(limit)}"
         conn = self._connect()
         try:
+            repeated = conn.execute(f'SELECT "id" FROM {_quote(self.table_name)} GROUP BY "id" HAVING count(*) > 1 '
+                                    'LIMIT 1').fetchone()
+            if repeated:  # another order than by id: repeats are not adjacent, so look for them up front
+                raise TenantSourceError(f"Duplicate tenant id {repeated[0]!r} in {self.description}.",
+                                        "Make `id` the table's primary key.")
             cursor = conn.execute(sql, params)
             while batch := cursor.fetchmany(PAGE):
                 yield from batch
