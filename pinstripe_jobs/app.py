@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from .config import Settings
 from .errors import ExitCode, UsageError
 from .reporting import PlainReporter
-from .signals import stop_on_signals
 
 if TYPE_CHECKING:
     from .runner import Plan, Runner
+    from .signals import StopFlag
     from .scheduler import Firing
 
 
@@ -23,7 +23,7 @@ class Output:
 
     def __init__(self, as_json: bool = False, junit_xml: str | None = None, log_format: str = "text"):
         self.as_json = as_json
-        self.junit_xml = junit_xml
+        self.junit_xml = os.path.abspath(junit_xml) if junit_xml else None
         self.log_format = log_format
 
 
@@ -72,7 +72,7 @@ def run_job(runner: "Runner", plan: "Plan", output: Output) -> ExitCode:
     redirect = contextlib.redirect_stdout(lines or jobs_out) if lines or output.as_json else contextlib.nullcontext()
     runner.stop.grace = plan.options.grace
     try:
-        with redirect, stop_on_signals(runner.stop):
+        with redirect:  # the caller installed the signal handlers (stop_on_signals) before reading anything
             summary = runner.execute(plan, observer)
     finally:
         if lines is not None:
@@ -93,14 +93,16 @@ def parse_at(text: str, settings: Settings) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=settings.tz())
 
 
-def run_due_jobs(settings: Settings, at: str | None) -> ExitCode:
+def run_due_jobs(settings: Settings, at: str | None, stop: "StopFlag | None" = None) -> ExitCode:
+    """``run-due-jobs``. The caller installs the signal handlers that set ``stop``."""
     from .logs import setup_logging
     from .reporting import WholeLines
     from .runner import Runner
     from .scheduler import Scheduler
 
     setup_logging(sys.stderr)
-    scheduler = Scheduler(Runner(settings), observer=_observer)
+    runner = Runner(settings, stop=stop)
+    scheduler = Scheduler(runner, observer=_observer)
     moment = parse_at(at, settings) if at else None
     lines = WholeLines(sys.stdout)
     try:
@@ -127,19 +129,25 @@ def run_due_jobs(settings: Settings, at: str | None) -> ExitCode:
               file=sys.stderr)
     for problem in scheduler.broken:
         print(f"BROKEN {problem.job_name}: not scheduled: {problem.message}", file=sys.stderr)
+    if runner.stop.signal is not None:
+        import signal
+
+        return ExitCode.TERMINATED if runner.stop.signal == signal.SIGTERM else ExitCode.INTERRUPTED
     if not_fired or unfinished or scheduler.broken:
         return ExitCode.CONFIG
     return ExitCode.FAILED if failed else ExitCode.OK
 
 
-def start_bot(settings: Settings, grace: float, since: str | None = None) -> ExitCode:
+def start_bot(settings: Settings, grace: float, since: str | None = None, stop: "StopFlag | None" = None) -> ExitCode:
+    """``start-bot``. The caller installs the signal handlers that set ``stop`` (without escalation: a
+    second signal stops the waiting for running jobs)."""
     from .logs import setup_logging
     from .reporting import WholeLines
     from .runner import Runner
     from .scheduler import Scheduler
 
     setup_logging(sys.stderr)
-    runner = Runner(settings)
+    runner = Runner(settings, stop=stop)
     scheduler = Scheduler(runner, observer=_observer)
     now = scheduler.now()
     print(f"pinstripe bot started (time zone {settings.timezone}, misfire grace {settings.misfire_grace:g}s)")
@@ -149,8 +157,7 @@ def start_bot(settings: Settings, grace: float, since: str | None = None) -> Exi
     import signal
 
     lines = WholeLines(sys.stdout)
-    # A second signal during the shutdown stops the waiting (the handlers stay installed until the end).
-    with contextlib.redirect_stdout(lines), stop_on_signals(runner.stop, escalate=False):
+    with contextlib.redirect_stdout(lines):
         scheduler.loop(parse_at(since, settings) if since else None)
         name = signal.Signals(runner.stop.signal).name if runner.stop.signal else "stop"
         print(f"{name} received: no new runs; waiting up to {grace:g}s for {len(scheduler.threads)} running job(s)")

@@ -9,6 +9,7 @@ import click
 
 from . import __version__
 from .errors import ExitCode, PinstripeError
+from .signals import RunInterrupted
 
 
 def project_options(func: Callable) -> Callable:
@@ -35,9 +36,18 @@ def handle_errors(func: Callable) -> Callable:
                 click.echo(json.dumps({"error": exc.message, "hint": exc.hint, "exit_code": int(exc.exit_code)}))
             click.echo(exc.render(), err=True)
             sys.exit(int(exc.exit_code))
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(int(ExitCode.INTERRUPTED))
+        except (KeyboardInterrupt, RunInterrupted) as exc:  # a signal before any tenant had started
+            import signal
+
+            code = ExitCode.TERMINATED if getattr(exc, "signum", None) == signal.SIGTERM else ExitCode.INTERRUPTED
+            name = "SIGTERM" if code == ExitCode.TERMINATED else "SIGINT"
+            if kwargs.get("as_json"):
+                import json
+
+                click.echo(json.dumps({"error": f"Interrupted by {name} before any run started.", "hint": None,
+                                       "exit_code": int(code)}))
+            click.echo(f"Interrupted by {name} before any run started; nothing was run.", err=True)
+            sys.exit(int(code))
 
     return wrapper
 
@@ -110,16 +120,22 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xm
     from .app import Output, run_job
     from .arguments import parse_params
     from .runner import RunOptions, Runner
+    from .signals import StopFlag, stop_on_signals
 
-    flags["params"] = parse_params(flags["params"])
-    runner = Runner(load(config, jobs_dir, tenants))
-    plan = runner.plan(name, RunOptions(**flags))
-    if dry_run:
-        from .reporting import print_dry_run
+    output = Output(as_json, junit_xml, log_format)  # paths resolved now: a job's chdir cannot move them
+    stop = StopFlag(grace=flags["grace"])
+    with stop_on_signals(stop):  # before any config, tenant or store access: a signal always wins
+        with stop.interruptible():
+            flags["params"] = parse_params(flags["params"])
+            runner = Runner(load(config, jobs_dir, tenants), stop=stop)
+            plan = runner.plan(name, RunOptions(**flags))
+            if dry_run:
+                from .reporting import print_dry_run
 
-        print_dry_run(plan.spec.name, plan.tenants(), as_json)
-        return
-    sys.exit(int(run_job(runner, plan, Output(as_json, junit_xml, log_format))))
+                print_dry_run(plan.spec.name, plan.tenants(), as_json)
+                return
+        code = run_job(runner, plan, output)
+    sys.exit(int(code))
 
 
 @main.command("list-background-jobs")
@@ -178,13 +194,22 @@ def history_command(job: str | None, tenant: str | None, status: str | None, lim
 @main.command("run-due-jobs")
 @click.option("--at", "at", default=None, metavar="DATETIME",
               help="Fire what is due in this minute (ISO 8601; no offset = the configured time zone). Default: now.")
+@click.option("--grace", type=click.FloatRange(min=0), default=30, show_default=True, metavar="SECONDS",
+              help="After SIGTERM/SIGINT, how long running tenants get to finish.")
 @project_options
 @handle_errors
-def run_due_jobs_command(at: str | None, config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
+def run_due_jobs_command(at: str | None, grace: float, config: str | None, jobs_dir: str | None,
+                         tenants: str | None) -> None:
     """Fire every job due this minute, once (for system cron or a Kubernetes CronJob)."""
     from .app import run_due_jobs
+    from .signals import StopFlag, stop_on_signals
 
-    sys.exit(int(run_due_jobs(load(config, jobs_dir, tenants), at)))
+    stop = StopFlag(grace=grace)
+    with stop_on_signals(stop, escalate=False):
+        with stop.interruptible():
+            settings = load(config, jobs_dir, tenants)
+        code = run_due_jobs(settings, at, stop)
+    sys.exit(int(code))
 
 
 @main.command("start-bot")
@@ -199,8 +224,15 @@ def start_bot_command(grace: float, since: str | None, config: str | None, jobs_
                       tenants: str | None) -> None:
     """Run jobs on their schedules until stopped (SIGTERM/SIGINT)."""
     from .app import start_bot
+    from .signals import StopFlag, stop_on_signals
 
-    sys.exit(int(start_bot(load(config, jobs_dir, tenants), grace, since)))
+    stop = StopFlag(grace=grace)
+    # A second signal during the shutdown stops the waiting (the handlers stay installed until the end).
+    with stop_on_signals(stop, escalate=False):
+        with stop.interruptible():
+            settings = load(config, jobs_dir, tenants)
+        code = start_bot(settings, grace, since, stop)
+    sys.exit(int(code))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -179,8 +179,12 @@ class Scheduler:
                    for f in firings]
         for thread in threads:
             thread.start()
+        stop = self.runner.stop
         for thread in threads:
-            thread.join()
+            while thread.is_alive() and not stop.grace_over():
+                thread.join(0.1)
+        if stop.grace_over():  # runs still going after the grace period: record them, stop waiting
+            self.runner.interrupt_active("still running after the grace period")
         return outcomes
 
     def run_due(self, at: datetime | None = None) -> list[Outcome]:

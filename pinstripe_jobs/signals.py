@@ -15,7 +15,12 @@ from typing import Iterator
 
 
 class RunInterrupted(BaseException):
-    """Raised into a running job when its grace period is over or a second signal arrives."""
+    """Raised into a running job when its grace period is over or a second signal arrives, and into a
+    read that a signal cuts short. ``signum``: the signal that caused it, when known."""
+
+    def __init__(self, *args, signum: int | None = None):
+        super().__init__(*args)
+        self.signum = signum
 
 
 class StopFlag:
@@ -77,7 +82,7 @@ class StopFlag:
         """Called from a signal handler (main thread): end an interruptible read in progress."""
         if self._blocking:
             self._blocking = 0
-            raise RunInterrupted()
+            raise RunInterrupted(signum=self.signal)
 
     def escalate(self) -> None:
         """Called from a signal handler (main thread): interrupt the job the main thread runs, if any."""
