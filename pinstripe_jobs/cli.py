@@ -30,12 +30,16 @@ def handle_errors(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except PinstripeError as exc:
+            from . import signals
+
+            # stopped by a signal while failing (a store that would not answer): the stop is the outcome
+            code = signals.exit_code_for(signals.received) if signals.received else int(exc.exit_code)
             if kwargs.get("as_json"):
                 import json
 
-                click.echo(json.dumps({"error": exc.message, "hint": exc.hint, "exit_code": int(exc.exit_code)}))
+                click.echo(json.dumps({"error": exc.message, "hint": exc.hint, "exit_code": code}))
             click.echo(exc.render(), err=True)
-            sys.exit(int(exc.exit_code))
+            sys.exit(code)
         except (KeyboardInterrupt, RunInterrupted) as exc:  # a signal before any tenant had started
             import signal
 

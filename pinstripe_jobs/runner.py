@@ -161,7 +161,8 @@ class Runner:
                 if self._state is None:
                     from .state import open_store
 
-                    self._state = open_store(self.settings, cancelled=self.stop.grace_over)
+                    self._state = open_store(self.settings, cancelled=self.stop.grace_over,
+                                             guard=self.stop.interruptible_write)
         return self._state
 
     def close(self) -> None:

@@ -14,6 +14,14 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
+received: int | None = None  # the first SIGINT/SIGTERM this process got while handlers were installed
+
+
+def exit_code_for(signum: int | None) -> int:
+    """130 for SIGINT, 143 for SIGTERM (128 + the signal's number)."""
+    return 128 + (signum or signal.SIGINT)
+
+
 class RunInterrupted(BaseException):
     """Raised into a running job when its grace period is over or a second signal arrives, and into a
     read that a signal cuts short. ``signum``: the signal that caused it, when known."""
@@ -31,7 +39,7 @@ class StopFlag:
         self.aborted = False
         self.grace = grace
         self._in_job: set[int] = set()  # idents of threads that are inside a job's code right now
-        self._blocking = 0  # > 0: the main thread waits on a read that a signal may cut short
+        self._blocking: list[bool] = []  # the main thread's interruptible waits (True: only after the grace)
 
     def request(self, signum: int) -> None:
         if self.signal is None:
@@ -64,25 +72,27 @@ class StopFlag:
             self._in_job.discard(ident)
 
     @contextmanager
-    def interruptible(self) -> Iterator[None]:
-        """Marks a read in the main thread (config, tenant source, state store) that a signal ends at once
-        by raising ``RunInterrupted``: a database that never answers does not outlast a stop request.
-        After a first signal, new reads go on (to record what is left as skipped) until the grace period
-        ends. Elsewhere (other threads) it does nothing."""
+    def interruptible(self, until_grace: bool = False) -> Iterator[None]:
+        """Marks a wait of the main thread on a database that a signal may cut short by raising
+        ``RunInterrupted``, so a server that never answers does not outlast a stop request. Reads (config,
+        tenants) are cut by the first signal; writes (``until_grace``: history rows) only when the grace
+        period is over, so a run that is finishing still records its outcome. Other threads: no effect."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        self._blocking += 1
+        self._blocking.append(until_grace)
         try:
             yield
         finally:
-            self._blocking -= 1
+            self._blocking.pop()
 
-    def cut_short(self) -> None:
-        """Called from a signal handler (main thread): end an interruptible read in progress."""
-        if self._blocking:
-            self._blocking = 0
-            raise RunInterrupted(signum=self.signal)
+    def interruptible_write(self):
+        return self.interruptible(until_grace=True)
+
+    def cut_short(self, grace_over: bool = False) -> None:
+        """Called from a signal handler (main thread): end the innermost interruptible wait in progress."""
+        if self._blocking and (grace_over or not self._blocking[-1]):
+            raise RunInterrupted(signum=self.signal)  # each region pops itself as the exception unwinds
 
     def escalate(self) -> None:
         """Called from a signal handler (main thread): interrupt the job the main thread runs, if any."""
@@ -115,11 +125,13 @@ def stop_on_signals(flag: StopFlag, *, escalate: bool = True) -> Iterator[StopFl
 
     def on_alarm(signum: int, frame) -> None:
         flag.abort()
-        flag.cut_short()
+        flag.cut_short(grace_over=True)
         if escalate:
             flag.escalate()
 
     def on_signal(signum: int, frame) -> None:
+        global received
+        received = received or signum
         if flag.requested:  # the second signal: abort at once
             on_alarm(signum, frame)
             return

@@ -23,13 +23,17 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
+from contextlib import nullcontext
+
 from .errors import ConfigError, cap, mask_secrets
+from .signals import RunInterrupted
 
 HOST = os.uname().nodename
 LIVE = "running"
 BAD = ("failed", "timed_out", "interrupted", "abandoned", "skipped")  # what --only-failed reruns
 MAX_ERROR = 4000  # characters of an error message kept in history
 MAX_TRACEBACK = 20000
+_NO_GUARD = nullcontext()
 OPEN_RETRY_S = 10  # opening the store: a wrong URL should not wait the whole budget to say so
 _NOT_TRANSIENT = ("28000", "28P01", "3D000", "42501", "3F000")  # bad login, no such database/schema, no right
 
@@ -135,6 +139,7 @@ ADDED_COLUMNS = (
     ("pinstripe_ticks", "heartbeat_at", "TEXT"),
     ("pinstripe_ticks", "finished_at", "TEXT"),
 )
+SCHEMA_VERSION = "2"
 INDEXES = ("CREATE INDEX IF NOT EXISTS pinstripe_runs_tick ON pinstripe_runs (job, tick)",)
 COLUMNS = ("id", "job", "tenant", "trigger", "tick", "attempt", "started_at", "ended_at", "status", "error",
            "host", "pid", "pid_token", "heartbeat_at")
@@ -145,7 +150,7 @@ class StateStore:
 
     def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow, history_days: float = 30,
                  retry_s: float = 60, lock_stale_s: float = 60, sleep: Callable[[float], Any] | None = None,
-                 cancelled: Callable[[], bool] | None = None):
+                 cancelled: Callable[[], bool] | None = None, guard: Callable[[], Any] | None = None):
         self.url = url
         self.clock = clock
         self.history_days = history_days
@@ -153,6 +158,7 @@ class StateStore:
         self.lock_stale_s = lock_stale_s
         self.sleep = sleep or time.sleep
         self.cancelled = cancelled or (lambda: False)  # a stop that may cut retries short
+        self.guard = guard  # a context manager factory: a signal may cut a wait short (StopFlag.interruptible)
         self.pid = os.getpid()
         self.token = process_token(self.pid)
         self._mutex = threading.RLock()
@@ -203,7 +209,11 @@ class StateStore:
         scheme, rest = self.url.split("://", 1)
         params = conninfo_to_dict("postgresql://" + rest)
         params.setdefault("connect_timeout", "5")
-        limits = "-c statement_timeout=30000 -c lock_timeout=2000 -c idle_in_transaction_session_timeout=60000"
+        # A server that stops answering is noticed: TCP keepalives, and unacknowledged data for 10 s
+        for key, value in (("keepalives", "1"), ("keepalives_idle", "5"), ("keepalives_interval", "2"),
+                           ("keepalives_count", "3"), ("tcp_user_timeout", "10000")):
+            params.setdefault(key, value)
+        limits = "-c statement_timeout=30000 -c lock_timeout=1000 -c idle_in_transaction_session_timeout=60000"
         params["options"] = f"{params.get('options', '')} {limits}".strip()
         params.setdefault("application_name", "pinstripe-jobs")
         return psycopg.connect(autocommit=True, **params)
@@ -231,11 +241,17 @@ class StateStore:
             warned = False
             while True:
                 try:
-                    if self._conn is None:
-                        self._conn = self._connect()
-                    result = operation(self._conn)
+                    with self.guard() if self.guard else _NO_GUARD:
+                        if self._conn is None:
+                            self._conn = self._connect()
+                        result = operation(self._conn)
                     self._down_since = None
                     return result
+                except RunInterrupted:  # the grace period is over: give up on a database that hangs
+                    self._discard()
+                    self._down_since = self._down_since or time.monotonic()
+                    raise StateUnavailable(f"The state store {mask_secrets(self.url)} did not answer before the "
+                                           "grace period ended.", cause="interrupted") from None
                 except Exception as exc:
                     if not self._transient(exc):
                         raise
@@ -278,7 +294,22 @@ class StateStore:
         cursor.execute(self._sql(sql), params)
         return cursor
 
+    def _schema_current(self, conn) -> bool:
+        """True when the tables exist at this version (one read of the small meta table: opening a store
+        then touches no other table, so a busy history table does not delay it)."""
+        try:
+            row = self._execute(conn, "SELECT value FROM pinstripe_meta WHERE key = 'schema'").fetchone()
+        except Exception as exc:
+            if "pinstripe_meta" not in str(exc) and "no such table" not in str(exc):
+                raise
+            if self.is_sqlite and conn.in_transaction:
+                _rollback(conn)
+            return False
+        return row is not None and row[0] == SCHEMA_VERSION
+
     def _create_schema(self) -> None:
+        if self._schema_current(self._conn):
+            return
         id_type = "INTEGER PRIMARY KEY AUTOINCREMENT" if self.is_sqlite else "BIGSERIAL PRIMARY KEY"
         statements = [s.strip() for s in SCHEMA.format(id_type=id_type).split(";") if s.strip()]
         conn = self._conn
@@ -295,6 +326,8 @@ class StateStore:
                         self._execute(conn, "UPDATE pinstripe_ticks SET finished_at = claimed_at")
             for statement in INDEXES:
                 self._execute(conn, statement)
+            self._execute(conn, "INSERT INTO pinstripe_meta VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET "
+                                "value = excluded.value", (SCHEMA_VERSION,))
             self._execute(conn, "COMMIT")
         except BaseException:
             _rollback(conn)

@@ -161,3 +161,26 @@ def state_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state' / 'state.db'}"
     return request.getfixturevalue("pg_schema_url")
+
+
+@pytest.fixture
+def throwaway_pg():
+    """A PostgreSQL server of the test's own, to stop and restart (never the shared one)."""
+    from tests.procs import ThrowawayPostgres
+
+    try:
+        server = ThrowawayPostgres()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        if os.environ.get("PINSTRIPE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"a throwaway PostgreSQL server is required in CI: {exc}")
+        pytest.skip(f"no throwaway PostgreSQL server: {exc}")
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def pg_app(pg_schema_url, request):
+    """A state URL on the shared server (its own schema) whose connections carry an application name of
+    their own, so a test can terminate exactly the tool's backends: returns (url, application name)."""
+    name = f"pst{abs(hash(request.node.nodeid)) % 10**8}p{os.getpid()}"
+    return f"{pg_schema_url}&application_name={name}", name
