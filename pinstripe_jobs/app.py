@@ -53,30 +53,38 @@ def make_observer(output: Output, stdout: Any) -> Any:
 
 
 def run_job(runner: "Runner", plan: "Plan", output: Output) -> ExitCode:
-    """Run a plan as ``run-background-job`` does: signals stop it cleanly; under --json everything but the
-    document goes to stderr."""
-    from .reporting import WholeLines
+    """Run a plan as ``run-background-job`` does. What jobs print goes through a ``LineSink`` (whole lines,
+    a tenant's last line always ended): to stdout, to stderr under --json, or above the progress bar on
+    a terminal, where job stderr and log lines go the same way so nothing is glued onto the bar."""
+    from .reporting import LineSink, RichReporter, stream_emitter
     from .workspace import on_first_log
 
     stdout, stderr = sys.stdout, sys.stderr
+    observer = make_observer(output, stdout)
+    main = observer.observers[0] if hasattr(observer, "observers") else observer
+    if isinstance(main, RichReporter):
+        sink = LineSink(main.emit, stdout)
+        err_sink = LineSink(main.emit, stderr) if stderr.isatty() else None
+    else:
+        sink = LineSink(stream_emitter(stderr if output.as_json else stdout), stderr if output.as_json else stdout)
+        err_sink = None
+    log_stream = err_sink or stderr
 
     def setup_logs() -> None:
         from .logs import setup_logging
 
-        setup_logging(stderr, as_json=output.log_format == "json")
+        setup_logging(log_stream, as_json=output.log_format == "json")
 
     on_first_log(setup_logs)
-    observer = make_observer(output, stdout)
-    jobs_out = sys.stderr if output.as_json else stdout
-    lines = WholeLines(jobs_out) if plan.concurrency > 1 else None
-    redirect = contextlib.redirect_stdout(lines or jobs_out) if lines or output.as_json else contextlib.nullcontext()
     runner.stop.grace = plan.options.grace
+    redirect_err = contextlib.redirect_stderr(err_sink) if err_sink else contextlib.nullcontext()
     try:
-        with redirect:  # the caller installed the signal handlers (stop_on_signals) before reading anything
+        with contextlib.redirect_stdout(sink), redirect_err:  # signal handlers: installed by the caller
             summary = runner.execute(plan, observer)
     finally:
-        if lines is not None:
-            lines.close()
+        sink.close()
+        if err_sink is not None:
+            err_sink.close()
     return summary.exit_code
 
 
@@ -96,7 +104,7 @@ def parse_at(text: str, settings: Settings) -> datetime:
 def run_due_jobs(settings: Settings, at: str | None, stop: "StopFlag | None" = None) -> ExitCode:
     """``run-due-jobs``. The caller installs the signal handlers that set ``stop``."""
     from .logs import setup_logging
-    from .reporting import WholeLines
+    from .reporting import whole_lines
     from .runner import Runner
     from .scheduler import Scheduler
 
@@ -104,7 +112,7 @@ def run_due_jobs(settings: Settings, at: str | None, stop: "StopFlag | None" = N
     runner = Runner(settings, stop=stop)
     scheduler = Scheduler(runner, observer=_observer)
     moment = parse_at(at, settings) if at else None
-    lines = WholeLines(sys.stdout)
+    lines = whole_lines(sys.stdout)
     try:
         with contextlib.redirect_stdout(lines):
             outcomes = scheduler.run_due(moment)
@@ -142,7 +150,7 @@ def start_bot(settings: Settings, grace: float, since: str | None = None, stop: 
     """``start-bot``. The caller installs the signal handlers that set ``stop`` (without escalation: a
     second signal stops the waiting for running jobs)."""
     from .logs import setup_logging
-    from .reporting import WholeLines
+    from .reporting import whole_lines
     from .runner import Runner
     from .scheduler import Scheduler
 
@@ -156,7 +164,7 @@ def start_bot(settings: Settings, grace: float, since: str | None = None, stop: 
     sys.stdout.flush()
     import signal
 
-    lines = WholeLines(sys.stdout)
+    lines = whole_lines(sys.stdout)
     with contextlib.redirect_stdout(lines):
         scheduler.loop(parse_at(since, settings) if since else None)
         name = signal.Signals(runner.stop.signal).name if runner.stop.signal else "stop"

@@ -8,30 +8,33 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import IO, Any, Iterable
+from typing import IO, Any, Callable, Iterable
 
-from .results import SUCCEEDED, RunResult, Summary
+from .results import ALREADY_RUNNING, SKIPPED, SUCCEEDED, RunResult, Summary
+from .textsafe import first_line, literal
 
 TABLE_ROWS = 50  # the summary table shows every failure and at most this many other runs
 
 
 def who(tenant: Any) -> str:
-    return "(no tenant)" if tenant is None else f"tenant {tenant}"
+    return "(no tenant)" if tenant is None else f"tenant {literal(tenant)}"
 
 
-def first_line(text: str | None) -> str:
-    return (text or "").strip().splitlines()[0] if text and text.strip() else ""
+def counts_text(summary: Summary) -> str:
+    return ", ".join(f"{count} {status.replace('_', ' ')}" for status, count in sorted(summary.counts.items()))
 
 
 def summary_line(summary: Summary) -> str:
-    parts = [f"{count} {status.replace('_', ' ')}" for status, count in sorted(summary.counts.items())]
-    text = f"{summary.job}: {summary.status} - {', '.join(parts) or 'no runs'} in {summary.duration_s:.2f}s"
+    """``job: STATUS - counts in time``; STATUS follows the exit code's precedence (see ``Summary.status``)."""
+    text = f"{literal(summary.job)}: {summary.status.replace('_', ' ')} - {counts_text(summary) or 'no runs'} in " \
+           f"{summary.duration_s:.2f}s"
     if summary.signal:
         import signal as _signal
 
         text += f" (interrupted by {_signal.Signals(summary.signal).name})"
     if summary.error:
-        text += f"\n{summary.error}\nThe run stopped there: tenants after that point were not read."
+        text += f"\n{literal(summary.error, multiline=True)}\nThe run stopped there: tenants after that point were " \
+                "not read or not run."
     return text
 
 
@@ -42,73 +45,124 @@ def use_rich(stream: IO) -> bool:
 _WRITE_LOCK = threading.RLock()
 
 
-class WholeLines:
-    """A stream wrapper for many threads: each thread's text is passed on in whole lines only, so output
-    from concurrent jobs never interleaves half-lines. ``close()`` passes on what is left unterminated."""
+def stream_emitter(target: IO) -> Callable[[str], None]:
+    """Write whole lines to ``target`` under the shared write lock."""
 
-    def __init__(self, target: IO):
+    def emit(text: str) -> None:
+        with _WRITE_LOCK:
+            target.write(text)
+            target.flush()
+
+    return emit
+
+
+class LineSink:
+    """The stream jobs print to (``sys.stdout`` during a run). Each thread's text is passed on in whole
+    lines only, so output from concurrent jobs never interleaves half-lines, and ``end_run()`` ends a
+    tenant's unterminated last line, so it is never glued to the next line. Linear in what is written
+    (chunks are joined once per line)."""
+
+    def __init__(self, emit: Callable[[str], None], target: IO | None = None):
+        self.emit = emit
         self.target = target
-        self._pending: dict[int, str] = {}
+        self._pending: dict[int, list[str]] = {}
 
     def write(self, text: str) -> int:
+        if not text:
+            return 0
         ident = threading.get_ident()
-        buffered = self._pending.pop(ident, "") + text
-        head, newline, rest = buffered.rpartition("\n")
+        if "\n" not in text:
+            self._pending.setdefault(ident, []).append(text)
+            return len(text)
+        head, _, rest = text.rpartition("\n")
+        parts = self._pending.pop(ident, None)
+        if parts:
+            parts.append(head)
+            head = "".join(parts)
+        self.emit(head + "\n")
         if rest:
-            self._pending[ident] = rest
-        if newline:
-            with _WRITE_LOCK:
-                self.target.write(head + "\n")
-                self.target.flush()
+            self._pending[ident] = [rest]
         return len(text)
 
+    def end_run(self) -> None:
+        parts = self._pending.pop(threading.get_ident(), None)
+        if parts:
+            self.emit("".join(parts) + "\n")
+
     def flush(self) -> None:
-        self.target.flush()
+        pass
 
     def close(self) -> None:
         leftovers, self._pending = self._pending, {}
-        with _WRITE_LOCK:
-            for text in leftovers.values():
-                self.target.write(text + "\n")
-            self.target.flush()
+        for parts in leftovers.values():
+            self.emit("".join(parts) + "\n")
 
     def isatty(self) -> bool:
-        return self.target.isatty()
+        return bool(self.target is not None and self.target.isatty())
 
     def fileno(self) -> int:
+        if self.target is None:
+            raise OSError("no file descriptor")
         return self.target.fileno()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.target, name)
+    @property
+    def encoding(self) -> str:
+        return getattr(self.target, "encoding", None) or "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+
+def whole_lines(target: IO) -> LineSink:
+    return LineSink(stream_emitter(target), target)
+
+
+BULK_SKIPS_SHOWN = 5  # skipped runs with the same reason: show this many, then one line for the rest
 
 
 class PlainReporter:
     """One line per finished run; failures add their trimmed traceback, indented. Whole lines only, so
-    reporters on several threads (the bot) never interleave half-lines."""
+    reporters on several threads (the bot) never interleave half-lines. A long run of tenants skipped for
+    the same reason (a stop) is collapsed into one line."""
 
     def __init__(self, out: IO | None = None, tracebacks: bool = True, prefix: str = ""):
         self.out = out or sys.stdout
         self.tracebacks = tracebacks
         self.prefix = prefix
+        self._skips: dict[str, int] = {}
 
     def started(self, plan) -> None:
         scope = "for each matching tenant" if plan.multi_tenant else "once (not per tenant)"
-        self._write(f"Running {plan.spec.name} {scope}")
+        self._write(f"Running {literal(plan.spec.name)} {scope}")
 
     def run_started(self, tenant) -> None:
         pass
 
+    def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
+        self._write(f"  RETRY       {who(tenant)}  attempt {attempt + 1}/{attempts} in {delay:.1f}s after: "
+                    f"{first_line(error)}")
+
+    def waiting(self, tenant: Any, holder: str) -> None:
+        self._write(f"  WAITING     {who(tenant)}  for the run holding its lock ({literal(holder)})")
+
     def run_finished(self, result: RunResult) -> None:
+        if result.status == SKIPPED and result.reason and result.reason != ALREADY_RUNNING:
+            seen = self._skips[result.reason] = self._skips.get(result.reason, 0) + 1
+            if seen > BULK_SKIPS_SHOWN:
+                return
         line = f"  {result.status.upper():<11} {who(result.tenant)}  {result.duration_s:.3f}s"
         if result.error:
-            line += f"  {result.error}"
+            line += f"  {first_line(result.error)}"
         elif result.reason:
-            line += f"  ({result.reason})"
+            line += f"  ({literal(result.reason)})"
         self._write(line)
         if self.tracebacks and result.traceback:
-            self._write("\n".join("      " + row for row in result.traceback.splitlines()))
+            self._write("\n".join("      " + row for row in literal(result.traceback, multiline=True).splitlines()))
 
     def finished(self, summary: Summary) -> None:
+        for reason, seen in self._skips.items():
+            if seen > BULK_SKIPS_SHOWN:
+                self._write(f"  ... and {seen - BULK_SKIPS_SHOWN} more SKIPPED ({literal(reason)})")
         self._write(summary_line(summary))
 
     def _write(self, text: str) -> None:
@@ -120,7 +174,13 @@ class PlainReporter:
 
 
 class RichReporter:
-    """A transient progress bar, result lines above it, and a summary table at the end."""
+    """A transient progress bar, result lines above it, and a summary table at the end.
+
+    Job output does not go through rich: it is collected (``emit``) and written above the bar as it is,
+    ten times a second at most, followed by one redraw of the bar, so a job that prints 20,000 lines costs
+    a few redraws, not 20,000. Everything from jobs and tenants is shown literally (``rich.text.Text``)."""
+
+    REFRESH_S = 0.1
 
     def __init__(self, out: IO | None = None):
         from rich.console import Console
@@ -129,7 +189,11 @@ class RichReporter:
         self.progress = None
         self.task = None
         self.shown: list[RunResult] = []
-        self.hidden = 0
+        self.hidden: dict[str, int] = {}
+        self._pending: list[str] = []
+        self._lock = threading.RLock()
+        self._stopped = threading.Event()
+        self._flusher: threading.Thread | None = None
 
     def started(self, plan) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
@@ -138,52 +202,110 @@ class RichReporter:
         total = plan.count()
         self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), console=self.console, transient=True)
+                                 TimeRemainingColumn(), console=self.console, transient=True, auto_refresh=False,
+                                 redirect_stdout=False, redirect_stderr=False)
         self.progress.start()
-        self.task = self.progress.add_task(plan.spec.name, total=total)
+        from rich.markup import escape
+
+        self.task = self.progress.add_task(escape(literal(plan.spec.name)), total=total)
+        self._flusher = threading.Thread(target=self._flush_loop, daemon=True, name="pinstripe-progress")
+        self._flusher.start()
+
+    def emit(self, text: str) -> None:
+        """Job output (whole lines): shown above the bar at the next refresh."""
+        with self._lock:
+            self._pending.append(text)
+
+    def _flush_loop(self) -> None:
+        while not self._stopped.wait(self.REFRESH_S):
+            self._drain()
+
+    def _drain(self, refresh: bool = True) -> None:
+        with self._lock:
+            text = "".join(self._pending)
+            self._pending.clear()
+            if text:  # the bar is one line, and the cursor at its end: clear it, write, draw it again below
+                self.console.file.write("\r\x1b[2K" + text)
+                self.console.file.flush()
+            if refresh and self.progress is not None:
+                self.progress.refresh()
 
     def run_started(self, tenant) -> None:
         pass
 
-    def run_finished(self, result: RunResult) -> None:
-        from rich.markup import escape
+    def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
+        self._print(self._line("yellow", "RETRY", f"{who(tenant)} attempt {attempt + 1}/{attempts} in {delay:.1f}s "
+                                                  f"after: {first_line(error)}"))
 
-        if result.status != SUCCEEDED:
-            style = "yellow" if result.status == "skipped" else "red"
+    def waiting(self, tenant: Any, holder: str) -> None:
+        self._print(self._line("yellow", "WAITING", f"{who(tenant)} for the run holding its lock ({literal(holder)})"))
+
+    def _line(self, style: str, word: str, detail: str):
+        from rich.text import Text
+
+        return Text.assemble((word, style), " ", detail)
+
+    def _print(self, *renderables, **options) -> None:
+        with self._lock:
+            self._drain(refresh=False)
+            self.console.print(*renderables, **options)
+
+    def run_finished(self, result: RunResult) -> None:
+        from rich.text import Text
+
+        bulk = result.status == SKIPPED and result.reason and result.reason != ALREADY_RUNNING
+        if result.status != SUCCEEDED and not (bulk and self._count_hidden(result, BULK_SKIPS_SHOWN)):
+            style = "yellow" if result.status == SKIPPED else "red"
             detail = result.error or result.reason or ""
-            self.console.print(f"[{style}]{result.status.upper()}[/] {escape(who(result.tenant))} "
-                               f"{escape(first_line(detail))}")
+            self._print(self._line(style, result.status.upper(), f"{who(result.tenant)} {first_line(detail)}"))
             if result.traceback:
-                self.console.print(escape(result.traceback), style="dim", highlight=False)
-        if result.status != SUCCEEDED or len(self.shown) < TABLE_ROWS:
-            self.shown.append(result)
+                self._print(Text(literal(result.traceback, multiline=True), style="dim"), highlight=False)
+        if result.status in (SUCCEEDED, SKIPPED):
+            if not self._count_hidden(result, TABLE_ROWS):
+                self.shown.append(result)
         else:
-            self.hidden += 1
+            self.shown.append(result)
         self.progress.advance(self.task)
+
+    def _count_hidden(self, result: RunResult, limit: int) -> bool:
+        """True (and counted) when this is past the first ``limit`` runs of its status."""
+        key = result.status
+        seen = sum(1 for r in self.shown if r.status == key) + self.hidden.get(key, 0)
+        if seen >= limit:
+            self.hidden[key] = self.hidden.get(key, 0) + 1
+            return True
+        return False
 
     def finished(self, summary: Summary) -> None:
         from rich.table import Table
+        from rich.text import Text
 
+        self._stopped.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        self._drain(refresh=False)
         self.progress.stop()
-        table = Table(title=f"{summary.job}", title_justify="left")
+        table = Table(title=Text(literal(summary.job)), title_justify="left")
         for column in ("tenant", "status", "duration", "error"):
             table.add_column(column, overflow="fold")
         colours = {"succeeded": "green", "skipped": "yellow"}
         for result in self.shown:
             colour = colours.get(result.status, "red")
-            table.add_row("-" if result.tenant is None else str(result.tenant), f"[{colour}]{result.status}[/]",
-                          f"{result.duration_s:.3f}s", first_line(result.error or result.reason))
-        if self.hidden:
-            table.add_row("…", f"{self.hidden} more succeeded", "", "")
+            table.add_row(Text("-" if result.tenant is None else literal(result.tenant)),
+                          Text(result.status, style=colour), f"{result.duration_s:.3f}s",
+                          Text(first_line(result.error or result.reason)))
+        for status, count in self.hidden.items():
+            table.add_row("…", Text(f"{count} more {status.replace('_', ' ')}"), "", "")
         self.console.print(table)
-        self.console.print(summary_line(summary), highlight=False)
+        self.console.print(Text(summary_line(summary)), highlight=False)
 
 
 class JsonReporter:
     """Writes ``{"job", "runs": [...], "status", "duration_s"}`` to ``out``, each run as it finishes."""
 
-    def __init__(self, out: IO):
+    def __init__(self, out: IO, notices: IO | None = None):
         self.out = out
+        self.notices = notices or sys.stderr  # retries and waits: not part of the document
         self.first = True
 
     def started(self, plan) -> None:
@@ -196,13 +318,20 @@ class JsonReporter:
     def run_started(self, tenant) -> None:
         pass
 
+    def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
+        PlainReporter(self.notices).retrying(tenant, attempt, attempts, delay, error)
+
+    def waiting(self, tenant: Any, holder: str) -> None:
+        PlainReporter(self.notices).waiting(tenant, holder)
+
     def run_finished(self, result: RunResult) -> None:
         self.out.write(("\n  " if self.first else ",\n  ") + self.json.dumps(result.to_json(), default=str))
         self.first = False
         self.out.flush()
 
     def finished(self, summary: Summary) -> None:
-        tail = {"status": summary.status, "duration_s": round(summary.duration_s, 6), "counts": summary.counts}
+        tail = {"status": summary.status, "exit_code": int(summary.exit_code),
+                "duration_s": round(summary.duration_s, 6), "counts": summary.counts}
         if summary.signal:
             tail["interrupted_by"] = summary.signal
         if summary.error:
@@ -225,10 +354,10 @@ def print_dry_run(job: str, tenants: Iterable, as_json: bool, out: IO | None = N
         print_json({"job": job, "dry_run": True, "tenants": ids}, out)
         return len(ids)
     count = 0
-    out.write(f"Dry run: {job} would run for\n")
+    out.write(f"Dry run: {literal(job)} would run for\n")
     for tenant in tenants:
         count += 1
-        name = f"  ({tenant.get('name')})" if tenant is not None and tenant.get("name") else ""
+        name = f"  ({literal(tenant.get('name'))})" if tenant is not None and tenant.get("name") else ""
         out.write(f"  {who(None if tenant is None else tenant.id)}{name}\n")
     out.write(f"{count} run(s); nothing was run.\n")
     return count
@@ -240,33 +369,46 @@ def print_job_list(jobs: list[dict], broken: list, as_json: bool, out: IO | None
         print_json({"jobs": jobs, "broken": [{"name": b.job_name, "file": b.path, "line": b.line,
                                               "error": b.error} for b in broken]}, out)
         return
-    rich = use_rich(out)
-    if rich:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table()
-        for column in ("job", "description", "per tenant", "schedule", "next run", "last run"):
-            table.add_column(column, overflow="fold")
+    columns = ("job", "description", "per tenant", "schedule", "next run", "last run")
+    rows = []
     for job in jobs:
         schedule = ", ".join(s["cron"] + (f" {s['args']}" if s["args"] else "") for s in job["schedules"]) or "-"
+        if schedule != "-" and job.get("timezone"):
+            schedule += f" ({job['timezone']})"
         last = "-"
         if job.get("last_status"):
             last = f"{job['last_status']} {job.get('last_run') or ''}".strip()
-        row = [job["name"], job["description"] or "-", "yes" if job["multi_tenant"] else "no", schedule,
-               job["next_run"] or "-", last]
-        if rich:
-            table.add_row(*row)
-        else:
-            out.write(f"{row[0]}\n  description: {row[1]}\n  per tenant: {row[2]}\n  schedule: {row[3]}\n"
-                      f"  next run: {row[4]}\n  last run: {row[5]}\n")
-    if rich:
-        Console(file=out).print(table)
+        rows.append([literal(cell) for cell in (job["name"], job["description"] or "-",
+                                               "yes" if job["multi_tenant"] else "no", schedule,
+                                               job["next_run"] or "-", last)])
+    if rows and use_rich(out):
+        _rich_table(out, columns, rows)
+    for row in rows if not use_rich(out) else ():
+        out.write(f"{row[0]}\n  description: {row[1]}\n  per tenant: {row[2]}\n  schedule: {row[3]}\n"
+                  f"  next run: {row[4]}\n  last run: {row[5]}\n")
     if not jobs and not broken:
         out.write("No jobs yet. Create one with `pinstripe generate-background-job NAME`.\n")
     for problem in broken:
         where = f"{problem.path}:{problem.line}" if problem.line else problem.path
-        out.write(f"BROKEN {problem.job_name}: {where}: {problem.error}\n")
+        out.write(f"BROKEN {literal(problem.job_name)}: {literal(where)}: {literal(problem.error)}\n")
+
+
+def _rich_table(out: IO, columns: tuple[str, ...], rows: list[list[str]], styles: dict[int, Callable] | None = None
+                ) -> None:
+    """A table whose cells are literal text (never parsed as markup)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table()
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell, style=(styles or {}).get(i, lambda c: "")(cell)) for i, cell in enumerate(row)))
+    Console(file=out).print(table)
+
+
+HISTORY_COLUMNS = ("started_at", "job", "tenant", "trigger", "status", "duration", "error")
 
 
 def print_history(rows: list[dict], as_json: bool, out: IO | None = None) -> None:
@@ -277,23 +419,15 @@ def print_history(rows: list[dict], as_json: bool, out: IO | None = None) -> Non
     if not rows:
         out.write("No runs recorded.\n")
         return
-    columns = ("started_at", "job", "tenant", "trigger", "status", "duration", "error")
-    lines = [[_cell(row, c) for c in columns] for row in rows]
+    lines = [[_cell(row, c) for c in HISTORY_COLUMNS] for row in rows]
     if use_rich(out):
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table()
-        for column in columns:
-            table.add_column(column, overflow="fold")
         colours = {"succeeded": "green", "skipped": "yellow", "running": "cyan"}
-        for line in lines:
-            line[4] = f"[{colours.get(line[4], 'red')}]{line[4]}[/]"
-            table.add_row(*line)
-        Console(file=out).print(table)
+        _rich_table(out, HISTORY_COLUMNS, lines, {4: lambda status: colours.get(status, "red")})
         return
-    for line in lines:
-        out.write("  ".join(line).rstrip() + "\n")
+    widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(HISTORY_COLUMNS)]
+    widths[-1] = 0  # the error column is last: no padding
+    for line in [list(HISTORY_COLUMNS), *lines]:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() + "\n")
 
 
 def _cell(row: dict, column: str) -> str:
@@ -305,7 +439,7 @@ def _cell(row: dict, column: str) -> str:
         seconds = (datetime.fromisoformat(row["ended_at"]) - datetime.fromisoformat(row["started_at"])).total_seconds()
         return f"{seconds:.3f}s"
     if column == "tenant":
-        return "-" if row["tenant"] is None else str(row["tenant"])
+        return "-" if row["tenant"] is None else literal(row["tenant"])
     if column == "error":
         return first_line(row.get("error"))
-    return str(row.get(column) or "-")
+    return literal(row.get(column) or "-")

@@ -9,6 +9,8 @@ from .errors import ExitCode
 SUCCEEDED, FAILED, SKIPPED, TIMED_OUT, INTERRUPTED = "succeeded", "failed", "skipped", "timed_out", "interrupted"
 BAD_STATUSES = (FAILED, TIMED_OUT, INTERRUPTED)
 ALREADY_RUNNING = "already running"
+STATUS_OF_EXIT = {0: "succeeded", 1: "failed", 3: "error", 4: "skipped", 124: "timed_out", 130: "interrupted",
+                  143: "interrupted"}
 
 
 def tenant_id(tenant: Any) -> Any:
@@ -46,6 +48,8 @@ class RunResult:
                 "error": self.error}
         if self.reason:
             data["reason"] = self.reason
+        if self.traceback:
+            data["traceback"] = self.traceback
         if self.attempts > 1:
             data["attempts"] = self.attempts
         return data
@@ -79,7 +83,9 @@ class Summary:
 
     @property
     def status(self) -> str:
-        return "failed" if self.failures or self.signal or self.error else "succeeded"
+        """The overall word, from the same precedence as the exit code: interrupted, error (the tenant
+        source or state store broke: 3), failed, timed_out, skipped (already running), succeeded."""
+        return STATUS_OF_EXIT[int(self.exit_code)]
 
     @property
     def exit_code(self) -> ExitCode:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 import time
 import zlib
@@ -24,7 +25,7 @@ from .results import (ALREADY_RUNNING, FAILED, INTERRUPTED, SKIPPED, SUCCEEDED, 
                       job_traceback, tenant_id as _tid)
 from .signals import RunInterrupted, StopFlag
 from .tenants import Tenant, TenantQuery, TenantSource, open_source
-from .workspace import ServiceCleanupError, ServiceFactories, Workspace, current_workspace
+from .workspace import ServiceCleanupError, ServiceConfigError, ServiceFactories, Workspace, current_workspace
 
 if TYPE_CHECKING:
     from .state import Lease, StateStore
@@ -72,6 +73,12 @@ class NullObserver:
     def started(self, plan: "Plan") -> None:
         pass
 
+    def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
+        pass
+
+    def waiting(self, tenant: Any, holder: str) -> None:
+        pass
+
     def run_started(self, tenant: Tenant | None) -> None:
         pass
 
@@ -94,6 +101,7 @@ class Plan:
         self.query = query
         self.fixed: list[Tenant] | None = None  # tenants already read (--tenant, --only-failed, nested)
         self.done: set[str] = set()  # tenants (as text) a resumed tick already ran: left out
+        self.observer: Observer = NullObserver()  # set by ``Runner.execute``: retries and waits are told to it
         self.concurrency = options.concurrency or spec.concurrency
         self.timeout = options.timeout if options.timeout is not None else spec.timeout
         self.retries = options.retries if options.retries is not None else spec.retries
@@ -153,6 +161,7 @@ class Runner:
         self._active: dict[int, Any] = {}  # run id -> lease of runs in progress
         self.pid = os.getpid()  # a job that forks: its child ends at once, the fan-out goes on only here
         self.state_error: str | None = None  # the state store became unavailable during this run
+        self.config_error: str | None = None  # a service could not be set up: a configuration error, not the job's
 
     @property
     def state(self) -> "StateStore":
@@ -249,6 +258,7 @@ class Runner:
         from .fanout import fan_out
 
         summary = Summary(plan.spec.name, runs=[] if plan.options.keep_runs else None)
+        plan.observer = observer
         tenants = plan.tenants()
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
             first = next(tenants, _END)  # a broken tenant source fails here, before anything is printed or run
@@ -262,8 +272,8 @@ class Runner:
                 self._quietly(self._state.flush)
             summary.duration_s = self.clock() - started
             summary.signal = self.stop.signal
-            if self.state_error and not summary.error:
-                summary.error = self.state_error
+            if (self.state_error or self.config_error) and not summary.error:
+                summary.error = self.state_error or self.config_error
         observer.finished(summary)
         return summary
 
@@ -292,8 +302,12 @@ class Runner:
             return "interrupted"
         if self.state_error:
             return STATE_DOWN
+        if self.config_error:
+            return "configuration error"
         if plan.options.skip_reason:
             return plan.options.skip_reason
+        if not plan.multi_tenant and plan.options.shard and plan.options.shard[0] != 0:
+            return "not this shard: a job that does not run per tenant runs on shard 0 only"
         if plan.options.fail_fast and summary.failures:
             return "fail-fast: an earlier tenant failed"
         limit = plan.options.max_failures
@@ -307,6 +321,15 @@ class Runner:
         Returns the lease, or None when another live run holds the lock."""
         return self.state.begin_run(plan.spec.name, _tid(tenant), plan.options.trigger, tick=plan.options.tick,
                                     attempt=attempt, lock=plan.spec.overlap != "allow")
+
+    def _tell_waiting(self, plan: Plan, tenant: Tenant | None) -> None:
+        from .state import StateUnavailable
+
+        try:
+            holder = self.state.holder(plan.spec.name, _tid(tenant))
+        except StateUnavailable:
+            holder = None
+        plan.observer.waiting(_tid(tenant), holder or "its holder just finished")
 
     def _waits(self, plan: Plan) -> bool:
         return (plan.options.wait or plan.spec.overlap == "wait") and not self.stop.requested
@@ -333,6 +356,8 @@ class Runner:
         attempts = 1 + plan.retries
         for attempt in range(1, attempts + 1):
             lease = self._take_lock(plan, tenant, attempt)
+            if lease is None and self._waits(plan):
+                self._tell_waiting(plan, tenant)
             while lease is None and self._waits(plan):
                 self.sleep(LOCK_POLL_S)
                 lease = self._take_lock(plan, tenant, attempt)
@@ -348,10 +373,14 @@ class Runner:
                                       timeout=plan.timeout, stopping=self.stop.grace_over, clock=self.clock)
             else:
                 result = self.attempt_here(plan, tenant, attempt)
+            _end_of_output()
             self._end(lease, result, attempt)
-            if result.ok or attempt == attempts or result.status == INTERRUPTED or self.stop.requested:
+            if result.ok or attempt == attempts or result.status == INTERRUPTED or self.stop.requested \
+                    or self.config_error:
                 return result
-            self.sleep(backoff_delay(plan.spec.retry_backoff, attempt))
+            delay = backoff_delay(plan.spec.retry_backoff, attempt)
+            plan.observer.retrying(_tid(tenant), attempt, attempts, delay, result.error)
+            self.sleep(delay)
         raise AssertionError("unreachable")
 
     async def arun_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
@@ -362,6 +391,8 @@ class Runner:
         attempts = 1 + plan.retries
         for attempt in range(1, attempts + 1):
             lease = self._take_lock(plan, tenant, attempt)
+            if lease is None and self._waits(plan):
+                self._tell_waiting(plan, tenant)
             while lease is None and self._waits(plan):
                 await asyncio.sleep(LOCK_POLL_S)
                 lease = self._take_lock(plan, tenant, attempt)
@@ -371,10 +402,14 @@ class Runner:
                 return self._locked_out(plan, tenant)
             self._active[lease.run_id] = lease
             result = await self._aattempt_here(plan, tenant, attempt)
+            _end_of_output()
             self._end(lease, result, attempt)
-            if result.ok or attempt == attempts or result.status == INTERRUPTED or self.stop.requested:
+            if result.ok or attempt == attempts or result.status == INTERRUPTED or self.stop.requested \
+                    or self.config_error:
                 return result
-            await asyncio.sleep(backoff_delay(plan.spec.retry_backoff, attempt))
+            delay = backoff_delay(plan.spec.retry_backoff, attempt)
+            plan.observer.retrying(_tid(tenant), attempt, attempts, delay, result.error)
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
     def _workspace(self, plan: Plan, tenant: Tenant | None, attempt: int) -> Workspace:
@@ -403,9 +438,11 @@ class Runner:
         except (Exception, RunInterrupted, SystemExit) as exc:  # a job's sys.exit() fails its tenant only
             self._same_process()
             return self._finish(plan, tenant, workspace, started, exc)
-        except BaseException:  # KeyboardInterrupt with no handler installed (the Python API): clean up, go
+        except BaseException as exc:
             self._same_process()
-            _close_quietly(workspace)
+            if self.stop.armed and isinstance(exc, KeyboardInterrupt):  # raised by the job itself, not Ctrl-C
+                return self._finish(plan, tenant, workspace, started, exc)
+            _close_quietly(workspace)  # KeyboardInterrupt with no handler installed (the Python API): go
             raise
         finally:
             current_workspace.reset(token)
@@ -431,7 +468,9 @@ class Runner:
             return self._finish(plan, tenant, workspace, started, RunInterrupted(str(exc) or "cancelled"))
         except (Exception, SystemExit) as exc:
             return self._finish(plan, tenant, workspace, started, exc)
-        except BaseException:
+        except BaseException as exc:
+            if self.stop.armed and isinstance(exc, KeyboardInterrupt):
+                return self._finish(plan, tenant, workspace, started, exc)
             _close_quietly(workspace)
             raise
         finally:
@@ -451,6 +490,8 @@ class Runner:
             return RunResult(_tid(tenant), INTERRUPTED, duration, error="interrupted before it finished")
         if isinstance(exc, JobTimedOut):
             return RunResult(_tid(tenant), TIMED_OUT, duration, error=f"timed out after {plan.timeout:g}s")
+        if isinstance(exc, ServiceConfigError):  # the config's fault, not the job's: stop the run (exit 3)
+            self.config_error = self.config_error or exc.render()
         return RunResult(_tid(tenant), FAILED, duration, error=mask_secrets(cap(describe_exception(exc), MAX_ERROR)),
                          traceback=mask_secrets(cap(job_traceback(exc, plan.spec.path), MAX_TRACEBACK)), exception=exc)
 
@@ -492,6 +533,16 @@ class Runner:
 
 
 _END = object()
+
+
+def _end_of_output() -> None:
+    """This thread's tenant is done: end its unterminated last line of output (see ``LineSink``)."""
+    end_run = getattr(sys.stdout, "end_run", None)
+    if end_run is not None:
+        end_run()
+    end_run = getattr(sys.stderr, "end_run", None)
+    if end_run is not None:
+        end_run()
 
 
 def _close_quietly(workspace: Workspace) -> None:

@@ -38,6 +38,7 @@ class StopFlag:
         self.requested_at: float | None = None
         self.aborted = False
         self.grace = grace
+        self.armed = False  # handlers installed (stop_on_signals): a KeyboardInterrupt is not a Ctrl-C
         self._in_job: set[int] = set()  # idents of threads that are inside a job's code right now
         self._blocking: list[bool] = []  # the main thread's interruptible waits (True: only after the grace)
 
@@ -142,9 +143,11 @@ def stop_on_signals(flag: StopFlag, *, escalate: bool = True) -> Iterator[StopFl
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_alarm)
+    flag.armed = True
     try:
         yield flag
     finally:
+        flag.armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -440,6 +440,14 @@ class StateStore:
         self._hold(run_id)
         return Lease(run_id)
 
+    def holder(self, job: str, tenant: Any) -> str | None:
+        """Who holds the lock of (job, tenant): host, pid and since when, for a person who waits."""
+        key = "-" if tenant is None else str(tenant)
+        row = self._call(lambda conn: self._execute(conn, "SELECT host, pid, started_at FROM pinstripe_runs WHERE "
+                                                          "job = ? AND lock_key = ? AND status = ?",
+                                                    (job, key, LIVE)).fetchone())
+        return f"host {row[0]}, pid {row[1]}, since {row[2]}" if row else None
+
     def _in_transaction(self, conn, operation: Callable[[], Any]) -> Any:
         """SQLite: commit run ends deferred by ``end_run`` together with ``operation`` (one commit)."""
         if not (self.is_sqlite and self._deferred):

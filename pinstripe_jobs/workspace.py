@@ -37,16 +37,23 @@ class ServiceFactories:
 
     def get(self, name: str) -> Callable[[Any], Any]:
         if name not in self._factories:
-            factory = import_ref(self.refs[name], f"service '{name}'")
+            try:
+                factory = import_ref(self.refs[name], f"service '{name}'")
+            except ConfigError as exc:
+                raise ServiceConfigError(exc.message, exc.hint) from exc.__cause__
             if not callable(factory):
-                raise ConfigError(f"Service '{name}' ({self.refs[name]}) is not callable.",
-                                  "A service factory is a function taking ctx and returning the service.")
+                raise ServiceConfigError(f"Service '{name}' ({self.refs[name]}) is not callable.",
+                                         "A service factory is a function taking ctx and returning the service.")
             self._factories[name] = factory
         return self._factories[name]
 
 
 class ServiceCleanupError(Exception):
     pass
+
+
+class ServiceConfigError(ConfigError):
+    """A service named in the config cannot be imported: the run stops (exit 3), it is not the job's fault."""
 
 
 class Workspace:

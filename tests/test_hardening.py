@@ -108,7 +108,7 @@ def test_second_ctrl_c_aborts_at_once_but_still_summarises(slow_project):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130 and time.time() - began < 10
-    assert "slow: failed - 1 interrupted, 3 skipped" in out
+    assert "slow: interrupted - 1 interrupted, 3 skipped" in out
     assert services_log(slow_project) == ["open 1", "close 1"]
 
 

@@ -135,8 +135,11 @@ def test_json_is_one_document_and_job_output_goes_to_stderr(tenant_project):
     assert doc["job"] == "noisy" and doc["status"] == "failed"
     assert isinstance(doc["duration_s"], float)
     assert [r["tenant"] for r in doc["runs"]] == [1, 2, 3, 4]
+    traceback = doc["runs"][2].pop("traceback")  # --json carries the trimmed traceback of each failure
     assert doc["runs"][2] == {"tenant": 3, "status": "failed", "duration_s": doc["runs"][2]["duration_s"],
                               "error": "KeyError: 'missing'"}
+    assert traceback.startswith("Traceback") and "noisy.py\", line 6, in run" in traceback
+    assert traceback.endswith("KeyError: 'missing'") and "pinstripe_jobs" not in traceback
     assert "hello from 1" in result.stderr and "hello from" not in result.stdout
     assert "[noisy tenant=2] INFO logged for Globex" in result.stderr
 
@@ -238,7 +241,10 @@ def test_history_command_filters(tenant_project):
     assert [(r["tenant"], r["error"], r["trigger"]) for r in failed] == [("3", "ValueError: three", "manual")]
     assert len(json.loads(tenant_project.cli("history", "--json", "--job", "flaky", "--limit", "2").stdout)["runs"]) == 2
     plain = tenant_project.cli("history", "--tenant", "3")
-    assert "flaky  3  manual  failed" in plain.output and "ValueError: three" in plain.output
+    header, row = plain.output.splitlines()
+    assert header.split() == ["started_at", "job", "tenant", "trigger", "status", "duration", "error"]
+    assert row.split()[1:5] == ["flaky", "3", "manual", "failed"] and row.endswith("ValueError: three")
+    assert row.index("flaky") == header.index("job")  # aligned under its header
     bad = tenant_project.cli("history", "--status", "weird")
     assert bad.exit_code == 2 and "'weird' is not one of" in bad.output
 
@@ -277,7 +283,7 @@ def test_tenant_source_breaking_mid_stream_stops_cleanly_with_exit_3(project, mo
     result = project.cli("run-background-job", "--name", "record", "--json")
     assert result.exit_code == 3, result.output
     doc = json.loads(result.stdout)
-    assert doc["status"] == "failed" and "Duplicate tenant id 3" in doc["error"], doc
+    assert doc["status"] == "error" and "Duplicate tenant id 3" in doc["error"], doc
     assert [r["tenant"] for r in doc["runs"]] == [1, 2, 3]
 
 

@@ -114,12 +114,15 @@ def test_unknown_service_is_a_clear_attribute_error(svc_project):
     assert "ctx has no attribute or service 'mailr' (services: closable" in json.loads(result.stdout)["runs"][0]["error"]
 
 
-def test_broken_service_reference_fails_the_run_with_the_reason(svc_project):
+def test_broken_service_reference_stops_the_run_as_a_configuration_error(svc_project):
     svc_project.config('tenants = "sqlite:///tenants.db"\n[services]\nbad = "app_services:nothing_here"\n')
     svc_project.job("usebad", "def run(ctx):\n    ctx.bad\n")
-    result = svc_project.cli("run-background-job", "--name", "usebad", "--tenant", "1", "--json")
-    assert result.exit_code == 1
-    assert "has no attribute 'nothing_here'" in json.loads(result.stdout)["runs"][0]["error"]
+    result = svc_project.cli("run-background-job", "--name", "usebad", "--json")
+    assert result.exit_code == 3  # the config's fault: not run for every tenant as if the job had failed
+    doc = json.loads(result.stdout)
+    assert "has no attribute 'nothing_here'" in doc["runs"][0]["error"] and doc["status"] == "error"
+    assert [r["status"] for r in doc["runs"]] == ["failed", "skipped", "skipped", "skipped"]
+    assert doc["runs"][1]["reason"] == "configuration error" and "nothing_here" in doc["error"]
 
 
 def test_workspace_carries_job_args_params_and_tenant(tenant_project):

@@ -1,0 +1,35 @@
+"""Escape at the edge: text that comes from jobs, tenants or the environment is shown literally.
+
+Control characters (ANSI escapes, ``\\r``, backspaces, and newlines inside what should be one line) are
+written as visible escapes, so they can neither redraw the terminal, forge a line of ours, nor break a
+file format. Rich markup is never parsed from such text: reporters wrap it in ``rich.text.Text``.
+"""
+from __future__ import annotations
+
+import re
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\x1b"}
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def literal(text: object, multiline: bool = False) -> str:
+    """``text`` with control characters made visible; ``multiline`` keeps newlines and tabs."""
+    text = str(text)
+    pattern = _CONTROL if multiline else _CONTROL_OR_NEWLINE
+    if multiline:
+        text = text.replace("\r\n", "\n")
+        return pattern.sub(_escape, text) if pattern.search(text) else text
+    return pattern.sub(_escape, text) if pattern.search(text) else text
+
+
+def first_line(text: str | None) -> str:
+    """The first non-empty line, made literal."""
+    if not text or not text.strip():
+        return ""
+    return literal(text.strip().splitlines()[0])
