@@ -92,12 +92,12 @@ def _observer(firing: "Firing") -> PlainReporter:
     return PlainReporter(sys.stdout, prefix=f"[{firing.tick.isoformat()} {firing.spec.name}]")
 
 
-def parse_at(text: str, settings: Settings) -> datetime:
+def parse_at(text: str, settings: Settings, option: str = "--at") -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"--at {text!r} is not an ISO 8601 date and time.",
-                         "Example: --at 2026-11-29T10:00 or --at 2026-11-29T10:00:00+01:00") from None
+        raise UsageError(f"{option} {text!r} is not an ISO 8601 date and time.",
+                         f"Example: {option} 2026-11-29T10:00 or {option} 2026-11-29T10:00:00+01:00") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=settings.tz())
 
 
@@ -154,6 +154,7 @@ def start_bot(settings: Settings, grace: float, since: str | None = None, stop: 
     from .runner import Runner
     from .scheduler import Scheduler
 
+    since_at = parse_at(since, settings, "--since") if since else None  # a bad value: before anything starts
     setup_logging(sys.stderr)
     runner = Runner(settings, stop=stop)
     scheduler = Scheduler(runner, observer=_observer)
@@ -166,7 +167,7 @@ def start_bot(settings: Settings, grace: float, since: str | None = None, stop: 
 
     lines = whole_lines(sys.stdout)
     with contextlib.redirect_stdout(lines):
-        scheduler.loop(parse_at(since, settings) if since else None)
+        scheduler.loop(since_at)
         name = signal.Signals(runner.stop.signal).name if runner.stop.signal else "stop"
         print(f"{name} received: no new runs; waiting up to {grace:g}s for {len(scheduler.threads)} running job(s)")
         interrupted = scheduler.shutdown(grace, time.monotonic)

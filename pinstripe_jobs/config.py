@@ -41,6 +41,7 @@ class Settings:
         self.state: str | None = None
         self.history_days: float = 30
         self.misfire_grace: float = 60
+        self.sources: dict[str, str] = {}  # key -> where its value came from, when not the config file
         self.state_retry_s: float = 60  # how long state store operations are retried through an outage
         self.lock_stale_s: float = 60  # a lock whose heartbeat is older than this may be taken over
 
@@ -52,8 +53,12 @@ class Settings:
     def state_url(self) -> str:
         return self.state or f"sqlite:///{self.root / '.pinstripe' / 'state.db'}"
 
+    def source_of(self, key: str) -> str:
+        """Where a setting came from, for messages: an option or variable, else the config file."""
+        return self.sources.get(key) or f"'{key}' in {self.source_name}"
+
     def tz(self):
-        return load_timezone(self.timezone, f"'timezone' in {self.source_name}")
+        return load_timezone(self.timezone, self.source_of("timezone"))
 
 
 def load_timezone(name: str, where: str):
@@ -108,6 +113,9 @@ def load_settings(
     config = config or env.get("PINSTRIPE_CONFIG") or None
     if config:
         path = (cwd / Path(config)).resolve()
+        if path.is_dir():
+            raise ConfigError(f"Config file {path} is a directory.",
+                              "Name the file itself with --config / PINSTRIPE_CONFIG (pinstripe.toml or pyproject.toml).")
         if not path.is_file():
             raise ConfigError(f"Config file {path} does not exist.", "Check --config / PINSTRIPE_CONFIG.")
         table = _read_toml(path)
@@ -123,15 +131,17 @@ def load_settings(
         settings = _from_table(path, table)
         if str(settings.root) not in sys.path:
             sys.path.insert(0, str(settings.root))  # so "module:attr" references import from the project
-    jobs_dir = jobs_dir or env.get("PINSTRIPE_JOBS_DIR")
-    if jobs_dir:
-        settings.jobs_dir = (cwd / jobs_dir).resolve()
-    tenants = tenants or env.get("PINSTRIPE_TENANTS")
-    if tenants:
-        settings.tenants = resolve_tenants_value(tenants, cwd)
+    if jobs_dir or env.get("PINSTRIPE_JOBS_DIR"):
+        settings.sources["jobs_dir"] = "--jobs-dir" if jobs_dir else "PINSTRIPE_JOBS_DIR"
+        settings.jobs_dir = (cwd / (jobs_dir or env["PINSTRIPE_JOBS_DIR"])).resolve()
+    if tenants or env.get("PINSTRIPE_TENANTS"):
+        where = settings.sources["tenants"] = "--tenants" if tenants else "PINSTRIPE_TENANTS"
+        settings.tenants = resolve_tenants_value(tenants or env["PINSTRIPE_TENANTS"], cwd, where)
     if env.get("PINSTRIPE_STATE"):
+        settings.sources["state"] = "PINSTRIPE_STATE"
         settings.state = resolve_sqlite_url(env["PINSTRIPE_STATE"], cwd)
     if env.get("PINSTRIPE_TIMEZONE"):
+        settings.sources["timezone"] = "PINSTRIPE_TIMEZONE"
         settings.timezone = env["PINSTRIPE_TIMEZONE"]
         settings.tz()
     return settings
@@ -172,6 +182,7 @@ def _from_table(path: Path, table: dict) -> Settings:
         if not isinstance(ref, str) or not _REF.match(ref):
             raise ConfigError(f"Service '{name}' in {where} must be a \"module:factory\" string, got {ref!r}.",
                               'Example: [services]\nmailer = "myapp.mail:make_mailer"')
+        _check_module_exists(ref, f"Service '{name}' in {where}", root)
     settings.services = dict(services)
     settings.timezone = table.get("timezone", "UTC")
     if settings.timezone != "UTC":
@@ -184,6 +195,24 @@ def _from_table(path: Path, table: dict) -> Settings:
                 raise ConfigError(f"'{key}' in {where} must not be negative, got {table[key]}.")
             setattr(settings, key, table[key])
     return settings
+
+
+def _check_module_exists(ref: str, what: str, root: Path) -> None:
+    """The top-level package of a "module:attr" reference can be found (without importing it: start-up)."""
+    import importlib.util
+
+    top = ref.split(":", 1)[0].split(".", 1)[0]
+    if top in sys.modules:
+        return
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        found = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ConfigError(f"{what} names module '{ref.split(':', 1)[0]}', which cannot be found.",
+                          f"Module paths are relative to {root} (the config file's folder), which is on sys.path.")
 
 
 _TYPE_HINTS = {
@@ -222,5 +251,8 @@ def resolve_tenants_value(value: Any, base: Path, where: str = "--tenants / PINS
         return str((base / value).resolve())
     if _REF.match(value):
         return value
+    if (base / value).is_dir():
+        raise ConfigError(f"The tenant source {value!r} ({where}) is a directory.",
+                          "Name a database URL, a .json/.jsonl/.csv file or a \"module:callable\".")
     raise ConfigError(f"Cannot tell what kind of tenant source {value!r} is ({where}).",
                       _TYPE_HINTS["tenants"])

@@ -85,7 +85,7 @@ class JobRegistry:
     def files(self) -> dict[str, Path]:
         if not self.jobs_dir.is_dir():
             raise ConfigError(
-                f"The jobs folder {self.jobs_dir} does not exist (from {self.settings.source_name}).",
+                f"The jobs folder {self.jobs_dir} does not exist (from {self.settings.source_of('jobs_dir')}).",
                 "Create it, set jobs_dir in pinstripe.toml, or pass --jobs-dir. "
                 "`pinstripe generate-background-job NAME` creates a first job.",
             )

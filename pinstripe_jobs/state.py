@@ -134,7 +134,7 @@ CREATE TABLE IF NOT EXISTS pinstripe_ticks (
 ADDED_COLUMNS = (
     ("pinstripe_runs", "heartbeat_at", "TEXT"),
     ("pinstripe_runs", "lease", "TEXT"),
-    ("pinstripe_runs", "tick_key", "TEXT"),
+    ("pinstripe_runs", "tenant_kind", "TEXT"),  # 'int' for integer ids: history gives back 7, not "7"
     ("pinstripe_ticks", "pid_token", "TEXT"),
     ("pinstripe_ticks", "heartbeat_at", "TEXT"),
     ("pinstripe_ticks", "finished_at", "TEXT"),
@@ -142,7 +142,11 @@ ADDED_COLUMNS = (
 SCHEMA_VERSION = "2"
 INDEXES = ("CREATE INDEX IF NOT EXISTS pinstripe_runs_tick ON pinstripe_runs (job, tick)",)
 COLUMNS = ("id", "job", "tenant", "trigger", "tick", "attempt", "started_at", "ended_at", "status", "error",
-           "host", "pid", "pid_token", "heartbeat_at")
+           "host", "pid", "pid_token", "heartbeat_at", "tenant_kind")
+
+
+def _kind(tenant: Any) -> str | None:
+    return "int" if isinstance(tenant, int) and not isinstance(tenant, bool) else None
 
 
 class StateStore:
@@ -409,10 +413,10 @@ class StateStore:
         key = ("-" if tenant is None else str(tenant)) if lock else None
         lease = os.urandom(12).hex()
         now = iso(self.clock())
-        values = (job, None if tenant is None else str(tenant), trigger, iso(tick), attempt, now, LIVE, HOST,
-                  self.pid, self.token, key, now, lease)
-        insert = ("INSERT INTO pinstripe_runs (job, tenant, trigger, tick, attempt, started_at, status, host, pid, "
-                  "pid_token, lock_key, heartbeat_at, lease) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        values = (job, None if tenant is None else str(tenant), _kind(tenant), trigger, iso(tick), attempt, now, LIVE,
+                  HOST, self.pid, self.token, key, now, lease)
+        insert = ("INSERT INTO pinstripe_runs (job, tenant, tenant_kind, trigger, tick, attempt, started_at, status, "
+                  "host, pid, pid_token, lock_key, heartbeat_at, lease) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                   "ON CONFLICT DO NOTHING RETURNING id")
 
         def attempt_lock(conn) -> int | None:
@@ -493,10 +497,10 @@ class StateStore:
         """Runs that never started (skipped by a stop, --fail-fast, --max-failures): finished rows, in one
         transaction per 500."""
         now = iso(self.clock())
-        rows = [(job, None if t is None else str(t), trigger, iso(tick), now, now, status, storable(error), HOST,
-                 self.pid) for t in tenants]
-        sql = self._sql("INSERT INTO pinstripe_runs (job, tenant, trigger, tick, started_at, ended_at, status, error, "
-                        "host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        rows = [(job, None if t is None else str(t), _kind(t), trigger, iso(tick), now, now, status, storable(error),
+                 HOST, self.pid) for t in tenants]
+        sql = self._sql("INSERT INTO pinstripe_runs (job, tenant, tenant_kind, trigger, tick, started_at, ended_at, "
+                        "status, error, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         for chunk in range(0, len(rows), 500):
             part = rows[chunk:chunk + 500]
             self._call(lambda conn: self._in_transaction(conn, lambda: conn.cursor().executemany(sql, part)))
@@ -609,6 +613,8 @@ class StateStore:
             row["status"] = "abandoned"
             row["ended_at"] = row["heartbeat_at"]  # its last sign of life, not when someone looked
         row.pop("pid_token", None)
+        if row.pop("tenant_kind", None) == "int" and row["tenant"] is not None:
+            row["tenant"] = int(row["tenant"])  # the same id as in the run's own JSON
         return row
 
     def last_runs(self) -> dict[str, dict]:
@@ -622,7 +628,7 @@ class StateStore:
         abandoned)."""
         rows = self._select(f"SELECT {', '.join(COLUMNS)} FROM pinstripe_runs WHERE id IN "
                             "(SELECT max(id) FROM pinstripe_runs WHERE job = ? GROUP BY tenant)", (job,))
-        return [row["tenant"] for row in rows if row["status"] in BAD and row["tenant"] is not None]
+        return [str(row["tenant"]) for row in rows if row["status"] in BAD and row["tenant"] is not None]
 
     def _prune_daily(self) -> None:
         """Prune at most once a day per store (the check is one indexed read)."""

@@ -68,7 +68,7 @@ def test_terminated_state_backends_are_reconnected_and_nothing_is_lost(project, 
     doc = json.loads(result.stdout)
     assert [(r["tenant"], r["status"]) for r in doc["runs"]] == [(i, "succeeded") for i in range(1, 5)]
     assert calls(project) == [f"{what} {i}" for i in range(1, 5) for what in ("start", "end")]  # once each
-    assert statuses(project) == {str(i): "succeeded" for i in range(1, 5)}
+    assert statuses(project) == {i: "succeeded" for i in range(1, 5)}
 
 
 def test_a_database_restart_mid_run_is_ridden_out(project, throwaway_pg):
@@ -78,7 +78,7 @@ def test_a_database_restart_mid_run_is_ridden_out(project, throwaway_pg):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert calls(project) == [f"{what} {i}" for i in range(1, 5) for what in ("start", "end")]
-    assert statuses(project) == {str(i): "succeeded" for i in range(1, 5)}
+    assert statuses(project) == {i: "succeeded" for i in range(1, 5)}
 
 
 def test_a_store_that_stays_down_is_reported_not_lost(project, throwaway_pg):
@@ -126,7 +126,7 @@ def test_sqlite_state_on_a_full_disk(project, small_disk):
     assert calls(project) == ["start 1", "end 1", "start 2", "end 2"]
     (small_disk / "filler").unlink()  # space again: the history is readable and truthful
     rows = statuses(project)
-    assert rows["1"] == "succeeded" and rows.get("2") in ("succeeded", "abandoned") and "3" not in rows
+    assert rows[1] == "succeeded" and rows.get(2) in ("succeeded", "abandoned") and 3 not in rows
 
 
 def test_hostile_job_text_is_stored_capped_and_masked(project, pg_app):
@@ -305,8 +305,8 @@ def test_a_tick_whose_runner_is_killed_is_resumed_exactly_once(project, store, k
     assert sorted(line for line in log if line.startswith("start")) == ["start 1", "start 2", "start 3", "start 4"]
     assert sorted(line for line in log if line.startswith("end")) == ["end 1", "end 3", "end 4"]
     rows = history(project)
-    assert {r["tenant"]: r["status"] for r in rows} == {"1": "succeeded", "2": "abandoned", "3": "succeeded",
-                                                       "4": "succeeded"}
+    assert {r["tenant"]: r["status"] for r in rows} == {1: "succeeded", 2: "abandoned", 3: "succeeded",
+                                                       4: "succeeded"}
     assert {datetime.fromisoformat(r["tick"]) for r in rows} == {datetime.fromisoformat(tick)}
     again = run(project, "run-background-job", "--name", "tick", "--only-failed")  # the abandoned one
     assert again.returncode == 0 and calls(project)[-2:] == ["start 2", "end 2"]
@@ -465,7 +465,7 @@ def test_a_group_sigterm_gives_isolated_children_the_grace_period(project):
     doc = json.loads(out)
     assert [(r["tenant"], r["status"]) for r in doc["runs"]] == [(1, "interrupted"), (2, "skipped")]
     wait_until(lambda: not pid_alive(child) and not pid_alive(grandchild), what="the job's processes to end")
-    assert [(r["tenant"], r["status"]) for r in history(project)] == [("2", "skipped"), ("1", "interrupted")]
+    assert [(r["tenant"], r["status"]) for r in history(project)] == [(2, "skipped"), (1, "interrupted")]
 
 
 def test_isolated_children_die_with_a_killed_parent(project):
@@ -619,7 +619,7 @@ def run(ctx):
     first = run(tenant_project, "run-background-job", "--name", "flaky", "--fail-fast")
     assert first.returncode == 1 and tenant_project.log() == ["1", "2"]
     assert {r["tenant"]: r["status"] for r in history(tenant_project)} == {
-        "1": "succeeded", "2": "failed", "3": "skipped", "4": "skipped"}
+        1: "succeeded", 2: "failed", 3: "skipped", 4: "skipped"}
     (tenant_project.root / "fixed").write_text("1")
     again = run(tenant_project, "run-background-job", "--name", "flaky", "--only-failed")
     assert again.returncode == 0 and tenant_project.log()[2:] == ["2", "3", "4"]

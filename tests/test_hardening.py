@@ -94,8 +94,8 @@ def test_sigint_after_grace_interrupts_the_running_tenant(slow_project):
     history = json.loads(subprocess.run([str(SCRIPT), "history", "--json"], cwd=slow_project.root,
                                         capture_output=True, text=True).stdout)["runs"]
     # the tenants never started are in history too, so that --only-failed picks them up
-    assert [(r["tenant"], r["status"]) for r in history] == [("4", "skipped"), ("3", "skipped"), ("2", "skipped"),
-                                                             ("1", "interrupted")]
+    assert [(r["tenant"], r["status"]) for r in history] == [(4, "skipped"), (3, "skipped"), (2, "skipped"),
+                                                             (1, "interrupted")]
 
 
 def test_second_ctrl_c_aborts_at_once_but_still_summarises(slow_project):
@@ -310,7 +310,7 @@ def run(ctx):
     proc.wait()
     runs = json.loads(subprocess.run([str(SCRIPT), "history", "--json"], cwd=tenant_project.root,
                                      capture_output=True, text=True).stdout)["runs"]
-    assert [(r["tenant"], r["status"]) for r in runs] == [("3", "abandoned"), ("2", "succeeded"), ("1", "succeeded")]
+    assert [(r["tenant"], r["status"]) for r in runs] == [(3, "abandoned"), (2, "succeeded"), (1, "succeeded")]
 
 
 def test_process_isolation_contains_a_memory_blow_up(tenant_project):

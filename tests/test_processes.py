@@ -67,7 +67,7 @@ def test_two_concurrent_run_due_jobs_fire_each_tick_once(tenant_project, store, 
     combined = "".join(out for out, _ in outputs)
     assert combined.count("was already fired; skipped") == 1
     runs = history(tenant_project, env=env)
-    assert sorted(r["tenant"] for r in runs if r["job"] == "hourly") == ["1", "2", "3", "4"]
+    assert sorted(r["tenant"] for r in runs if r["job"] == "hourly") == [1, 2, 3, 4]
     assert {r["trigger"] for r in runs} == {"schedule"}
 
 
@@ -99,7 +99,7 @@ def test_sigkill_releases_the_lock_and_leaves_an_abandoned_run(tenant_project):
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=10)
     runs = history(tenant_project, "--job", "hold")
-    assert [(r["tenant"], r["status"]) for r in runs] == [("1", "abandoned")]
+    assert [(r["tenant"], r["status"]) for r in runs] == [(1, "abandoned")]
     (tenant_project.root / "release").write_text("")
     # The dead holder's lock is gone, and --only-failed picks the abandoned tenant (only it).
     result = subprocess.run([str(SCRIPT), "run-background-job", "--name", "hold", "--only-failed", "--json"],
@@ -132,8 +132,8 @@ def test_bot_sigterm_lets_running_jobs_finish_within_grace(tenant_project):
     assert "0 run(s) recorded as interrupted" in out
     runs = history(tenant_project, "--job", "hourly")
     # no new tenants were started: the others are recorded skipped
-    assert [(r["tenant"], r["status"]) for r in runs] == [("4", "skipped"), ("3", "skipped"), ("2", "skipped"),
-                                                          ("1", "succeeded")]
+    assert [(r["tenant"], r["status"]) for r in runs] == [(4, "skipped"), (3, "skipped"), (2, "skipped"),
+                                                          (1, "succeeded")]
 
 
 def test_bot_sigterm_records_runs_still_going_after_grace_as_interrupted(tenant_project):
@@ -143,7 +143,7 @@ def test_bot_sigterm_records_runs_still_going_after_grace_as_interrupted(tenant_
     assert bot.returncode == 0, err
     assert "1 run(s) recorded as interrupted" in out
     runs = history(tenant_project, "--job", "hourly")
-    assert [(r["tenant"], r["status"]) for r in runs] == [("1", "interrupted")]
+    assert [(r["tenant"], r["status"]) for r in runs] == [(1, "interrupted")]
     assert "grace period" in runs[0]["error"]
 
 

@@ -235,10 +235,10 @@ def test_history_command_filters(tenant_project):
     tenant_project.cli("run-background-job", "--name", "record", "--tenant", "1")
     runs = json.loads(tenant_project.cli("history", "--json").stdout)["runs"]
     assert [(r["job"], r["tenant"], r["status"]) for r in runs] == [
-        ("record", "1", "succeeded"), ("flaky", "4", "succeeded"), ("flaky", "3", "failed"),
-        ("flaky", "2", "succeeded"), ("flaky", "1", "succeeded")]
+        ("record", 1, "succeeded"), ("flaky", 4, "succeeded"), ("flaky", 3, "failed"),
+        ("flaky", 2, "succeeded"), ("flaky", 1, "succeeded")]
     failed = json.loads(tenant_project.cli("history", "--json", "--status", "failed").stdout)["runs"]
-    assert [(r["tenant"], r["error"], r["trigger"]) for r in failed] == [("3", "ValueError: three", "manual")]
+    assert [(r["tenant"], r["error"], r["trigger"]) for r in failed] == [(3, "ValueError: three", "manual")]
     assert len(json.loads(tenant_project.cli("history", "--json", "--job", "flaky", "--limit", "2").stdout)["runs"]) == 2
     plain = tenant_project.cli("history", "--tenant", "3")
     header, row = plain.output.splitlines()

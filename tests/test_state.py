@@ -23,7 +23,7 @@ def store(state_url):
 def test_a_run_is_recorded_when_it_starts_and_updated_when_it_ends(store):
     lease = store.begin_run("job", 7, "manual")
     [row] = store.runs()
-    assert (row["job"], row["tenant"], row["trigger"], row["status"], row["ended_at"]) == ("job", "7", "manual",
+    assert (row["job"], row["tenant"], row["trigger"], row["status"], row["ended_at"]) == ("job", 7, "manual",
                                                                                           "running", None)
     assert row["pid"] and row["host"]
     store.end_run(lease, "failed", "ValueError: x")
@@ -67,7 +67,7 @@ def test_history_filters_and_order(store):
         store.end_run(store.begin_run("job", tenant, "manual", lock=False), status)
     store.end_run(store.begin_run("other", 1, "schedule", lock=False), "succeeded")
     assert [r["job"] for r in store.runs()] == ["other", "job", "job", "job", "job"]
-    assert [r["tenant"] for r in store.runs(job="job", status="failed")] == ["1", "2"]
+    assert [r["tenant"] for r in store.runs(job="job", status="failed")] == [1, 2]
     assert len(store.runs(tenant="1")) == 3
     assert len(store.runs(limit=2)) == 2
     assert store.failed_tenants("job") == ["1", "2"] or sorted(store.failed_tenants("job")) == ["1", "2"]
@@ -85,7 +85,7 @@ def test_prune_removes_old_finished_runs(state_url):
     clock[0] = T0
     store.end_run(store.begin_run("job", 2, "manual"), "succeeded")
     assert store.prune() == 1
-    assert [r["tenant"] for r in store.runs()] == ["2"]
+    assert [r["tenant"] for r in store.runs()] == [2]
     assert store.last_claimed_tick("job") is None
     store.close()
 

@@ -251,4 +251,4 @@ def test_keyboard_interrupt_through_the_api_still_cleans_up(svc_project):
         run_background_job("ctrlc")
     assert services_log(svc_project) == ["open closable 1 for 1", "close closable 1 for 1"]
     history = json.loads(svc_project.cli("history", "--json").stdout)["runs"]
-    assert [(r["tenant"], r["status"]) for r in history] == [("1", "interrupted")]
+    assert [(r["tenant"], r["status"]) for r in history] == [(1, "interrupted")]

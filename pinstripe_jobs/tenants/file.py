@@ -8,6 +8,8 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import TenantSourceError
 from .memory import PythonSource
+from .query import PATH_HINT
+
 
 
 def convert_cell(text: str) -> Any:
@@ -26,12 +28,17 @@ def convert_cell(text: str) -> Any:
 
 
 class FileSource(PythonSource):
+    """A tenants file. Read as UTF-8 (a byte-order mark, as Excel writes it, is accepted); anything the file
+    gets wrong is a ``TenantSourceError`` naming the file and line."""
+
     def __init__(self, path: str):
         self.path = Path(path)
         self.description = str(self.path)
+        if self.path.is_dir():
+            raise TenantSourceError(f"Tenant source {self.path} is a directory, not a file.",
+                                    "Name a .json, .jsonl or .csv file.")
         if not self.path.is_file():
-            raise TenantSourceError(f"Tenant file {self.path} does not exist.",
-                                    "Check `tenants` in the config (relative paths start at the config's folder).")
+            raise TenantSourceError(f"Tenant file {self.path} does not exist.", PATH_HINT)
 
     def rows(self) -> Iterable[Any]:
         suffix = self.path.suffix.lower()
@@ -41,9 +48,26 @@ class FileSource(PythonSource):
             return self._jsonl()
         return self._csv()
 
-    def _json(self) -> list:
+    def _open(self):
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return self.path.open(encoding="utf-8-sig", newline="")
+        except OSError as exc:
+            raise TenantSourceError(f"Cannot read the tenant file {self.path}: {exc.strerror}.",
+                                    "Check the file's permissions.") from None
+
+    def _decoding(self, exc: UnicodeDecodeError, text_before: str = "") -> TenantSourceError:
+        line = text_before.count("\n") + 1
+        return TenantSourceError(f"{self.path}:{line} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                                 f"offset {exc.start}).", "Save the file as UTF-8 (in Excel: \"CSV UTF-8\").")
+
+    def _json(self) -> list:
+        with self._open() as fh:
+            try:
+                text = fh.read()
+            except UnicodeDecodeError as exc:
+                raise self._decoding(exc, exc.object[:exc.start].decode("utf-8", "replace")) from None
+        try:
+            data = json.loads(text)
         except ValueError as exc:
             raise TenantSourceError(f"{self.path} is not valid JSON: {exc}.") from None
         if not isinstance(data, list):
@@ -51,20 +75,39 @@ class FileSource(PythonSource):
         return data
 
     def _jsonl(self) -> Iterator[Any]:
-        with self.path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield json.loads(line)
-                except ValueError as exc:
-                    raise TenantSourceError(f"{self.path}:{number} is not valid JSON: {exc}.") from None
+        with self._open() as fh:
+            number = 0
+            try:
+                for number, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        yield json.loads(line)
+                    except ValueError as exc:
+                        raise TenantSourceError(f"{self.path}:{number} is not valid JSON: {exc}.") from None
+            except UnicodeDecodeError as exc:
+                raise TenantSourceError(f"{self.path}:{number + 1} is not UTF-8 text.",
+                                        "Save the file as UTF-8.") from None
 
     def _csv(self) -> Iterator[Any]:
-        with self.path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or "id" not in reader.fieldnames:
-                raise TenantSourceError(f"{self.path} has no 'id' column (columns: {reader.fieldnames}).",
-                                        "The first line of the CSV must name the columns, one of them `id`.")
-            for row in reader:
-                yield {k: convert_cell(v) for k, v in row.items() if k is not None and v is not None}
+        with self._open() as fh:
+            reader = csv.reader(fh, strict=True)
+            try:
+                header = next(reader, None)
+                if not header or "id" not in header:
+                    raise TenantSourceError(f"{self.path} has no 'id' column (columns: {header}).",
+                                            "The first line of the CSV must name the columns, one of them `id`.")
+                for row in reader:
+                    if not row:
+                        continue
+                    if len(row) != len(header):
+                        raise TenantSourceError(
+                            f"{self.path}:{reader.line_num} has {len(row)} fields; the header has {len(header)} "
+                            f"({', '.join(header)}).", "Every row needs one value per column (an empty one is ,,).")
+                    yield {k: convert_cell(v) for k, v in zip(header, row)}
+            except csv.Error as exc:
+                raise TenantSourceError(f"{self.path}:{reader.line_num} is not valid CSV: {exc}.",
+                                        "Look for a quote that is opened and never closed.") from None
+            except UnicodeDecodeError:
+                raise TenantSourceError(f"{self.path}:{reader.line_num + 1} is not UTF-8 text.",
+                                        "Save the file as UTF-8 (in Excel: \"CSV UTF-8\").") from None

@@ -28,7 +28,9 @@ class PythonSource:
             yield tenant
 
     def iterate(self, query: TenantQuery) -> Iterator[Tenant]:
-        rows = [t for t in self.tenants() if query.keyword_match(t)]
+        everything = list(self.tenants())
+        _check_fields(query, everything, self.description)
+        rows = [t for t in everything if query.keyword_match(t)]
         rows = query.sort(rows)
         emitted = 0
         for tenant in rows:
@@ -43,6 +45,23 @@ class PythonSource:
 
     def close(self) -> None:
         pass
+
+
+def _check_fields(query: TenantQuery, tenants: list[Tenant], description: str) -> None:
+    """A filter on a field that no tenant has is an error, as it is for a database column that does not
+    exist (not a filter that silently matches nothing)."""
+    wanted = {c.field for c in query.wheres} | {c.field for group in query.excludes for c in group}
+    wanted |= {spec.lstrip("-") for spec in query.ordering}
+    if not wanted or not tenants:
+        return
+    known: set[str] = set()
+    for tenant in tenants:
+        known.update(tenant)
+        if wanted <= known:
+            return
+    missing = sorted(wanted - known)
+    raise TenantSourceError(f"Tenant filter names a field {missing[0]!r} that no tenant in {description} has "
+                            f"(fields: {', '.join(sorted(known))}).")
 
 
 class InlineSource(PythonSource):

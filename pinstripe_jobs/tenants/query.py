@@ -109,6 +109,9 @@ class TenantQuery:
 
     def order_by(self, *fields: str) -> "TenantQuery":
         """Order by fields; a leading '-' sorts that field descending. Missing values sort last."""
+        for field in fields:
+            if not isinstance(field, str) or not field.lstrip("-"):
+                raise TypeError(f"order_by() takes field names such as 'name' or '-created_at', got {field!r}")
         return self._with(ordering=tuple(fields) or ("id",))
 
     def limit(self, n: int) -> "TenantQuery":
@@ -145,7 +148,15 @@ class TenantQuery:
         return not any(all(c.test(tenant) for c in group) for group in self.excludes)
 
     def predicate_match(self, tenant: Tenant) -> bool:
-        return all(p(tenant) for p in self.predicates)
+        for predicate in self.predicates:
+            try:
+                if not predicate(tenant):
+                    return False
+            except Exception as exc:  # the job's tenants_filter is at fault: say where, stop the run (exit 3)
+                raise TenantSourceError(f"The tenant filter's predicate raised for tenant {tenant.get('id')!r}: "
+                                        f"{_where_raised(exc)}{type(exc).__name__}: {exc}",
+                                        "Fix the predicate passed to where() in the job's tenants_filter.") from exc
+        return True
 
     def sort(self, rows: list[Tenant]) -> list[Tenant]:
         for spec in reversed(self.ordering):
@@ -161,6 +172,8 @@ class TenantQuery:
         return rows
 
 
+PATH_HINT = ("Check `tenants`: relative paths in the config file start at its folder, relative paths given with "
+             "--tenants or PINSTRIPE_TENANTS at the working directory.")
 MAX_TENANT_ID = 255  # characters: longer ids cannot be stored in history or shown
 
 
@@ -225,6 +238,16 @@ def keyset_pages(fetch: Callable[[Any, int], list], key: Callable[[Any], Any], r
             remaining -= len(fresh)
         if len(rows) < limit:
             return
+
+
+def _where_raised(exc: BaseException) -> str:
+    """``file:line: `` of the innermost frame outside this package, or nothing."""
+    import traceback
+    from pathlib import Path
+
+    package = str(Path(__file__).parent.parent)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(package)]
+    return f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
 
 
 def _in_value(value: Any) -> Any:

@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable, Iterator
 
 from ..errors import TenantSourceError, mask_secrets
-from .query import Condition, Tenant, TenantQuery, check_id, checked_rows, keyset_pages
+from .query import PATH_HINT, Condition, Tenant, TenantQuery, check_id, checked_rows, keyset_pages
 
 PAGE = 1000
 RETRY_S = 30  # how long a lost connection to the tenant database is retried before the run stops (exit 3)
@@ -47,7 +47,7 @@ class SqlSource:
 
                 if not Path(self.url.database).is_file():
                     raise TenantSourceError(f"Tenant database file {self.url.database} does not exist.",
-                                            "Check `tenants` in the config; relative paths start at its folder.")
+                                            PATH_HINT)
             try:
                 self._table = sa.Table(self.table_name, sa.MetaData(), autoload_with=self.engine)
             except sa.exc.NoSuchTableError:

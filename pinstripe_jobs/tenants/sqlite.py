@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import TenantSourceError
-from .query import Condition, Tenant, TenantQuery, check_id, checked_rows, keyset_pages
+from .query import PATH_HINT, Condition, Tenant, TenantQuery, check_id, checked_rows, keyset_pages
 
 PAGE = 1000
 
@@ -29,9 +29,10 @@ class SqliteSource:
         self._id_is_rowid = False
 
     def _connect(self) -> sqlite3.Connection:
+        if self.path.is_dir():
+            raise TenantSourceError(f"Tenant database {self.path} is a directory, not a file.", PATH_HINT)
         if not self.path.is_file():
-            raise TenantSourceError(f"Tenant database file {self.path} does not exist.",
-                                    "Check `tenants` in the config; relative paths start at its folder.")
+            raise TenantSourceError(f"Tenant database file {self.path} does not exist.", PATH_HINT)
         try:
             return sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True, timeout=30)
         except sqlite3.Error as exc:
