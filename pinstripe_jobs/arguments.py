@@ -72,9 +72,9 @@ def bind_arguments(run: Callable, job: str, args: tuple, params: dict) -> tuple[
     try:
         bound = job_signature.bind(*args, **params)
     except TypeError as exc:
-        shown = ", ".join(str(p).split(":")[0].split("=")[0].strip() for p in parameters) or "no arguments"
+        shown = str(job_signature.replace(return_annotation=inspect.Signature.empty))[1:-1]  # defaults, *, kw-only
         raise UsageError(
-            f"Job '{job}' got arguments that do not fit run({shown}): {exc}.",
+            f"Job '{job}' got arguments that do not fit run(ctx{', ' + shown if shown else ''}): {exc}.",
             "Pass positional values with --arg VALUE and keyword values with --param KEY=VALUE.",
         ) from None
     for name, value in list(bound.arguments.items()):

@@ -81,18 +81,78 @@ def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -
     return int(k), int(n)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Command(click.Command):
+    """A command whose option errors still give one JSON document under ``--json`` (then the usual
+    message on stderr and exit 2)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        wants_json = "--json" in args
+        try:
+            return super().make_context(info_name, list(args), parent=parent, **extra)
+        except click.ClickException as exc:
+            if wants_json:
+                import json
+
+                click.echo(json.dumps({"error": exc.format_message(), "hint": f"Run `pinstripe {info_name} --help`.",
+                                       "exit_code": exc.exit_code}))
+            raise
+
+
+class Group(click.Group):
+    """Commands listed with their whole one-line description, and "did you mean" for a mistyped one."""
+
+    command_class = Command
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else None
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            commands = self.list_commands(ctx)
+            close = difflib.get_close_matches(name, commands, n=2, cutoff=0.4)
+            close += [c for c in commands if c.startswith(name) and c not in close]
+            hint = f" Did you mean {' or '.join(repr(c) for c in close[:2])}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint} Commands: {', '.join(commands)}.")
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, self.get_command(ctx, name).short_help or "") for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows, col_max=24)
+
+
+COMMON_ENV = ("PINSTRIPE_CONFIG (like --config), PINSTRIPE_JOBS_DIR (--jobs-dir), PINSTRIPE_TENANTS (--tenants), "
+              "PINSTRIPE_STATE (the state store URL), PINSTRIPE_TIMEZONE (the schedules' time zone).")
+
+
+def epilog(examples: list[str], codes: list[str], env: str = COMMON_ENV) -> str:
+    """Examples, exit codes and environment variables, laid out as written (click's \\b paragraphs)."""
+    return ("\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples) + "\n\n\b\nExit codes:\n"
+            + "\n".join(f"  {c}" for c in codes) + f"\n\nEnvironment: {env}")
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+             epilog="Run `pinstripe COMMAND --help` for a command's options, examples and exit codes.")
 @click.version_option(__version__, prog_name="pinstripe")
 def main() -> None:
     """Run background jobs on demand and on schedule, once per tenant."""
 
 
-EXIT_CODES = ("Exit codes: 0 every run succeeded; 1 a run failed; 2 usage error; 3 configuration error; "
-              "4 skipped because already running; 124 timed out; 130 SIGINT; 143 SIGTERM.")
+RUN_CODES = ["0   every run succeeded (or was skipped as not this shard)", "1   a run failed",
+             "2   usage error (unknown job, bad option or argument)",
+             "3   configuration error (config, job module, tenant source or state store)",
+             "4   skipped: the job was already running for a tenant", "124 a run timed out (and none failed)",
+             "130 interrupted by SIGINT", "143 stopped by SIGTERM"]
+EXIT_CODES = "Exit codes: " + "; ".join(" ".join(code.split(None, 1)) for code in RUN_CODES) + "."
 
 
-@main.command("run-background-job", epilog=EXIT_CODES)
-@click.option("--name", required=True, shell_complete=complete_job_names, help="The job to run.")
+@main.command("run-background-job", short_help="Run a job now, once per matching tenant.", epilog=epilog(
+    ["pinstripe run-background-job --name deliver-notifications",
+     "pinstripe run-background-job --name send-email --arg user@example.com --arg 'Welcome!'",
+     "pinstripe run-background-job --name reindex --concurrency 8 --shard 0/4 --json",
+     "pinstripe run-background-job --name send-newsletter --only-failed"],
+    RUN_CODES, COMMON_ENV + " Under GitHub Actions (GITHUB_ACTIONS=true): annotations and GITHUB_STEP_SUMMARY."))
+@click.option("--name", required=True, metavar="NAME", shell_complete=complete_job_names, help="The job to run.")
 @click.option("--arg", "args", multiple=True, metavar="VALUE", help="A positional argument for run (repeatable).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A keyword argument (repeatable).")
 @click.option("--tenant", "tenant_ids", multiple=True, metavar="ID", help="Run only for this tenant (repeatable).")
@@ -105,17 +165,19 @@ EXIT_CODES = ("Exit codes: 0 every run succeeded; 1 a run failed; 2 usage error;
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Per-tenant time limit (overrides the job's `timeout`).")
 @click.option("--retries", type=click.IntRange(min=0), default=None, metavar="N", help="Retry a failed run N times.")
-@click.option("--isolation", type=click.Choice(["inline", "process"]), default=None,
+@click.option("--isolation", type=click.Choice(["inline", "process"]), default=None, metavar="inline|process",
               help="Run each tenant in its own child process (`process`).")
 @click.option("--grace", type=click.FloatRange(min=0), default=30, show_default=True, metavar="SECONDS",
               help="After SIGINT/SIGTERM, how long running tenants get to finish.")
 @click.option("--wait", is_flag=True, help="Wait for a running instance to finish instead of skipping.")
-@click.option("--only-failed", is_flag=True, help="Only the tenants whose last run of this job failed.")
+@click.option("--only-failed", is_flag=True,
+              help="Only the tenants whose last run of this job did not succeed (failed, timed out, interrupted, "
+                   "skipped or abandoned).")
 @click.option("--dry-run", is_flag=True, help="Print the tenants that would run; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout; all else to stderr.")
 @click.option("--junit-xml", metavar="PATH", default=None, help="Also write a JUnit XML report (one case per run).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Format of the job's log lines (on stderr).")
+              metavar="text|json", help="Format of the job's log lines (on stderr).")
 @project_options
 @handle_errors
 def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xml: str | None, log_format: str,
@@ -142,7 +204,9 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xm
     sys.exit(int(code))
 
 
-@main.command("list-background-jobs")
+@main.command("list-background-jobs", short_help="List jobs, schedules, next and last runs.", epilog=epilog(
+    ["pinstripe list-background-jobs", "pinstripe list-background-jobs --json"],
+    ["0   every job module loaded", "3   a job module is broken (shown as BROKEN, with file:line)"]))
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
 @project_options
 @handle_errors
@@ -150,16 +214,18 @@ def list_background_jobs_command(as_json: bool, config: str | None, jobs_dir: st
     """List every job with its description, schedules and next run time."""
     from .listing import describe_jobs
     from .reporting import print_job_list
-
-    from .state import StateStore
+    from .state import open_store
 
     settings = load(config, jobs_dir, tenants)
-    jobs, broken = describe_jobs(settings, last_runs=StateStore(settings.state_url).last_runs())
+    store = open_store(settings, read_only=True)  # never creates a state database
+    jobs, broken = describe_jobs(settings, last_runs=store.last_runs() if store else {})
     print_job_list(jobs, broken, as_json)
     sys.exit(int(ExitCode.CONFIG) if broken else 0)
 
 
-@main.command("generate-background-job")
+@main.command("generate-background-job", short_help="Create jobs/NAME.py from a template.", epilog=epilog(
+    ["pinstripe generate-background-job send-digest"],
+    ["0   created", "2   bad name, or the file exists (never overwritten)", "3   configuration error"]))
 @click.argument("name")
 @project_options
 @handle_errors
@@ -174,11 +240,14 @@ def generate_background_job_command(name: str, config: str | None, jobs_dir: str
 STATUSES = ("running", "succeeded", "failed", "skipped", "timed_out", "interrupted", "abandoned")
 
 
-@main.command("history")
-@click.option("--job", "job", default=None, help="Only this job.")
-@click.option("--tenant", "tenant", default=None, help="Only this tenant id.")
+@main.command("history", short_help="Show recorded runs, newest first.", epilog=epilog(
+    ["pinstripe history --job send-newsletter --status failed", "pinstripe history --tenant 42 --json"],
+    ["0   shown (also when nothing is recorded)", "2   bad option", "3   the state store is not usable"]))
+@click.option("--job", "job", default=None, metavar="NAME", help="Only this job.")
+@click.option("--tenant", "tenant", default=None, metavar="ID", help="Only this tenant id.")
 @click.option("--status", type=click.Choice(STATUSES), default=None, help="Only runs with this status.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many runs.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, metavar="N",
+              help="At most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @project_options
 @handle_errors
@@ -187,15 +256,21 @@ def history_command(job: str | None, tenant: str | None, status: str | None, lim
     """Show recorded runs, newest first."""
     from .registry import normalize_name
     from .reporting import print_history
-    from .state import StateStore
+    from .state import open_store
 
     settings = load(config, jobs_dir, tenants)
-    store = StateStore(settings.state_url, history_days=settings.history_days)
-    rows = store.runs(job=normalize_name(job) if job else None, tenant=tenant, status=status, limit=limit)
+    store = open_store(settings, read_only=True)  # never creates a state database
+    rows = store.runs(job=normalize_name(job) if job else None, tenant=tenant, status=status,
+                      limit=limit) if store else []
     print_history(rows, as_json)
 
 
-@main.command("run-due-jobs")
+@main.command("run-due-jobs", short_help="Fire what is due this minute (for cron).", epilog=epilog(
+    ["* * * * * cd /srv/app && pinstripe run-due-jobs   (a crontab line)",
+     "pinstripe run-due-jobs --at 2026-11-29T09:00   (fire that minute's ticks by hand)"],
+    ["0   everything due fired and succeeded (or nothing was due)", "1   a fired run failed",
+     "3   a job module is broken, or a due tick could not be claimed or fired (it is resumed next time)",
+     "130/143 stopped by SIGINT/SIGTERM"]))
 @click.option("--at", "at", default=None, metavar="DATETIME",
               help="Fire what is due in this minute (ISO 8601; no offset = the configured time zone). Default: now.")
 @click.option("--grace", type=click.FloatRange(min=0), default=30, show_default=True, metavar="SECONDS",
@@ -216,8 +291,10 @@ def run_due_jobs_command(at: str | None, grace: float, config: str | None, jobs_
     sys.exit(int(code))
 
 
-@main.command("start-bot")
-@click.option("--grace", type=click.FloatRange(min=0), default=30, show_default=True,
+@main.command("start-bot", short_help="Run jobs on their schedules until stopped.", epilog=epilog(
+    ["pinstripe start-bot", "pinstripe start-bot --since 2026-11-29T08:00   (as if it last looked then)"],
+    ["0   stopped by SIGTERM/SIGINT after the grace period", "2   bad option", "3   configuration error"]))
+@click.option("--grace", type=click.FloatRange(min=0), default=30, show_default=True, metavar="SECONDS",
               help="Seconds running jobs get to finish after SIGTERM/SIGINT.")
 @click.option("--since", default=None, metavar="DATETIME",
               help="Start as if the bot last looked at DATETIME: ticks since then are due at once "

@@ -81,6 +81,7 @@ class JobRegistry:
         self.settings = settings
         self.jobs_dir = settings.jobs_dir
         self._cache: dict[str, JobSpec] = {}
+        self.clashes: dict[str, list[Path]] = {}  # job names given by more than one file (none of them used)
 
     def files(self) -> dict[str, Path]:
         if not self.jobs_dir.is_dir():
@@ -90,18 +91,25 @@ class JobRegistry:
                 "`pinstripe generate-background-job NAME` creates a first job.",
             )
         found: dict[str, Path] = {}
+        self.clashes: dict[str, list[Path]] = {}
         for path in sorted(self.jobs_dir.glob("*.py")):
             if path.name.startswith("_"):
                 continue
             name = normalize_name(path.stem)
-            if name in found:
-                raise ConfigError(f"Two job files give the job name '{name}': {found[name].name} and {path.name}.",
-                                  "Rename one of them.")
+            if name in found or name in self.clashes:  # send_email.py and sendEmail.py: neither is used
+                self.clashes.setdefault(name, [found.pop(name)] if name in found else []).append(path)
+                continue
             found[name] = path
         return found
 
     def names(self) -> list[str]:
         return sorted(self.files())
+
+    def _clash(self, name: str) -> JobImportError:
+        paths = self.clashes[name]
+        return JobImportError(name, str(paths[-1]), None,
+                              f"{len(paths)} job files give the job name '{name}': "
+                              f"{', '.join(p.name for p in paths)}", "Rename all but one of them.")
 
     def resolve_name(self, raw: str) -> tuple[str, Path]:
         if not raw or not _VALID_NAME.match(raw):
@@ -112,6 +120,8 @@ class JobRegistry:
             )
         name = normalize_name(raw)
         files = self.files()
+        if name in self.clashes:
+            raise self._clash(name)
         if name not in files:
             import difflib
 
@@ -137,6 +147,7 @@ class JobRegistry:
                 specs.append(self.load(name))
             except JobImportError as exc:
                 broken.append(exc)
+        broken += [self._clash(name) for name in sorted(self.clashes)]
         return specs, broken
 
     # -- one module -----------------------------------------------------------------------------

@@ -107,17 +107,34 @@ class Summary:
 
 
 def job_traceback(exc: BaseException, job_file: Path | str | None) -> str:
-    """The traceback trimmed to the job's own frames: from the first frame in the job file on."""
+    """The traceback of a job's failure without this package's frames, and without what led into the job
+    (the frames before the first one in the job file). Chained exceptions are kept, so a nested job's
+    failure shows the inner job's file and line, and a failing service factory or clean-up shows its own."""
     import traceback
 
-    frames = traceback.extract_tb(exc.__traceback__)
+    package = str(Path(__file__).parent)
     own = str(job_file) if job_file else None
-    start = next((i for i, f in enumerate(frames) if f.filename == own), None)
-    if start is None:
-        package = str(Path(__file__).parent)
-        frames = traceback.StackSummary.from_list([f for f in frames if not f.filename.startswith(package)])
-    else:
-        frames = traceback.StackSummary.from_list(frames[start:])
-    lines = ["Traceback (most recent call last):\n", *frames.format(),
-             *traceback.format_exception_only(type(exc), exc)]
-    return "".join(lines).rstrip()
+    chain: list[tuple[BaseException, str]] = []
+    current: BaseException | None = exc
+    link = ""
+    while current is not None and all(current is not seen for seen, _ in chain) and len(chain) < 10:
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, "\nThe above exception was the direct cause of the following exception:\n\n"
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, "\nDuring handling of the above exception, another exception occurred:\n\n"
+        else:
+            current = None
+    parts = []
+    for item, link_after in reversed(chain):
+        frames = traceback.extract_tb(item.__traceback__)
+        start = next((i for i, f in enumerate(frames) if f.filename == own), None)
+        kept = [f for f in frames[start or 0:] if not f.filename.startswith(package)]
+        text = ""
+        if kept:
+            text = "Traceback (most recent call last):\n" + "".join(traceback.StackSummary.from_list(kept).format())
+        text += "".join(traceback.format_exception_only(type(item), item))
+        parts.append(text)
+        if link_after:
+            parts.append(link_after)
+    return "".join(parts).rstrip()

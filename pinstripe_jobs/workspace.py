@@ -129,14 +129,16 @@ class Workspace:
         """Tear down services, newest first. Every teardown runs; the first failure is raised after."""
         self._closed = True
         problems = []
+        first: Exception | None = None
         while self._teardowns:
             name, teardown = self._teardowns.pop()
             try:
                 teardown()
             except Exception as exc:
+                first = first or exc
                 problems.append(f"cleanup of service '{name}' failed: {describe_exception(exc)}")
         if problems:
-            raise ServiceCleanupError("; ".join(problems))
+            raise ServiceCleanupError("; ".join(problems)) from first  # its traceback shows where
 
     def run_background_job(self, name: str, *args: Any, **params: Any):
         """Run another job now: for this workspace's tenant only, or fanned out if there is none."""

@@ -26,10 +26,32 @@ def test_every_command_has_help():
         assert " ".join(main.commands[name].help.split()[:4]) in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize("command", ["run-background-job", "list-background-jobs", "generate-background-job",
+                                     "history", "run-due-jobs", "start-bot"])
+def test_every_help_teaches_examples_exit_codes_and_environment(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    lines = [line.strip() for line in result.output.splitlines()]
+    examples = lines[lines.index("Examples:") + 1]
+    assert examples.startswith(("pinstripe ", "* * * * *"))
+    assert lines[lines.index("Exit codes:") + 1].startswith("0 ") and "PINSTRIPE_CONFIG" in result.output
+    assert "FLOAT RANGE" not in result.output and "INTEGER RANGE" not in result.output and " TEXT " not in result.output
+
+
 def test_run_help_lists_the_exit_codes():
-    result = CliRunner().invoke(main, ["run-background-job", "--help"])
-    text = " ".join(result.output.split())
-    assert "4 skipped because already running; 124 timed out; 130 SIGINT; 143 SIGTERM" in text
+    text = CliRunner().invoke(main, ["run-background-job", "--help"]).output
+    for line in ("4   skipped: the job was already running for a tenant", "124 a run timed out (and none failed)",
+                 "130 interrupted by SIGINT", "143 stopped by SIGTERM"):
+        assert f"    {line}\n" in text
+
+
+def test_the_command_list_shows_whole_descriptions_and_a_typo_gets_a_suggestion():
+    listing = CliRunner().invoke(main, ["--help"]).output
+    assert "..." not in listing.split("Commands:")[1] and "Run a job now, once per matching tenant." in listing
+    typo = CliRunner().invoke(main, ["run"])
+    assert typo.exit_code == 2 and "Did you mean 'run-due-jobs' or 'run-background-job'?" in typo.output
+    typo = CliRunner().invoke(main, ["histroy"])
+    assert "Did you mean 'history'?" in typo.output
 
 
 def test_version():

@@ -34,7 +34,9 @@ class SqliteSource:
         if not self.path.is_file():
             raise TenantSourceError(f"Tenant database file {self.path} does not exist.", PATH_HINT)
         try:
-            return sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True, timeout=30)
+            # a generator of pages may be finished (closed) by another thread than the one that began it
+            return sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True, timeout=30,
+                                   check_same_thread=False)
         except sqlite3.Error as exc:
             raise TenantSourceError(f"Tenant source unreachable: {self.description}: {exc}") from None
 
