@@ -109,7 +109,7 @@ class Group(click.Group):
             import difflib
 
             commands = self.list_commands(ctx)
-            close = difflib.get_close_matches(name, commands, n=2, cutoff=0.4)
+            close = difflib.get_close_matches(name, commands, n=2, cutoff=0.6)
             close += [c for c in commands if c.startswith(name) and c not in close]
             hint = f" Did you mean {' or '.join(repr(c) for c in close[:2])}?" if close else ""
             ctx.fail(f"No such command {name!r}.{hint} Commands: {', '.join(commands)}.")

@@ -49,7 +49,7 @@ def test_the_command_list_shows_whole_descriptions_and_a_typo_gets_a_suggestion(
     listing = CliRunner().invoke(main, ["--help"]).output
     assert "..." not in listing.split("Commands:")[1] and "Run a job now, once per matching tenant." in listing
     typo = CliRunner().invoke(main, ["run"])
-    assert typo.exit_code == 2 and "Did you mean 'run-due-jobs' or 'run-background-job'?" in typo.output
+    assert typo.exit_code == 2 and "Did you mean 'run-background-job' or 'run-due-jobs'?" in typo.output
     typo = CliRunner().invoke(main, ["histroy"])
     assert "Did you mean 'history'?" in typo.output
 
