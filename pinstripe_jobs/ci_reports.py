@@ -9,6 +9,7 @@ from xml.sax.saxutils import escape, quoteattr
 from .errors import mask_secrets
 from .results import BAD_STATUSES as BAD
 from .results import SKIPPED, RunResult, Summary
+from .textsafe import literal
 
 
 class Tee:
@@ -52,16 +53,17 @@ class JUnitReporter:
         pass
 
     def run_finished(self, result: RunResult) -> None:
-        name = "no tenant" if result.tenant is None else f"tenant {result.tenant}"
-        head = (f'  <testcase classname={quoteattr("pinstripe." + self.job)} name={quoteattr(name)} '
+        name = "no tenant" if result.tenant is None else f"tenant {literal(result.tenant)}"
+        head = (f'  <testcase classname={quoteattr("pinstripe." + literal(self.job))} name={quoteattr(name)} '
                 f'time="{result.duration_s:.6f}"')
-        if result.status in BAD:
-            message = mask_secrets(result.error or result.status)
-            body = escape(mask_secrets(result.traceback or message))
+        if result.status in BAD:  # control characters are not allowed in XML: written as visible escapes
+            message = literal(mask_secrets(result.error or result.status))
+            body = escape(literal(mask_secrets(result.traceback or result.error or result.status), multiline=True))
             self.fh.write(f"{head}>\n    <failure type={quoteattr(result.status)} message={quoteattr(message)}>"
                           f"{body}</failure>\n  </testcase>\n")
         elif result.status == SKIPPED:
-            self.fh.write(f"{head}>\n    <skipped message={quoteattr(result.reason or 'skipped')}/>\n  </testcase>\n")
+            self.fh.write(f"{head}>\n    <skipped message={quoteattr(literal(result.reason or 'skipped'))}/>\n"
+                          "  </testcase>\n")
         else:
             self.fh.write(f"{head}/>\n")
 
@@ -81,7 +83,9 @@ class JUnitReporter:
 
 
 def _command_text(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """A workflow-command value: % and line breaks encoded as GitHub documents, other controls made visible."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return literal(text)
 
 
 class GitHubReporter:
@@ -106,7 +110,7 @@ class GitHubReporter:
             return
         self.bad.append(result)
         who = "no tenant" if result.tenant is None else f"tenant {result.tenant}"
-        title = _command_text(f"{self.job} {who}: {result.status}")
+        title = _command_text(f"{self.job} {who}: {result.status}").replace(":", "%3A").replace(",", "%2C")
         self.out.write(f"::error title={title}::{_command_text(mask_secrets(result.error or result.status))}\n")
         self.out.flush()
 
@@ -119,8 +123,9 @@ class GitHubReporter:
         if self.bad:
             lines += ["| tenant | status | error |", "| --- | --- | --- |"]
             for result in self.bad[: self.ROWS]:
-                error = mask_secrets(result.error or "").replace("|", "\\|").replace("\n", " ")
-                lines.append(f"| {'-' if result.tenant is None else result.tenant} | {result.status} | {error} |")
+                error = literal(mask_secrets(result.error or "")).replace("|", "\\|")
+                tenant = "-" if result.tenant is None else literal(result.tenant).replace("|", "\\|")
+                lines.append(f"| {tenant} | {result.status} | {error} |")
             if len(self.bad) > self.ROWS:
                 lines.append(f"| … | {len(self.bad) - self.ROWS} more | |")
         with open(self.summary_path, "a", encoding="utf-8") as fh:

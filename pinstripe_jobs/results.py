@@ -133,7 +133,10 @@ def job_traceback(exc: BaseException, job_file: Path | str | None) -> str:
         text = ""
         if kept:
             text = "Traceback (most recent call last):\n" + "".join(traceback.StackSummary.from_list(kept).format())
-        text += "".join(traceback.format_exception_only(type(item), item))
+        if type(item).__module__.startswith("pinstripe_jobs"):  # ours: the plain name, as for builtins
+            text += f"{type(item).__name__}: {item}\n"
+        else:
+            text += "".join(traceback.format_exception_only(type(item), item))
         parts.append(text)
         if link_after:
             parts.append(link_after)

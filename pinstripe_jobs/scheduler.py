@@ -21,7 +21,6 @@ from .schedule import next_tick, ticks_between
 from .state import utcnow
 
 log = logging.getLogger("pinstripe.bot")
-MAX_LOOKBACK = timedelta(days=1)  # how far back missed ticks are looked for
 
 
 @dataclass
@@ -59,6 +58,7 @@ class Scheduler:
         self.observer = observer or (lambda firing: NullObserver())
         self.threads: set[threading.Thread] = set()
         self.broken: list = []  # job modules that failed to load: not scheduled, reported
+        self.missed: list[tuple[str, str, int, datetime]] = []  # (key, job, count, last) ticks too late to fire
         self._specs: list[JobSpec] | None = None
 
     # -- what is scheduled -------------------------------------------------------------------------
@@ -91,9 +91,8 @@ class Scheduler:
                     continue
                 recent = ticks if spec.catch_up else [t for t in ticks if now - t <= self.grace]
                 if len(recent) < len(ticks):
-                    log.warning("%s: skipped %d tick(s) missed by more than misfire_grace (%ss), the last at %s",
-                                spec.name, len(ticks) - len(recent), self.grace.total_seconds(),
-                                ticks[len(ticks) - len(recent) - 1].isoformat())
+                    self.missed.append((probe.key, spec.name, len(ticks) - len(recent),
+                                        ticks[len(ticks) - len(recent) - 1]))
                 if recent:  # several due ticks of one schedule make one run, for the latest
                     firings.append(Firing(spec, index, entry, recent[-1], len(recent), tuple(recent[:-1])))
         return firings
@@ -136,6 +135,22 @@ class Scheduler:
             except PinstripeError as exc:
                 log.error("%s: tick %s ran, but could not be marked done: %s", name, tick, exc.message)
         return Outcome(firing, summary)
+
+    def report_missed(self) -> None:
+        """Ticks missed by more than ``misfire_grace`` (the machine was down): said once per outage, with
+        the true count, by whichever scheduler records the last of them as handled."""
+        missed, self.missed = self.missed, []
+        for key, name, count, last in missed:
+            try:
+                if not self.runner.state.claim_tick(key, last):
+                    continue  # another scheduler said it
+                self.runner.state.finish_tick(key, last)
+            except PinstripeError as exc:
+                log.error("%s: could not record missed ticks: %s", name, exc.message)
+                continue
+            log.warning("%s: skipped %d tick(s) missed by more than misfire_grace (%gs), the last at %s "
+                        "(set catch_up = True to run them late)", name, count, self.grace.total_seconds(),
+                        last.isoformat())
 
     def _run(self, firing: Firing) -> Summary:
         options = RunOptions(args=firing.entry.args, trigger="schedule", tick=firing.tick,
@@ -199,18 +214,19 @@ class Scheduler:
         except PinstripeError as exc:
             log.error("could not read the schedule's state: %s", exc.message)
             raise
+        self.report_missed()
         return self.fire_all(firings)
 
     def resume_points(self, before: datetime, at: datetime) -> dict[str, datetime]:
         """For each schedule whose last claimed tick is older than ``before``: look for missed ticks from
-        there (at most ``MAX_LOOKBACK`` back), so they are fired, caught up or reported as skipped."""
+        there, so they are fired, caught up or reported (once) as skipped."""
         starts = {}
         for spec in self.specs():
             for index, entry in enumerate(spec.schedules):
                 key = Firing(spec, index, entry, at).key
                 last = self.runner.state.last_claimed_tick(key)
                 if last is not None and last < before:
-                    starts[key] = max(last, at - MAX_LOOKBACK)
+                    starts[key] = last  # however long ago: the count of missed ticks is the true one
         return starts
 
     # -- the long-running bot ----------------------------------------------------------------------
@@ -222,6 +238,7 @@ class Scheduler:
         if since is None:  # ticks missed while no bot was running (restart, deploy): due now
             self._start_threads(self._guarded(lambda: self.orphans(last) + self.due(
                 last, last, last, self.resume_points(last, last))))
+            self.report_missed()
         while not stop.requested:
             upcoming = self.next_runs(last)
             if not upcoming:
@@ -238,6 +255,7 @@ class Scheduler:
                 break
             now = self.now()
             self._start_threads(self._guarded(lambda: self.orphans(now)) + self.due(last, now, now))
+            self.report_missed()
             last = max(last, now)
 
     def _guarded(self, find: Callable[[], list[Firing]]) -> list[Firing]:

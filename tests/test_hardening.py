@@ -262,7 +262,7 @@ def test_github_actions_annotations_and_step_summary(tenant_project, monkeypatch
     tenant_project.job("mixed", "def run(ctx):\n    if ctx.tenant.id == 3:\n        raise ValueError('line one\\nline two')\n")
     result = tenant_project.cli("run-background-job", "--name", "mixed")
     assert result.exit_code == 1
-    assert "::error title=mixed tenant 3: failed::ValueError: line one%0Aline two" in result.stdout
+    assert "::error title=mixed tenant 3%3A failed::ValueError: line one%0Aline two" in result.stdout
     text = summary_file.read_text()
     assert "### ❌ `mixed`: failed" in text and "| 3 | failed | ValueError: line one line two |" in text
     result = tenant_project.cli("run-background-job", "--name", "mixed", "--json")
