@@ -405,7 +405,8 @@ def test_sigterm_wins_over_a_locked_history_table(project, pg_schema_url):
     with psycopg.connect(ADMIN) as conn:
         conn.execute(f"LOCK TABLE {schema}.pinstripe_runs IN ACCESS EXCLUSIVE MODE")
         proc = start(project, "run-background-job", "--name", "work", "--grace", "2")
-        wait_until(lambda: conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0],
+        wait_until(lambda: conn.execute(f"SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
+                                        f"'{schema}.pinstripe_runs'::regclass").fetchone()[0],
                    what="the tool to wait on the lock")
         began = time.monotonic()
         proc.send_signal(signal.SIGTERM)

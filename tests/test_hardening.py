@@ -264,7 +264,7 @@ def test_github_actions_annotations_and_step_summary(tenant_project, monkeypatch
     assert result.exit_code == 1
     assert "::error title=mixed tenant 3%3A failed::ValueError: line one%0Aline two" in result.stdout
     text = summary_file.read_text()
-    assert "### ❌ `mixed`: failed" in text and "| 3 | failed | ValueError: line one line two |" in text
+    assert "### ❌ `mixed`: failed" in text and "| 3 | failed | ValueError: line one\\nline two |" in text
     result = tenant_project.cli("run-background-job", "--name", "mixed", "--json")
     json.loads(result.stdout)  # annotations go to stderr under --json
     assert "::error title=mixed tenant 3" in result.stderr
