@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 PINSTRIPE = str(BIN / "pinstripe")
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller sizes, for a smoke run
+# BENCH_ONLY=output,startup runs only those (names: startup, fanout, memory, concurrency, output)
 
 
 def make_project(root: Path, tenants: int) -> Path:
@@ -121,12 +122,91 @@ def bench_concurrency(tmp: Path) -> list[dict]:
     return rows
 
 
+PRINTER = """
+import time
+from pathlib import Path
+
+def run(ctx, lines: int = 10000):
+    started = time.perf_counter()
+    for i in range(lines):
+        print(f"tenant {ctx.tenant.id} line {i} of the job's own output")
+    Path(f"own-{ctx.tenant.id}.txt").write_text(str(time.perf_counter() - started))
+"""
+
+
+def run_on_pty(cmd: list[str], cwd: Path) -> float:
+    """Wall time of a command on a pseudo-terminal (rich output, as a person sees it), its output read."""
+    import pty
+    import select
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PINSTRIPE_")}
+    env.update(TERM="xterm-256color", COLUMNS="120", LINES="40")
+    leader, follower = pty.openpty()
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    while True:
+        if select.select([leader], [], [], 0.5)[0]:
+            try:
+                if not os.read(leader, 1 << 16):
+                    break
+            except OSError:
+                break
+        elif proc.poll() is not None:
+            break
+    proc.wait()
+    elapsed = time.perf_counter() - started
+    os.close(leader)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed on a terminal: {' '.join(cmd)}")
+    return elapsed
+
+
+def bench_terminal_output(tmp: Path) -> list[dict]:
+    """4 tenants x 10,000 lines (40,000 lines): on a terminal, piped, and piped with --concurrency 4."""
+    import xml.etree.ElementTree as ET
+
+    root = make_project(tmp / "output", 4)
+    (root / "jobs" / "printer.py").write_text(PRINTER)
+    lines = "2500" if QUICK else "10000"
+    base = [PINSTRIPE, "run-background-job", "--name", "printer", "--arg", lines, "--junit-xml", "junit.xml"]
+    runs = 3 if QUICK else 5
+    times: dict[str, list[float]] = {"pipe": [], "terminal": [], "concurrency 4": []}
+    drift: list[float] = []
+    for _ in range(runs):
+        for mode in times:
+            if mode == "terminal":
+                times[mode].append(run_on_pty(base, root))
+            else:
+                extra = ["--concurrency", "4"] if mode == "concurrency 4" else []
+                times[mode].append(timed(base + extra, root)[0])
+            reported = sum(float(case.get("time")) for case in ET.parse(root / "junit.xml").iter("testcase"))
+            own = sum(float((root / f"own-{i}.txt").read_text()) for i in range(1, 5))
+            drift.append(abs(reported - own) / own)
+    pipe = statistics.median(times["pipe"])
+    rows = []
+    for mode in ("terminal", "concurrency 4"):
+        ratio = statistics.median(times[mode]) / pipe
+        rows.append({"name": f"output: 4 x {int(lines):,} printed lines, {mode} vs pipe",
+                     "value": round(ratio, 2), "unit": "x", "target": 2.0, "ok": ratio <= 2.0,
+                     "detail": f"{statistics.median(times[mode]):.2f} s vs {pipe:.2f} s"})
+    worst = max(drift) * 100
+    rows.append({"name": "output: reported job durations vs the jobs' own measured time (worst run)",
+                 "value": round(worst, 1), "unit": "%", "target": 10, "ok": worst <= 10,
+                 "detail": "from --junit-xml, every mode"})
+    return rows
+
+
 def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "pinstripe_jobs")], check=True)
     with tempfile.TemporaryDirectory(prefix="pinstripe-bench-") as name:
         tmp = Path(name)
         root = make_project(tmp / "startup", 10)
-        results = [bench_startup(root), bench_fanout(tmp), bench_memory(tmp), *bench_concurrency(tmp)]
+        benches = {"startup": lambda: [bench_startup(root)], "fanout": lambda: [bench_fanout(tmp)],
+                   "memory": lambda: [bench_memory(tmp)], "concurrency": lambda: bench_concurrency(tmp),
+                   "output": lambda: bench_terminal_output(tmp)}
+        only = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name] or list(benches)
+        results = [row for name in only for row in benches[name]()]
     width = max(len(r["name"]) for r in results)
     print(f"{'benchmark':<{width}}  {'measured':>14}  {'target':>12}  result")
     for r in results:

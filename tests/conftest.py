@@ -163,6 +163,15 @@ def state_url(request, tmp_path):
     return request.getfixturevalue("pg_schema_url")
 
 
+@pytest.fixture(autouse=True)
+def _no_stray_processes():
+    """Whatever a test started with tests.procs.start is killed when it ends, pass or fail."""
+    yield
+    from tests.procs import kill_started
+
+    kill_started()
+
+
 @pytest.fixture
 def throwaway_pg():
     """A PostgreSQL server of the test's own, to stop and restart (never the shared one)."""

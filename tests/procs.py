@@ -18,14 +18,27 @@ PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) if 
 
 
 def clean_env(extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PINSTRIPE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PINSTRIPE_", "GITHUB_"))}
     env.update(extra or {})
     return env
 
 
+STARTED: list[subprocess.Popen] = []  # killed after each test (conftest), also when the test failed midway
+
+
 def start(project, *args, env=None, **popen) -> subprocess.Popen:
-    return subprocess.Popen([str(SCRIPT), *args], cwd=project.root, env=clean_env(env), stdout=subprocess.PIPE,
+    proc = subprocess.Popen([str(SCRIPT), *args], cwd=project.root, env=clean_env(env), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **popen)
+    STARTED.append(proc)
+    return proc
+
+
+def kill_started() -> None:
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def run(project, *args, env=None, timeout: float = 120) -> subprocess.CompletedProcess:

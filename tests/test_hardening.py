@@ -5,19 +5,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
 from pinstripe_jobs.results import RunResult, Summary
 
-SCRIPT = Path(sys.executable).parent / "pinstripe"
+from tests.procs import SCRIPT, start, wait_for
 
 SERVICE = '''
-from pathlib import Path
 LOG = Path(__file__).parent / "services.log"
 def res(ctx):
     with open(LOG, "a") as fh:
@@ -30,7 +27,6 @@ def res(ctx):
 # Each tenant's run marks that it started, then sleeps in small steps for SLEEP seconds.
 SLOW_JOB = '''
 import time
-from pathlib import Path
 ROOT = Path(__file__).parent.parent
 def run(ctx, seconds: float):
     ctx.res
@@ -47,19 +43,6 @@ def slow_project(tenant_project):
     tenant_project.config('tenants = "sqlite:///tenants.db"\n[services]\nres = "svc:res"\n')
     tenant_project.job("slow", SLOW_JOB)
     return tenant_project
-
-
-def start(project, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PINSTRIPE_", "GITHUB_"))}
-    return subprocess.Popen([str(SCRIPT), *args], cwd=project.root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(path: Path, timeout: float = 20) -> None:
-    deadline = time.time() + timeout
-    while not path.exists():
-        assert time.time() < deadline, f"{path} did not appear"
-        time.sleep(0.01)
 
 
 def services_log(project):
@@ -298,7 +281,6 @@ def run(ctx):
 def test_sigkill_of_the_runner_keeps_finished_tenants_and_shows_the_running_one_abandoned(tenant_project):
     tenant_project.job("slow3", '''
 import time
-from pathlib import Path
 def run(ctx):
     if ctx.tenant.id == 3:
         (Path(__file__).parent.parent / "started-3").write_text("")

@@ -5,18 +5,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(sys.executable).parent / "pinstripe"
+from tests.procs import SCRIPT, history, start, wait_for
 
 # A job that waits until the file "release" exists (or 20 s), so a test controls how long it runs.
 HOLDING_JOB = '''
 import time
-from pathlib import Path
 schedule = "0 * * * *"
 ROOT = Path(__file__).parent.parent
 
@@ -28,29 +25,6 @@ def run(ctx):
     with open(ROOT / "calls.log", "a") as fh:
         fh.write(f"{ctx.tenant.id if ctx.tenant else None} {ctx.tick}\\n")
 '''
-
-
-def start(project, *args, env=None):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PINSTRIPE_")}
-    full_env.update(env or {})
-    return subprocess.Popen([str(SCRIPT), *args], cwd=project.root, env=full_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(path: Path, timeout: float = 20) -> None:
-    deadline = time.time() + timeout
-    while not path.exists():
-        if time.time() > deadline:
-            raise AssertionError(f"{path} did not appear")
-        time.sleep(0.02)
-
-
-def history(project, *args, env=None):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PINSTRIPE_")}
-    full_env.update(env or {})
-    out = subprocess.run([str(SCRIPT), "history", "--json", "--limit", "1000", *args], cwd=project.root,
-                         env=full_env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out)["runs"]
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])

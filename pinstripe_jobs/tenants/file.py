@@ -85,7 +85,7 @@ class FileSource(PythonSource):
                         yield json.loads(line)
                     except ValueError as exc:
                         raise TenantSourceError(f"{self.path}:{number} is not valid JSON: {exc}.") from None
-            except UnicodeDecodeError as exc:
+            except UnicodeDecodeError:
                 raise TenantSourceError(f"{self.path}:{number + 1} is not UTF-8 text.",
                                         "Save the file as UTF-8.") from None
 

@@ -156,7 +156,7 @@ class SqlSource:
             try:
                 with self.engine.connect() as conn:
                     return read(conn)
-            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            except (sa.exc.OperationalError, sa.exc.InterfaceError):
                 self.engine.dispose()  # drop pooled connections to a server that went away
                 if time.monotonic() - started + delay > RETRY_S:
                     raise
