@@ -15,6 +15,7 @@ from pinstripe_jobs.results import RunResult, Summary
 from tests.procs import SCRIPT, start, wait_for
 
 SERVICE = '''
+from pathlib import Path
 LOG = Path(__file__).parent / "services.log"
 def res(ctx):
     with open(LOG, "a") as fh:
@@ -27,6 +28,7 @@ def res(ctx):
 # Each tenant's run marks that it started, then sleeps in small steps for SLEEP seconds.
 SLOW_JOB = '''
 import time
+from pathlib import Path
 ROOT = Path(__file__).parent.parent
 def run(ctx, seconds: float):
     ctx.res
@@ -281,6 +283,7 @@ def run(ctx):
 def test_sigkill_of_the_runner_keeps_finished_tenants_and_shows_the_running_one_abandoned(tenant_project):
     tenant_project.job("slow3", '''
 import time
+from pathlib import Path
 def run(ctx):
     if ctx.tenant.id == 3:
         (Path(__file__).parent.parent / "started-3").write_text("")

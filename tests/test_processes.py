@@ -14,6 +14,7 @@ from tests.procs import SCRIPT, history, start, wait_for
 # A job that waits until the file "release" exists (or 20 s), so a test controls how long it runs.
 HOLDING_JOB = '''
 import time
+from pathlib import Path
 schedule = "0 * * * *"
 ROOT = Path(__file__).parent.parent
 
