@@ -15,7 +15,7 @@ from .reporting import PlainReporter
 if TYPE_CHECKING:
     from .runner import Plan, Runner
     from .signals import StopFlag
-    from .scheduler import Firing
+    from .scheduler import Firing, Scheduler
 
 
 class Output:
@@ -27,7 +27,7 @@ class Output:
         self.log_format = log_format
 
 
-def make_observer(output: Output, stdout: Any) -> Any:
+def make_observer(output: Output, stdout: Any, notifier: Any = None) -> Any:
     from . import reporting
 
     if output.as_json:
@@ -45,6 +45,8 @@ def make_observer(output: Output, stdout: Any) -> Any:
         from .ci_reports import GitHubReporter
 
         extra.append(GitHubReporter(sys.stderr if output.as_json else stdout, os.environ.get("GITHUB_STEP_SUMMARY")))
+    if notifier is not None:
+        extra.append(notifier)
     if not extra:
         return main
     from .ci_reports import Tee
@@ -60,7 +62,7 @@ def run_job(runner: "Runner", plan: "Plan", output: Output) -> ExitCode:
     from .workspace import on_first_log
 
     stdout, stderr = sys.stdout, sys.stderr
-    observer = make_observer(output, stdout)
+    observer = make_observer(output, stdout, notifier_for(runner))
     main = observer.observers[0] if hasattr(observer, "observers") else observer
     if isinstance(main, RichReporter):
         sink = LineSink(main.emit, stdout)
@@ -88,8 +90,26 @@ def run_job(runner: "Runner", plan: "Plan", output: Output) -> ExitCode:
     return summary.exit_code
 
 
-def _observer(firing: "Firing") -> PlainReporter:
-    return PlainReporter(sys.stdout, prefix=f"[{firing.tick.isoformat()} {firing.spec.name}]")
+def notifier_for(runner: "Runner") -> Any:
+    """The [notify] observer, when alerts are configured (imported only then)."""
+    if not runner.settings.notify:
+        return None
+    from .notify import Notifier
+
+    return Notifier(runner.settings.notify, lambda: runner.state)
+
+
+def _scheduled_observer(runner: "Runner"):
+    def observer(firing: "Firing") -> Any:
+        plain = PlainReporter(sys.stdout, prefix=f"[{firing.tick.isoformat()} {firing.spec.name}]")
+        notifier = notifier_for(runner)
+        if notifier is None:
+            return plain
+        from .ci_reports import Tee
+
+        return Tee(plain, notifier)
+
+    return observer
 
 
 def parse_at(text: str, settings: Settings, option: str = "--at") -> datetime:
@@ -101,7 +121,8 @@ def parse_at(text: str, settings: Settings, option: str = "--at") -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=settings.tz())
 
 
-def run_due_jobs(settings: Settings, at: str | None, stop: "StopFlag | None" = None) -> ExitCode:
+def run_due_jobs(settings: Settings, at: str | None, stop: "StopFlag | None" = None, dry_run: bool = False
+                 ) -> ExitCode:
     """``run-due-jobs``. The caller installs the signal handlers that set ``stop``."""
     from .logs import setup_logging
     from .reporting import whole_lines
@@ -110,8 +131,10 @@ def run_due_jobs(settings: Settings, at: str | None, stop: "StopFlag | None" = N
 
     setup_logging(sys.stderr)
     runner = Runner(settings, stop=stop)
-    scheduler = Scheduler(runner, observer=_observer)
+    scheduler = Scheduler(runner, observer=_scheduled_observer(runner))
     moment = parse_at(at, settings) if at else None
+    if dry_run:
+        return _preview(scheduler, moment)
     lines = whole_lines(sys.stdout)
     try:
         with contextlib.redirect_stdout(lines):
@@ -146,6 +169,20 @@ def run_due_jobs(settings: Settings, at: str | None, stop: "StopFlag | None" = N
     return ExitCode.FAILED if failed else ExitCode.OK
 
 
+def _preview(scheduler: "Scheduler", moment: datetime | None) -> ExitCode:
+    from .textsafe import literal
+
+    due = scheduler.preview(moment)
+    for firing, tenants in due:
+        shown = ", ".join(literal(t) for t in tenants[:50]) + (f", … ({len(tenants)} in all)" if len(tenants) > 50 else "")
+        who = f"{len(tenants)} tenant(s): {shown}" if firing.spec.multi_tenant else "once (not per tenant)"
+        print(f"{firing.spec.name}: tick {firing.tick.isoformat()} would fire for {who}")
+    if not due:
+        print("Nothing due.")
+    print("Dry run: nothing was claimed or run.")
+    return ExitCode.CONFIG if scheduler.broken else ExitCode.OK
+
+
 def start_bot(settings: Settings, grace: float, since: str | None = None, stop: "StopFlag | None" = None) -> ExitCode:
     """``start-bot``. The caller installs the signal handlers that set ``stop`` (without escalation: a
     second signal stops the waiting for running jobs)."""
@@ -157,7 +194,7 @@ def start_bot(settings: Settings, grace: float, since: str | None = None, stop: 
     since_at = parse_at(since, settings, "--since") if since else None  # a bad value: before anything starts
     setup_logging(sys.stderr)
     runner = Runner(settings, stop=stop)
-    scheduler = Scheduler(runner, observer=_observer)
+    scheduler = Scheduler(runner, observer=_scheduled_observer(runner))
     now = scheduler.now()
     print(f"pinstripe bot started (time zone {settings.timezone}, misfire grace {settings.misfire_grace:g}s)")
     for spec, when in scheduler.next_runs(now):

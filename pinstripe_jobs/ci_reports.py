@@ -30,6 +30,14 @@ class Tee:
         for observer in self.observers:
             observer.run_finished(result)
 
+    def retrying(self, *args: Any) -> None:
+        for observer in self.observers:
+            getattr(observer, "retrying", lambda *a: None)(*args)
+
+    def waiting(self, *args: Any) -> None:
+        for observer in self.observers:
+            getattr(observer, "waiting", lambda *a: None)(*args)
+
     def finished(self, summary: Summary) -> None:
         for observer in self.observers:
             observer.finished(summary)

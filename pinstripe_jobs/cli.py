@@ -72,6 +72,17 @@ def complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: s
         return []
 
 
+def parse_spread(value: str | None) -> float | None:
+    if value is None:
+        return None
+    from .schedule import parse_duration
+
+    seconds = parse_duration(value)
+    if seconds is None:
+        raise click.BadParameter(f"{value!r} is not a duration (e.g. 10m, 90s, 1h).")
+    return seconds
+
+
 def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -170,6 +181,8 @@ EXIT_CODES = "Exit codes: " + "; ".join(" ".join(code.split(None, 1)) for code i
 @click.option("--grace", type=click.FloatRange(min=0), default=30, show_default=True, metavar="SECONDS",
               help="After SIGINT/SIGTERM, how long running tenants get to finish.")
 @click.option("--wait", is_flag=True, help="Wait for a running instance to finish instead of skipping.")
+@click.option("--spread", callback=lambda ctx, param, value: parse_spread(value), metavar="DURATION", default=None,
+              help="Start each tenant at a stable offset within DURATION (10m, 90s, 1h) instead of all at once.")
 @click.option("--only-failed", is_flag=True,
               help="Only the tenants whose last run of this job did not succeed (failed, timed out, interrupted, "
                    "skipped or abandoned).")
@@ -267,7 +280,8 @@ def history_command(job: str | None, tenant: str | None, status: str | None, lim
 
 @main.command("run-due-jobs", short_help="Fire what is due this minute (for cron).", epilog=epilog(
     ["* * * * * cd /srv/app && pinstripe run-due-jobs   (a crontab line)",
-     "pinstripe run-due-jobs --at 2026-11-29T09:00   (fire that minute's ticks by hand)"],
+     "pinstripe run-due-jobs --at 2026-11-29T09:00   (fire that minute's ticks by hand)",
+     "pinstripe run-due-jobs --at 2026-11-29T09:00 --dry-run   (which jobs and tenants would fire)"],
     ["0   everything due fired and succeeded (or nothing was due)", "1   a fired run failed",
      "3   a job module is broken, or a due tick could not be claimed or fired (it is resumed next time)",
      "130/143 stopped by SIGINT/SIGTERM"]))
@@ -275,9 +289,10 @@ def history_command(job: str | None, tenant: str | None, status: str | None, lim
               help="Fire what is due in this minute (ISO 8601; no offset = the configured time zone). Default: now.")
 @click.option("--grace", type=click.FloatRange(min=0), default=30, show_default=True, metavar="SECONDS",
               help="After SIGTERM/SIGINT, how long running tenants get to finish.")
+@click.option("--dry-run", is_flag=True, help="Show what is due and for which tenants; claim and run nothing.")
 @project_options
 @handle_errors
-def run_due_jobs_command(at: str | None, grace: float, config: str | None, jobs_dir: str | None,
+def run_due_jobs_command(at: str | None, grace: float, dry_run: bool, config: str | None, jobs_dir: str | None,
                          tenants: str | None) -> None:
     """Fire every job due this minute, once (for system cron or a Kubernetes CronJob)."""
     from .app import run_due_jobs
@@ -287,7 +302,7 @@ def run_due_jobs_command(at: str | None, grace: float, config: str | None, jobs_
     with stop_on_signals(stop, escalate=False):
         with stop.interruptible():
             settings = load(config, jobs_dir, tenants)
-        code = run_due_jobs(settings, at, stop)
+        code = run_due_jobs(settings, at, stop, dry_run=dry_run)
     sys.exit(int(code))
 
 

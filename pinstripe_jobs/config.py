@@ -20,7 +20,12 @@ KNOWN_KEYS = {
     "misfire_grace": (int, float),
     "state_retry_s": (int, float),
     "lock_stale_s": (int, float),
+    "tenant_timezone_field": str,
+    "tenant_concurrency": int,
+    "notify": dict,
 }
+NOTIFY_KEYS = {"on": list, "webhook": str, "command": str, "callable": str, "timeout": (int, float)}
+NOTIFY_EVENTS = ("failure", "recovery", "skipped")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_SERVICE_NAMES = {"tenant", "args", "params", "job", "log", "attempt", "tick", "close",
                           "run_background_job", "arun_background_job"}
@@ -44,6 +49,9 @@ class Settings:
         self.sources: dict[str, str] = {}  # key -> where its value came from, when not the config file
         self.state_retry_s: float = 60  # how long state store operations are retried through an outage
         self.lock_stale_s: float = 60  # a lock whose heartbeat is older than this may be taken over
+        self.tenant_timezone_field = "timezone"  # for jobs with timezone = "tenant"
+        self.tenant_concurrency: int | None = None  # at most this many runs of any jobs per tenant at once
+        self.notify: dict[str, Any] = {}  # [notify]: alerts after each invocation
 
     @property
     def source_name(self) -> str:
@@ -189,12 +197,41 @@ def _from_table(path: Path, table: dict) -> Settings:
         settings.tz()  # validate now
     if "state" in table:
         settings.state = resolve_sqlite_url(table["state"], root)
+    settings.tenant_timezone_field = table.get("tenant_timezone_field", "timezone")
+    if "tenant_concurrency" in table:
+        if table["tenant_concurrency"] < 1:
+            raise ConfigError(f"'tenant_concurrency' in {where} must be at least 1, got {table['tenant_concurrency']}.")
+        settings.tenant_concurrency = table["tenant_concurrency"]
+    if "notify" in table:
+        settings.notify = _notify_table(table["notify"], where, root)
     for key in ("history_days", "misfire_grace", "state_retry_s", "lock_stale_s"):
         if key in table:
             if table[key] < 0:
                 raise ConfigError(f"'{key}' in {where} must not be negative, got {table[key]}.")
             setattr(settings, key, table[key])
     return settings
+
+
+def _notify_table(table: dict, where: str, root: Path) -> dict:
+    for key, value in table.items():
+        if key not in NOTIFY_KEYS:
+            raise ConfigError(f"Unknown key '{key}' in [notify] of {where}.",
+                              "Known keys: " + ", ".join(sorted(NOTIFY_KEYS)) + ".")
+        if not isinstance(value, NOTIFY_KEYS[key]) or isinstance(value, bool):
+            raise ConfigError(f"'{key}' in [notify] of {where} has the wrong type ({type(value).__name__}).",
+                              'Example: [notify]\non = ["failure", "recovery"]\nwebhook = "https://hooks.example/T0/B0/x"')
+    events = table.get("on", ["failure", "recovery"])
+    unknown = [e for e in events if e not in NOTIFY_EVENTS]
+    if unknown:
+        raise ConfigError(f"[notify] on = {events!r} in {where}: unknown event {unknown[0]!r}.",
+                          "Use any of " + ", ".join(NOTIFY_EVENTS) + ".")
+    if not any(key in table for key in ("webhook", "command", "callable")):
+        raise ConfigError(f"[notify] in {where} names no target.", "Set webhook, command or callable.")
+    if "callable" in table:
+        if not _REF.match(table["callable"]):
+            raise ConfigError(f"[notify] callable in {where} must be \"module:function\", got {table['callable']!r}.")
+        _check_module_exists(table["callable"], f"[notify] callable in {where}", root)
+    return {**table, "on": list(events)}
 
 
 def _check_module_exists(ref: str, what: str, root: Path) -> None:
@@ -227,6 +264,9 @@ _TYPE_HINTS = {
     "misfire_grace": "Example: misfire_grace = 60",
     "state_retry_s": "Example: state_retry_s = 60",
     "lock_stale_s": "Example: lock_stale_s = 60",
+    "tenant_timezone_field": 'Example: tenant_timezone_field = "tz"',
+    "tenant_concurrency": "Example: tenant_concurrency = 2",
+    "notify": 'Example: [notify]\nwebhook = "https://hooks.slack.com/services/T0/B0/x"',
 }
 
 

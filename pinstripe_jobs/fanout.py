@@ -56,6 +56,8 @@ def _skip(runner: "Runner", plan: "Plan", tenant: "Tenant | None", tenants: Iter
 def _inline(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Observer", summary: Summary) -> None:
     for tenant in tenants:
         reason = runner.stop_reason(plan, summary)
+        if not reason and not runner.wait_for_start(plan, tenant):
+            reason = runner.stop_reason(plan, summary)
         if reason:
             return _skip(runner, plan, tenant, tenants, reason, observer, summary)
         observer.run_started(tenant)
@@ -113,6 +115,8 @@ def _threads(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Obser
                 if not collect_one():
                     break
             reason = runner.stop_reason(plan, summary)
+            if not reason and not runner.wait_for_start(plan, tenant):
+                reason = runner.stop_reason(plan, summary)
             if reason:
                 _skip(runner, plan, tenant, tenants, reason, observer, summary)
                 break
@@ -158,6 +162,8 @@ async def _async_tasks(runner: "Runner", plan: "Plan", tenants: Iterator, observ
 
     for tenant in tenants:
         got = await take_slot()
+        if got and plan.spread and not runner.stop_reason(plan, summary):
+            await asyncio.to_thread(runner.wait_for_start, plan, tenant)
         reason = runner.stop_reason(plan, summary)
         if reason or not got:
             if got:

@@ -16,9 +16,14 @@ def describe_jobs(settings: Settings, now: datetime | None = None, last_runs: di
     last_runs = last_runs or {}
     jobs = []
     for spec in specs:
-        tz = load_timezone(spec.timezone, str(spec.path)) if spec.timezone else settings.tz()
+        per_tenant = spec.timezone == "tenant"
+        tz = load_timezone(spec.timezone, str(spec.path)) if spec.timezone and not per_tenant else settings.tz()
         schedules = []
-        if spec.schedules:
+        if spec.schedule_for is not None:
+            schedules.append({"cron": "schedule_for(tenant)", "args": [], "next_run": None})
+        elif per_tenant:
+            schedules = [{"cron": entry.cron, "args": list(entry.args), "next_run": None} for entry in spec.schedules]
+        elif spec.schedules:
             from .schedule import next_tick
 
             for entry in spec.schedules:
@@ -29,9 +34,10 @@ def describe_jobs(settings: Settings, now: datetime | None = None, last_runs: di
             "description": spec.description,
             "multi_tenant": spec.multi_tenant,
             "schedules": schedules,
-            "next_run": min((s["next_run"] for s in schedules), default=None,
+            "next_run": min((s["next_run"] for s in schedules if s["next_run"]), default=None,
                             key=lambda text: datetime.fromisoformat(text)),
-            "timezone": str(tz),
+            "timezone": "in each tenant's time zone" if per_tenant else str(tz),
+            "spread_s": spec.spread,
             "file": str(spec.path),
             "last_run": (last_runs.get(spec.name) or {}).get("started_at"),
             "last_status": (last_runs.get(spec.name) or {}).get("status"),

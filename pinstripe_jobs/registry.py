@@ -47,7 +47,8 @@ class JobSpec:
                  tenants_filter: Callable[[Any], Any] | None = None, timezone: str | None = None,
                  overlap: str = "skip", catch_up: bool = False, concurrency: int = 1, timeout: float | None = None,
                  isolation: str = "inline", retries: int = 0, retry_backoff: float = 1.0,
-                 module: ModuleType | None = None):
+                 module: ModuleType | None = None, schedule_for: Callable[[Any], Any] | None = None,
+                 spread: float | None = None):
         self.name = name
         self.path = path
         self.run = run
@@ -64,6 +65,17 @@ class JobSpec:
         self.retries = retries
         self.retry_backoff = retry_backoff
         self.module = module
+        self.schedule_for = schedule_for  # tenant -> cron string, list like `schedule`, or None
+        self.spread = spread  # seconds: scheduled tenants start at a stable offset within this window
+
+    @property
+    def per_tenant_schedule(self) -> bool:
+        """Schedules evaluated per tenant: in each tenant's time zone, or from ``schedule_for``."""
+        return self.timezone == "tenant" or self.schedule_for is not None
+
+    @property
+    def scheduled(self) -> bool:
+        return bool(self.schedules) or self.schedule_for is not None
 
     def __repr__(self) -> str:
         return f"JobSpec({self.name!r}, {str(self.path)!r})"
@@ -195,7 +207,7 @@ class JobRegistry:
             description = (inspect.getdoc(module) or "").strip().splitlines()[0:1]
             description = description[0] if description else ""
         timezone = check.typed("timezone", str, None)
-        if timezone is not None:
+        if timezone is not None and timezone != "tenant":
             try:
                 load_timezone(timezone, f"timezone in {path}")
             except ConfigError as exc:
@@ -217,7 +229,12 @@ class JobRegistry:
             retries=check.number("retries", 0, minimum=0, integer=True),
             retry_backoff=check.number("retry_backoff", 1.0, minimum=0),
             module=module,
+            schedule_for=check.function("schedule_for"),
+            spread=check.duration("spread"),
         )
+        if spec.per_tenant_schedule and not multi_tenant:
+            raise _BadAttribute("timezone = \"tenant\" and schedule_for need a job that runs per tenant",
+                                check.line("schedule_for" if spec.schedule_for else "timezone"))
         return spec
 
 
@@ -253,6 +270,24 @@ class _Checker:
             raise _BadAttribute(f"{attr} must be a {kind.__name__}, got {value!r}", self.line(attr))
         return value
 
+    def function(self, attr: str) -> Callable[..., Any] | None:
+        value = getattr(self.module, attr, None)
+        if value is not None and not callable(value):
+            raise _BadAttribute(f"{attr} must be a function, got {value!r}", self.line(attr))
+        return value
+
+    def duration(self, attr: str) -> float | None:
+        value = getattr(self.module, attr, None)
+        if value is None:
+            return None
+        from .schedule import parse_duration
+
+        seconds = parse_duration(value)
+        if seconds is None:
+            raise _BadAttribute(f"{attr} must be a duration such as \"10m\", \"90s\" or \"1h\", got {value!r}",
+                                self.line(attr))
+        return seconds
+
     def choice(self, attr: str, choices: tuple[str, ...], default: str) -> str:
         value = getattr(self.module, attr, default)
         if value not in choices:
@@ -275,12 +310,14 @@ class _Checker:
         return value
 
 
-def _parse_schedules(value: Any, check: _Checker) -> list[ScheduleEntry]:
+def entries_from(value: Any) -> list[ScheduleEntry]:
+    """``schedule`` (or what ``schedule_for`` returns): a cron string, a list of crons and ``(cron, *args)``
+    tuples, or None (no schedule). Raises ``ValueError`` saying what is wrong."""
     if value is None:
         return []
     items = [value] if isinstance(value, (str, tuple)) else value
     if not isinstance(items, list):
-        raise _BadAttribute(f"schedule must be a cron string or a list, got {value!r}", check.line("schedule"))
+        raise ValueError(f"a schedule must be a cron string or a list, got {value!r}")
     entries = []
     for item in items:
         if isinstance(item, tuple) and item and isinstance(item[0], str):
@@ -288,8 +325,7 @@ def _parse_schedules(value: Any, check: _Checker) -> list[ScheduleEntry]:
         elif isinstance(item, str):
             entry = ScheduleEntry(item)
         else:
-            raise _BadAttribute(f"schedule entries must be cron strings or (cron, *args) tuples, got {item!r}",
-                                check.line("schedule"))
+            raise ValueError(f"schedule entries must be cron strings or (cron, *args) tuples, got {item!r}")
         entries.append(entry)
     if entries:
         from .schedule import validate_cron
@@ -297,6 +333,12 @@ def _parse_schedules(value: Any, check: _Checker) -> list[ScheduleEntry]:
         for entry in entries:
             problem = validate_cron(entry.cron)
             if problem:
-                raise _BadAttribute(f"invalid cron expression {entry.cron!r} in schedule: {problem}",
-                                    check.line("schedule"))
+                raise ValueError(f"invalid cron expression {entry.cron!r} in schedule: {problem}")
     return entries
+
+
+def _parse_schedules(value: Any, check: _Checker) -> list[ScheduleEntry]:
+    try:
+        return entries_from(value)
+    except ValueError as exc:
+        raise _BadAttribute(str(exc).replace("a schedule must", "schedule must"), check.line("schedule")) from None

@@ -9,6 +9,7 @@ from .errors import ExitCode
 SUCCEEDED, FAILED, SKIPPED, TIMED_OUT, INTERRUPTED = "succeeded", "failed", "skipped", "timed_out", "interrupted"
 BAD_STATUSES = (FAILED, TIMED_OUT, INTERRUPTED)
 ALREADY_RUNNING = "already running"
+AT_CAP = "tenant at its concurrency cap"
 STATUS_OF_EXIT = {0: "succeeded", 1: "failed", 3: "error", 4: "skipped", 124: "timed_out", 130: "interrupted",
                   143: "interrupted"}
 
@@ -72,7 +73,7 @@ class Summary:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
         if not result.ok:
             self.failures.append(result)
-        elif result.reason == ALREADY_RUNNING:
+        elif result.reason == ALREADY_RUNNING or (result.reason or "").startswith(AT_CAP):
             self.already_running += 1
         if self.runs is not None:
             self.runs.append(result)

@@ -21,7 +21,7 @@ from .config import Settings
 from .errors import ConfigError, JobFailed, PinstripeError, UsageError, cap, mask_secrets
 from .loading import describe_exception, error_location
 from .registry import JobRegistry, JobSpec
-from .results import (ALREADY_RUNNING, FAILED, INTERRUPTED, SKIPPED, SUCCEEDED, TIMED_OUT, RunResult, Summary,
+from .results import (ALREADY_RUNNING, AT_CAP, FAILED, INTERRUPTED, SKIPPED, SUCCEEDED, TIMED_OUT, RunResult, Summary,
                       job_traceback, tenant_id as _tid)
 from .signals import RunInterrupted, StopFlag
 from .tenants import Tenant, TenantQuery, TenantSource, open_source
@@ -47,7 +47,7 @@ class RunOptions:
     FIELDS = {"args": (), "params": None, "tenant_ids": (), "exclude_ids": (), "fail_fast": False,
               "concurrency": None, "shard": None, "trigger": "manual", "tick": None, "wait": False,
               "only_failed": False, "keep_runs": False, "timeout": None, "retries": None, "isolation": None,
-              "max_failures": None, "grace": 30.0, "skip_reason": None}
+              "max_failures": None, "grace": 30.0, "skip_reason": None, "spread": None}
 
     def __init__(self, **values: Any):
         unknown = set(values) - set(self.FIELDS)
@@ -102,6 +102,12 @@ class Plan:
         self.fixed: list[Tenant] | None = None  # tenants already read (--tenant, --only-failed, nested)
         self.done: set[str] = set()  # tenants (as text) a resumed tick already ran: left out
         self.observer: Observer = NullObserver()  # set by ``Runner.execute``: retries and waits are told to it
+        self.admit: Callable[[Tenant], bool] | None = None  # per-tenant schedules: is this tenant due?
+        # spread: each tenant starts at base + a stable offset within this many seconds (scheduled runs of
+        # a job with `spread`, or --spread); None: at once
+        self.spread = options.spread if options.spread is not None else (
+            spec.spread if options.trigger == "schedule" else None)
+        self.spread_base: float | None = None  # time.time() the offsets count from (set when the run starts)
         self.concurrency = options.concurrency or spec.concurrency
         self.timeout = options.timeout if options.timeout is not None else spec.timeout
         self.retries = options.retries if options.retries is not None else spec.retries
@@ -119,15 +125,18 @@ class Plan:
             return
         source = self.fixed if self.fixed is not None else self.query
         shard = self.options.shard
-        done = self.done
-        for tenant in source:
-            if (shard is None or shard_of(tenant.id, shard[1]) == shard[0]) and not (done and str(tenant.id) in done):
-                yield tenant
+        done, admit = self.done, self.admit
+        selected = (t for t in source if (shard is None or shard_of(t.id, shard[1]) == shard[0])
+                    and not (done and str(t.id) in done) and (admit is None or admit(t)))
+        if self.spread:  # start order = offset order (this reads the selected tenants into memory)
+            yield from sorted(selected, key=lambda t: spread_offset(t.id, self.spread))
+        else:
+            yield from selected
 
     def count(self) -> int:
         if not self.multi_tenant:
             return 1
-        if self.fixed is None and self.options.shard is None and not self.done:
+        if self.fixed is None and self.options.shard is None and not self.done and self.admit is None:
             return self.query.count()
         return sum(1 for _ in self.tenants())
 
@@ -135,6 +144,12 @@ class Plan:
 def shard_of(tenant_id: Any, shards: int) -> int:
     """A stable shard number for a tenant id (CRC-32 of its text: the same on every machine and run)."""
     return zlib.crc32(str(tenant_id).encode("utf-8")) % shards
+
+
+def spread_offset(tenant_id: Any, window: float) -> float:
+    """A tenant's stable start offset within ``window`` seconds (CRC-32 of its id, like ``--shard``: the
+    same in every process and on every machine)."""
+    return (zlib.crc32(str(tenant_id).encode("utf-8")) % 1_000_000) / 1_000_000 * window
 
 
 def backoff_delay(base: float, attempt: int, rand: Callable[[], float] | None = None) -> float:
@@ -296,6 +311,19 @@ class Runner:
             self._quietly(lambda: self.state.record_many(plan.spec.name, tenants, plan.options.trigger, SKIPPED,
                                                          error=reason, tick=plan.options.tick))
 
+    def wait_for_start(self, plan: Plan, tenant: Tenant | None) -> bool:
+        """With a spread: wait until this tenant's offset. False when a stop came first."""
+        if not plan.spread or tenant is None:
+            return True
+        import time as _time
+
+        if plan.spread_base is None:
+            plan.spread_base = plan.options.tick.timestamp() if plan.options.tick else _time.time()
+        delay = plan.spread_base + spread_offset(tenant.id, plan.spread) - _time.time()
+        if delay > 0:
+            self.stop.event.wait(delay)
+        return not self.stop.requested
+
     def stop_reason(self, plan: Plan, summary: Summary) -> str | None:
         """Why no further tenant should start, or None."""
         if self.stop.requested:
@@ -322,6 +350,42 @@ class Runner:
         return self.state.begin_run(plan.spec.name, _tid(tenant), plan.options.trigger, tick=plan.options.tick,
                                     attempt=attempt, lock=plan.spec.overlap != "allow")
 
+    def _try_acquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str]
+                     ) -> "Lease | RunResult | None":
+        """One try at what a run needs before it starts: a slot of its tenant (``tenant_concurrency``),
+        then the (job, tenant) lock and history row. A lease: go. A result: do not run (skipped, and
+        recorded). None: wait and try again (``overlap = "wait"`` or ``--wait``; told once why)."""
+        from .state import StateUnavailable
+
+        cap = self.settings.tenant_concurrency
+        slot = None
+        if cap and tenant is not None:
+            try:
+                slot = self.state.take_slot(tenant.id, cap)
+            except StateUnavailable as exc:
+                self.state_error = self.state_error or exc.render()
+                return RunResult(_tid(tenant), SKIPPED, reason=STATE_DOWN)
+            if slot is None:
+                if not (self._waits(plan) or plan.spec.overlap == "allow"):
+                    return self._locked_out(plan, tenant, f"{AT_CAP} ({cap})")
+                if "cap" not in told:
+                    told.add("cap")
+                    plan.observer.waiting(_tid(tenant), f"tenant_concurrency = {cap}: that many runs of this "
+                                                        "tenant are going")
+                return None
+        lease = self._take_lock(plan, tenant, attempt)
+        if isinstance(lease, RunResult) or lease is None:
+            if slot is not None:
+                self._quietly(lambda: self.state.release_slot(slot))
+            if lease is None and self._waits(plan):
+                if "lock" not in told:
+                    told.add("lock")
+                    self._tell_waiting(plan, tenant)
+                return None
+            return lease if lease is not None else self._locked_out(plan, tenant)
+        lease.slot = slot
+        return lease
+
     def _tell_waiting(self, plan: Plan, tenant: Tenant | None) -> None:
         from .state import StateUnavailable
 
@@ -334,8 +398,8 @@ class Runner:
     def _waits(self, plan: Plan) -> bool:
         return (plan.options.wait or plan.spec.overlap == "wait") and not self.stop.requested
 
-    def _locked_out(self, plan: Plan, tenant: Tenant | None) -> RunResult:
-        reason = "interrupted while waiting for the lock" if self.stop.requested else ALREADY_RUNNING
+    def _locked_out(self, plan: Plan, tenant: Tenant | None, why: str = ALREADY_RUNNING) -> RunResult:
+        reason = "interrupted while waiting for the lock" if self.stop.requested else why
         self._quietly(lambda: self.state.record(plan.spec.name, _tid(tenant), plan.options.trigger, SKIPPED,
                                                 error=reason, tick=plan.options.tick))
         return RunResult(_tid(tenant), SKIPPED, reason=reason)
@@ -355,16 +419,13 @@ class Runner:
         """All attempts of one tenant's run, in this thread."""
         attempts = 1 + plan.retries
         for attempt in range(1, attempts + 1):
-            lease = self._take_lock(plan, tenant, attempt)
-            if lease is None and self._waits(plan):
-                self._tell_waiting(plan, tenant)
-            while lease is None and self._waits(plan):
+            told: set[str] = set()
+            lease = self._try_acquire(plan, tenant, attempt, told)
+            while lease is None:
                 self.sleep(LOCK_POLL_S)
-                lease = self._take_lock(plan, tenant, attempt)
+                lease = self._try_acquire(plan, tenant, attempt, told)
             if isinstance(lease, RunResult):
                 return lease
-            if lease is None:
-                return self._locked_out(plan, tenant)
             self._active[lease.run_id] = lease
             if plan.isolated:
                 from .isolation import run_in_child
@@ -390,16 +451,13 @@ class Runner:
 
         attempts = 1 + plan.retries
         for attempt in range(1, attempts + 1):
-            lease = self._take_lock(plan, tenant, attempt)
-            if lease is None and self._waits(plan):
-                self._tell_waiting(plan, tenant)
-            while lease is None and self._waits(plan):
+            told: set[str] = set()
+            lease = self._try_acquire(plan, tenant, attempt, told)
+            while lease is None:
                 await asyncio.sleep(LOCK_POLL_S)
-                lease = self._take_lock(plan, tenant, attempt)
+                lease = self._try_acquire(plan, tenant, attempt, told)
             if isinstance(lease, RunResult):
                 return lease
-            if lease is None:
-                return self._locked_out(plan, tenant)
             self._active[lease.run_id] = lease
             result = await self._aattempt_here(plan, tenant, attempt)
             _end_of_output()

@@ -22,6 +22,24 @@ ALIASES = {
 _MARGIN = timedelta(hours=3)  # larger than any DST shift
 
 
+def parse_duration(value: object) -> float | None:
+    """``"10m"``, ``"90s"``, ``"1h"``, ``"1d"`` or a number of seconds; None when it is not a duration."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value >= 0 else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
 def expand(cron: str) -> str:
     return ALIASES.get(cron.strip().lower(), cron.strip())
 

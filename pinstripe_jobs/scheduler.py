@@ -36,7 +36,10 @@ class Firing:
 
     @property
     def key(self) -> str:
-        """The claim key: the job, plus the entry's index when the job has several schedules."""
+        """The claim key: the job, plus the entry's index when the job has several schedules (per-tenant
+        schedules: plus the arguments, when the entries have any)."""
+        if self.spec.per_tenant_schedule:
+            return self.spec.name + (f"#{self.entry.args!r}" if self.entry.args else "")
         return self.spec.name if len(self.spec.schedules) == 1 else f"{self.spec.name}#{self.index}"
 
 
@@ -60,6 +63,9 @@ class Scheduler:
         self.broken: list = []  # job modules that failed to load: not scheduled, reported
         self.missed: list[tuple[str, str, int, datetime]] = []  # (key, job, count, last) ticks too late to fire
         self._specs: list[JobSpec] | None = None
+        from .tenant_schedules import TenantSchedules
+
+        self.tenant_schedules = TenantSchedules(self.settings, runner.tenant_query)
 
     # -- what is scheduled -------------------------------------------------------------------------
     def specs(self) -> list[JobSpec]:
@@ -67,15 +73,22 @@ class Scheduler:
             specs, self.broken = self.runner.registry.load_all()
             for problem in self.broken:
                 log.error("not scheduling %s: %s", problem.job_name, problem.message)
-            self._specs = [s for s in specs if s.schedules]
+            self._specs = [s for s in specs if s.scheduled]
         return self._specs
 
     def tz(self, spec: JobSpec):
-        return load_timezone(spec.timezone, str(spec.path)) if spec.timezone else self.settings.tz()
+        if spec.timezone and spec.timezone != "tenant":
+            return load_timezone(spec.timezone, str(spec.path))
+        return self.settings.tz()
 
     def next_runs(self, after: datetime) -> list[tuple[JobSpec, datetime]]:
-        return sorted(((spec, min(next_tick(e.cron, self.tz(spec), after) for e in spec.schedules))
-                       for spec in self.specs()), key=lambda pair: pair[1])
+        """Each job's next tick; per-tenant schedules are looked at every minute."""
+        def upcoming(spec: JobSpec) -> datetime:
+            if spec.per_tenant_schedule:
+                return after.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            return min(next_tick(e.cron, self.tz(spec), after) for e in spec.schedules)
+
+        return sorted(((spec, upcoming(spec)) for spec in self.specs()), key=lambda pair: pair[1])
 
     def due(self, start: datetime, end: datetime, now: datetime, starts: dict[str, datetime] | None = None
             ) -> list[Firing]:
@@ -83,6 +96,9 @@ class Scheduler:
         (logged) unless the job sets ``catch_up``. The due ticks of one schedule coalesce into one run."""
         firings = []
         for spec in self.specs():
+            if spec.per_tenant_schedule:
+                firings += self._tenant_firings(spec, start, end, now, starts or {})
+                continue
             for index, entry in enumerate(spec.schedules):
                 probe = Firing(spec, index, entry, now)
                 since = (starts or {}).get(probe.key, start)
@@ -95,6 +111,29 @@ class Scheduler:
                                         ticks[len(ticks) - len(recent) - 1]))
                 if recent:  # several due ticks of one schedule make one run, for the latest
                     firings.append(Firing(spec, index, entry, recent[-1], len(recent), tuple(recent[:-1])))
+        return firings
+
+    def _tenant_firings(self, spec: JobSpec, start: datetime, end: datetime, now: datetime,
+                        starts: dict[str, datetime]) -> list[Firing]:
+        """One firing per instant at which some tenant's schedule, in its own zone, fires."""
+        from .tenant_schedules import summarize
+
+        since = starts.get(spec.name, start)
+        found, problems = self.tenant_schedules.instants(spec, since, end)
+        if problems:
+            log.warning("%s: %d tenant(s) not scheduled as they ask: %s", spec.name, len(problems),
+                        summarize(problems))
+        firings = []
+        late: dict[tuple, list[datetime]] = {}
+        for instant, args in sorted(found, key=lambda pair: pair[0]):
+            entry = ScheduleEntry("tenant", args)
+            if spec.catch_up or now - instant <= self.grace:
+                firings.append(Firing(spec, 0, entry, instant))
+            else:
+                late.setdefault(args, []).append(instant)
+        for args, instants in late.items():
+            key = Firing(spec, 0, ScheduleEntry("tenant", args), instants[-1]).key
+            self.missed.append((key, spec.name, len(instants), instants[-1]))
         return firings
 
     # -- firing ------------------------------------------------------------------------------------
@@ -156,6 +195,8 @@ class Scheduler:
         options = RunOptions(args=firing.entry.args, trigger="schedule", tick=firing.tick,
                              skip_reason=firing.skip_reason)
         plan = self.runner.plan(firing.spec, options)
+        if firing.spec.per_tenant_schedule:
+            plan.admit = self.tenant_schedules.due_at(firing.spec, firing.tick, firing.entry.args)
         if firing.resume:
             done = self.runner.state.tick_tenants(firing.spec.name, firing.tick)
             if not plan.multi_tenant and None in done:
@@ -174,6 +215,10 @@ class Scheduler:
         resumed within ``misfire_grace`` (or under ``catch_up``); older ones record what is left as skipped."""
         by_key = {}
         for spec in self.specs():
+            if spec.per_tenant_schedule:
+                probe = Firing(spec, 0, ScheduleEntry("tenant"), now)
+                by_key[probe.key] = probe
+                continue
             for index, entry in enumerate(spec.schedules):
                 probe = Firing(spec, index, entry, now)
                 by_key[probe.key] = probe
@@ -202,6 +247,23 @@ class Scheduler:
             self.runner.interrupt_active("still running after the grace period")
         return outcomes
 
+    def preview(self, at: datetime | None = None) -> list[tuple[Firing, list]]:
+        """``run-due-jobs --dry-run``: what would fire in the minute of ``at``, and for which tenants.
+        Claims nothing, runs nothing."""
+        at = (at or self.now()).astimezone(timezone.utc)
+        minute = at.replace(second=0, microsecond=0)
+        end = minute + timedelta(seconds=59, microseconds=999999)
+        start = min(minute, at - self.grace) - timedelta(microseconds=1)
+        result = []
+        for firing in self.due(start, end, at):
+            plan = self.runner.plan(firing.spec, RunOptions(args=firing.entry.args, trigger="schedule",
+                                                            tick=firing.tick))
+            if firing.spec.per_tenant_schedule:
+                plan.admit = self.tenant_schedules.due_at(firing.spec, firing.tick, firing.entry.args)
+            result.append((firing, [None if t is None else t.id for t in plan.tenants()]))
+        self.missed.clear()
+        return result
+
     def run_due(self, at: datetime | None = None) -> list[Outcome]:
         """``run-due-jobs``: fire every tick due in the minute of ``at`` (and ticks since the last claimed
         one that are still within ``misfire_grace``, or all of them for ``catch_up`` jobs)."""
@@ -222,7 +284,8 @@ class Scheduler:
         there, so they are fired, caught up or reported (once) as skipped."""
         starts = {}
         for spec in self.specs():
-            for index, entry in enumerate(spec.schedules):
+            entries = [ScheduleEntry("tenant")] if spec.per_tenant_schedule else spec.schedules
+            for index, entry in enumerate(entries):
                 key = Firing(spec, index, entry, at).key
                 last = self.runner.state.last_claimed_tick(key)
                 if last is not None and last < before:

@@ -89,12 +89,14 @@ def storable(text: str | None, limit: int = MAX_ERROR) -> str | None:
 
 
 class Lease:
-    """A started run: its row id (the lock, when it took one)."""
+    """A started run: its row id (the lock, when it took one), and the tenant slot it holds under
+    ``tenant_concurrency`` (tenant, slot number), if any."""
 
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "slot")
 
-    def __init__(self, run_id: int):
+    def __init__(self, run_id: int, slot: tuple[str, int] | None = None):
         self.run_id = run_id
+        self.slot = slot
 
 
 SCHEMA = """
@@ -128,6 +130,15 @@ CREATE TABLE IF NOT EXISTS pinstripe_ticks (
     host TEXT,
     pid INTEGER,
     PRIMARY KEY (job, tick)
+);
+CREATE TABLE IF NOT EXISTS pinstripe_slots (
+    tenant TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    host TEXT,
+    pid INTEGER,
+    pid_token TEXT,
+    heartbeat_at TEXT,
+    PRIMARY KEY (tenant, slot)
 )
 """
 # Columns added after the first release: existing databases are migrated in place.
@@ -139,7 +150,7 @@ ADDED_COLUMNS = (
     ("pinstripe_ticks", "heartbeat_at", "TEXT"),
     ("pinstripe_ticks", "finished_at", "TEXT"),
 )
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 INDEXES = ("CREATE INDEX IF NOT EXISTS pinstripe_runs_tick ON pinstripe_runs (job, tick)",)
 COLUMNS = ("id", "job", "tenant", "trigger", "tick", "attempt", "started_at", "ended_at", "status", "error",
            "host", "pid", "pid_token", "heartbeat_at", "tenant_kind")
@@ -169,6 +180,7 @@ class StateStore:
         self._deferred: list[tuple] = []  # SQLite: run-end updates that ride on the next commit (see end_run)
         self._leases: set[int] = set()  # run rows this process holds: their heartbeats are renewed
         self._ticks: set[tuple[str, str]] = set()  # tick claims this process is firing
+        self._slots: set[tuple[str, int]] = set()  # tenant slots (tenant_concurrency) this process holds
         self._heartbeat: threading.Thread | None = None
         self._closed = threading.Event()
         self._down_since: float | None = None  # set after the budget ran out once: fail fast from then on
@@ -380,8 +392,8 @@ class StateStore:
 
     def renew(self) -> None:
         """Renew the heartbeat of every lease and tick claim this process holds."""
-        runs, ticks = list(self._leases), list(self._ticks)
-        if not runs and not ticks:
+        runs, ticks, slots = list(self._leases), list(self._ticks), list(self._slots)
+        if not runs and not ticks and not slots:
             return
         now = iso(self.clock())
 
@@ -393,6 +405,9 @@ class StateStore:
             for key, tick in ticks:
                 self._execute(conn, "UPDATE pinstripe_ticks SET heartbeat_at = ? WHERE job = ? AND tick = ?",
                               (now, key, tick))
+            for tenant, slot in slots:
+                self._execute(conn, "UPDATE pinstripe_slots SET heartbeat_at = ? WHERE tenant = ? AND slot = ? AND "
+                                    "pid = ? AND host = ?", (now, tenant, slot, self.pid, HOST))
 
         self._call(write)
 
@@ -475,6 +490,8 @@ class StateStore:
         commit each instead of two. Callers flush when their batch of runs is done."""
         values = (status, iso(self.clock()), storable(error), lease.run_id)
         self._leases.discard(lease.run_id)
+        if lease.slot is not None:  # at once, not deferred: another run of this tenant may be waiting
+            self.release_slot(lease.slot)
         if defer and self.is_sqlite:
             with self._mutex:
                 self._deferred.append(values)
@@ -504,6 +521,51 @@ class StateStore:
         for chunk in range(0, len(rows), 500):
             part = rows[chunk:chunk + 500]
             self._call(lambda conn: self._in_transaction(conn, lambda: conn.cursor().executemany(sql, part)))
+
+    def remember(self, key: str, value: str) -> str | None:
+        """Store ``value`` under ``key`` (the meta table) and return what was there before."""
+        def swap(conn) -> str | None:
+            row = self._execute(conn, "SELECT value FROM pinstripe_meta WHERE key = ?", (key,)).fetchone()
+            self._execute(conn, "INSERT INTO pinstripe_meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                                "value = excluded.value", (key, value))
+            return row[0] if row else None
+
+        return self._call(swap)
+
+    # -- fairness: slots per tenant ----------------------------------------------------------------
+    def take_slot(self, tenant: Any, cap: int) -> tuple[str, int] | None:
+        """One of ``cap`` slots of this tenant (runs of any jobs, across processes and hosts), or None when
+        all are held by live holders. Slots of holders that are provably gone are freed."""
+        key = str(tenant)
+        now = iso(self.clock())
+        insert = ("INSERT INTO pinstripe_slots (tenant, slot, host, pid, pid_token, heartbeat_at) VALUES "
+                  "(?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING slot")
+
+        def take(conn) -> int | None:
+            for slot in range(cap):
+                if self._execute(conn, insert, (key, slot, HOST, self.pid, self.token, now)).fetchone():
+                    return slot
+            for slot, host, pid, token, heartbeat in self._execute(
+                    conn, "SELECT slot, host, pid, pid_token, heartbeat_at FROM pinstripe_slots WHERE tenant = ? "
+                          "AND slot < ?", (key, cap)).fetchall():
+                if not self._holder_alive(host, pid, token, heartbeat):
+                    self._execute(conn, "DELETE FROM pinstripe_slots WHERE tenant = ? AND slot = ? AND pid IS NOT "
+                                        "DISTINCT FROM ? AND host IS NOT DISTINCT FROM ?", (key, slot, pid, host))
+                    if self._execute(conn, insert, (key, slot, HOST, self.pid, self.token, now)).fetchone():
+                        return slot
+            return None
+
+        slot = self._call(take)
+        if slot is None:
+            return None
+        self._slots.add((key, slot))
+        self._hold()
+        return key, slot
+
+    def release_slot(self, slot: tuple[str, int]) -> None:
+        self._slots.discard(slot)
+        self._call(lambda conn: self._execute(conn, "DELETE FROM pinstripe_slots WHERE tenant = ? AND slot = ? AND "
+                                                    "pid = ? AND host = ?", (*slot, self.pid, HOST)))
 
     # -- tick claims -------------------------------------------------------------------------------
     def claim_tick(self, key: str, tick: datetime) -> bool:
