@@ -24,11 +24,13 @@ class TenantSchedules:
         self.query_for = query_for  # the job's tenant query (its tenants_filter applied)
         self._zones: dict[Any, tzinfo | None] = {}
         self._fires: dict[tuple[str, Any, datetime], bool] = {}
+        self._parsed: dict[Any, list[ScheduleEntry] | str] = {}  # schedule_for's value -> entries or problem
+        self._default: tzinfo | None = None
 
     # -- one tenant ---------------------------------------------------------------------------------
     def zone(self, spec: "JobSpec", tenant: "Tenant") -> tuple[tzinfo, str | None]:
         """The tenant's zone (or the config's, with a problem to report when the tenant's is invalid)."""
-        default = self.settings.tz()
+        default = self._default or self._set_default()
         if spec.timezone != "tenant":
             return (self._load(spec.timezone) or default) if spec.timezone else default, None
         name = tenant.get(self.settings.tenant_timezone_field)
@@ -39,7 +41,14 @@ class TenantSchedules:
             return default, f"tenant {tenant.id}: unknown time zone {name!r} (using {self.settings.timezone})"
         return zone, None
 
+    def _set_default(self) -> tzinfo:
+        self._default = self.settings.tz()
+        return self._default
+
     def _load(self, name: Any) -> tzinfo | None:
+        zone = self._zones.get(name, False)
+        if zone is not False:
+            return zone
         if name not in self._zones:
             from zoneinfo import ZoneInfo
 
@@ -54,8 +63,18 @@ class TenantSchedules:
         if spec.schedule_for is None:
             return spec.schedules, None
         try:
-            return entries_from(spec.schedule_for(tenant)), None
-        except Exception as exc:  # a bad return value, or schedule_for raised: that tenant is not scheduled
+            value = spec.schedule_for(tenant)
+            key = value if isinstance(value, (str, type(None))) else repr(value)  # most tenants share a few
+            parsed = self._parsed.get(key)
+            if parsed is None:
+                try:
+                    parsed = self._parsed[key] = entries_from(value)
+                except ValueError as exc:
+                    parsed = self._parsed[key] = f"ValueError: {exc}"
+            if isinstance(parsed, str):
+                return [], f"tenant {tenant.id}: schedule_for: {parsed}"
+            return parsed, None
+        except Exception as exc:  # schedule_for raised: that tenant is not scheduled
             return [], f"tenant {tenant.id}: schedule_for: {type(exc).__name__}: {exc}"
 
     def _fires_at(self, cron: str, zone: tzinfo, instant: datetime) -> bool:
