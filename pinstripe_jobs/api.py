@@ -19,7 +19,8 @@ def run_background_job(name: str, *args: Any, config: str | os.PathLike | None =
     if workspace is not None and config is None:
         return workspace.run_background_job(name, *args, **params)
     from .config import load_settings
-    from .runner import RunOptions, Runner
+    from .plan import RunOptions
+    from .runner import Runner
 
     runner = Runner(load_settings(config))
     try:

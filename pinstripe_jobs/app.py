@@ -13,7 +13,8 @@ from .errors import ExitCode, UsageError
 from .reporting import PlainReporter
 
 if TYPE_CHECKING:
-    from .runner import Plan, Runner
+    from .plan import Plan
+    from .runner import Runner
     from .signals import StopFlag
     from .scheduler import Firing, Scheduler
 

@@ -198,7 +198,8 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xm
     """Run a background job now, bypassing its schedule (once per matching tenant)."""
     from .app import Output, run_job
     from .arguments import parse_params
-    from .runner import RunOptions, Runner
+    from .plan import RunOptions
+    from .runner import Runner
     from .signals import StopFlag, stop_on_signals
 
     output = Output(as_json, junit_xml, log_format)  # paths resolved now: a job's chdir cannot move them

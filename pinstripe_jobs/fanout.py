@@ -8,24 +8,44 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 from .results import INTERRUPTED, SKIPPED, RunResult, Summary
 from .results import tenant_id as _tid
 from .signals import RunInterrupted
 
 if TYPE_CHECKING:
-    from .runner import Observer, Plan, Runner
+    from .plan import Observer, Plan
+    from .signals import StopFlag
     from .tenants import Tenant
+
+
+class Runner(Protocol):
+    """What a fan-out strategy needs from the runner: handed in, never imported (no import cycle)."""
+
+    stop: "StopFlag"
+    clock: Any
+
+    def run_one(self, plan: "Plan", tenant: "Tenant | None") -> RunResult: ...
+
+    async def arun_one(self, plan: "Plan", tenant: "Tenant | None") -> RunResult: ...
+
+    def stop_reason(self, plan: "Plan", summary: Summary) -> str | None: ...
+
+    def wait_for_start(self, plan: "Plan", tenant: "Tenant | None") -> bool: ...
+
+    def record_skipped(self, plan: "Plan", tenants: list, reason: str) -> None: ...
+
+    def interrupt_active(self, reason: str) -> int: ...
 
 POLL_S = 0.05
 AFTER_INTERRUPT_S = 2.0  # how long interrupted worker threads get to report back
 _STOP = object()
 
 
-def fan_out(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Observer", summary: Summary) -> None:
+def fan_out(runner: Runner, plan: "Plan", tenants: Iterator, observer: "Observer", summary: Summary) -> None:
     if plan.spec.is_async and not plan.isolated:
-        from .runner import run_coroutine
+        from .aio import run_coroutine
 
         run_coroutine(_async_tasks(runner, plan, tenants, observer, summary))
     elif plan.concurrency > 1:
@@ -39,7 +59,7 @@ def _record(result: RunResult, observer: "Observer", summary: Summary) -> None:
     observer.run_finished(result)
 
 
-def _skip(runner: "Runner", plan: "Plan", tenant: "Tenant | None", tenants: Iterator, reason: str,
+def _skip(runner: Runner, plan: "Plan", tenant: "Tenant | None", tenants: Iterator, reason: str,
           observer: "Observer", summary: Summary) -> None:
     """Record ``tenant`` and every tenant not yet started as skipped, in the output and in history (in
     batches): nothing is silently dropped."""
@@ -53,7 +73,7 @@ def _skip(runner: "Runner", plan: "Plan", tenant: "Tenant | None", tenants: Iter
     runner.record_skipped(plan, batch, reason)
 
 
-def _inline(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Observer", summary: Summary) -> None:
+def _inline(runner: Runner, plan: "Plan", tenants: Iterator, observer: "Observer", summary: Summary) -> None:
     for tenant in tenants:
         reason = runner.stop_reason(plan, summary)
         if not reason and not runner.wait_for_start(plan, tenant):
@@ -64,7 +84,7 @@ def _inline(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Observ
         _record(runner.run_one(plan, tenant), observer, summary)
 
 
-def _threads(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Observer", summary: Summary) -> None:
+def _threads(runner: Runner, plan: "Plan", tenants: Iterator, observer: "Observer", summary: Summary) -> None:
     import queue
 
     todo: queue.Queue = queue.Queue()
@@ -135,7 +155,7 @@ def _threads(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Obser
             todo.put(_STOP)
 
 
-async def _async_tasks(runner: "Runner", plan: "Plan", tenants: Iterator, observer: "Observer",
+async def _async_tasks(runner: Runner, plan: "Plan", tenants: Iterator, observer: "Observer",
                        summary: Summary) -> None:
     import asyncio
 

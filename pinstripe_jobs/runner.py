@@ -13,8 +13,7 @@ import os
 import sys
 import threading
 import time
-import zlib
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .arguments import bind_arguments
 from .config import Settings
@@ -23,6 +22,8 @@ from .loading import describe_exception, error_location
 from .registry import JobRegistry, JobSpec
 from .results import (ALREADY_RUNNING, AT_CAP, FAILED, INTERRUPTED, SKIPPED, SUCCEEDED, TIMED_OUT, RunResult, Summary,
                       job_traceback, tenant_id as _tid)
+from .aio import is_coroutine, run_coroutine
+from .plan import NullObserver, Observer, Plan, RunOptions, spread_offset
 from .signals import RunInterrupted, StopFlag
 from .tenants import Tenant, TenantQuery, TenantSource, open_source
 from .workspace import ServiceCleanupError, ServiceConfigError, ServiceFactories, Workspace, current_workspace
@@ -39,117 +40,6 @@ _OPEN_LOCK = threading.Lock()
 
 class JobTimedOut(Exception):
     """The run took longer than its timeout."""
-
-
-class RunOptions:
-    """What one run was asked for: arguments, tenant selection and the knobs that override the job module."""
-
-    FIELDS = {"args": (), "params": None, "tenant_ids": (), "exclude_ids": (), "fail_fast": False,
-              "concurrency": None, "shard": None, "trigger": "manual", "tick": None, "wait": False,
-              "only_failed": False, "keep_runs": False, "timeout": None, "retries": None, "isolation": None,
-              "max_failures": None, "grace": 30.0, "skip_reason": None, "spread": None}
-
-    def __init__(self, **values: Any):
-        unknown = set(values) - set(self.FIELDS)
-        if unknown:
-            raise TypeError(f"unknown run options: {', '.join(sorted(unknown))}")
-        for name, default in self.FIELDS.items():
-            setattr(self, name, values.get(name, default))
-        self.args = tuple(self.args)
-        self.params = dict(self.params or {})
-
-
-class Observer(Protocol):
-    def started(self, plan: "Plan") -> None: ...
-
-    def run_started(self, tenant: Tenant | None) -> None: ...
-
-    def run_finished(self, result: RunResult) -> None: ...
-
-    def finished(self, summary: Summary) -> None: ...
-
-
-class NullObserver:
-    def started(self, plan: "Plan") -> None:
-        pass
-
-    def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
-        pass
-
-    def waiting(self, tenant: Any, holder: str) -> None:
-        pass
-
-    def run_started(self, tenant: Tenant | None) -> None:
-        pass
-
-    def run_finished(self, result: RunResult) -> None:
-        pass
-
-    def finished(self, summary: Summary) -> None:
-        pass
-
-
-class Plan:
-    """A checked run: the job, converted arguments, the tenant query and the effective settings."""
-
-    def __init__(self, spec: JobSpec, args: tuple, params: dict, options: RunOptions,
-                 query: TenantQuery | None = None):
-        self.spec = spec
-        self.args = args
-        self.params = params
-        self.options = options
-        self.query = query
-        self.fixed: list[Tenant] | None = None  # tenants already read (--tenant, --only-failed, nested)
-        self.done: set[str] = set()  # tenants (as text) a resumed tick already ran: left out
-        self.observer: Observer = NullObserver()  # set by ``Runner.execute``: retries and waits are told to it
-        self.admit: Callable[[Tenant], bool] | None = None  # per-tenant schedules: is this tenant due?
-        # spread: each tenant starts at base + a stable offset within this many seconds (scheduled runs of
-        # a job with `spread`, or --spread); None: at once
-        self.spread = options.spread if options.spread is not None else (
-            spec.spread if options.trigger == "schedule" else None)
-        self.spread_base: float | None = None  # time.time() the offsets count from (set when the run starts)
-        self.concurrency = options.concurrency or spec.concurrency
-        self.timeout = options.timeout if options.timeout is not None else spec.timeout
-        self.retries = options.retries if options.retries is not None else spec.retries
-        isolation = options.isolation or spec.isolation
-        # A plain function cannot be stopped from outside: a timeout runs it in a child process.
-        self.isolated = isolation == "process" or (bool(self.timeout) and not spec.is_async)
-
-    @property
-    def multi_tenant(self) -> bool:
-        return self.query is not None
-
-    def tenants(self) -> Iterator[Tenant | None]:
-        if not self.multi_tenant:
-            yield None
-            return
-        source = self.fixed if self.fixed is not None else self.query
-        shard = self.options.shard
-        done, admit = self.done, self.admit
-        selected = (t for t in source if (shard is None or shard_of(t.id, shard[1]) == shard[0])
-                    and not (done and str(t.id) in done) and (admit is None or admit(t)))
-        if self.spread:  # start order = offset order (this reads the selected tenants into memory)
-            yield from sorted(selected, key=lambda t: spread_offset(t.id, self.spread))
-        else:
-            yield from selected
-
-    def count(self) -> int:
-        if not self.multi_tenant:
-            return 1
-        if self.fixed is None and self.options.shard is None and not self.done and self.admit is None:
-            return self.query.count()
-        return sum(1 for _ in self.tenants())
-
-
-def shard_of(tenant_id: Any, shards: int) -> int:
-    """A stable shard number for a tenant id (CRC-32 of its text: the same on every machine and run)."""
-    return zlib.crc32(str(tenant_id).encode("utf-8")) % shards
-
-
-def spread_offset(tenant_id: Any, window: float) -> float:
-    """A tenant's stable start offset within ``window`` seconds (CRC-32 of its id, like ``--shard``: the
-    same in every process and on every machine)."""
-    return (zlib.crc32(str(tenant_id).encode("utf-8")) % 1_000_000) / 1_000_000 * window
 
 
 def backoff_delay(base: float, attempt: int, rand: Callable[[], float] | None = None) -> float:
@@ -491,7 +381,7 @@ class Runner:
         try:
             with self.stop.job_running():
                 value = plan.spec.run(workspace, *plan.args, **plan.params)
-                if _is_coroutine(value):
+                if is_coroutine(value):
                     value = run_coroutine(_with_timeout(value, plan.timeout))
         except (Exception, RunInterrupted, SystemExit) as exc:  # a job's sys.exit() fails its tenant only
             self._same_process()
@@ -643,7 +533,7 @@ class _Process:
             cwd = os.getcwd()
         except OSError:
             cwd = None
-        return cls(cwd, dict(os.environ))
+        return cls(cwd, _environ_snapshot())
 
     def restore(self) -> None:
         if self.cwd is not None:
@@ -652,12 +542,23 @@ class _Process:
                     os.chdir(self.cwd)
             except OSError:
                 os.chdir(self.cwd)
-        if os.environ != self.env:
-            for key in set(os.environ) - set(self.env):
+        if _environ_snapshot() != self.env:  # rare: only then through os.environ (putenv/unsetenv)
+            saved = {_text(k): _text(v) for k, v in self.env.items()}
+            for key in set(os.environ) - set(saved):
                 del os.environ[key]
-            for key, value in self.env.items():
+            for key, value in saved.items():
                 if os.environ.get(key) != value:
                     os.environ[key] = value
+
+
+def _environ_snapshot() -> dict:
+    """The environment as stored (bytes on POSIX): copying it costs a microsecond, decoding it fifty."""
+    data = getattr(os.environ, "_data", None)
+    return dict(data) if isinstance(data, dict) else dict(os.environ)
+
+
+def _text(value: Any) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 def _check_options(options: RunOptions) -> None:
@@ -683,34 +584,3 @@ async def _with_timeout(awaitable, timeout: float | None):
         return await asyncio.wait_for(awaitable, timeout)
     except asyncio.TimeoutError:
         raise JobTimedOut() from None
-
-
-def run_coroutine(coro) -> Any:
-    """Run a coroutine to the end from sync code, even if this thread already runs an event loop."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="pinstripe-nested-loop")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
-def _is_coroutine(value: Any) -> bool:
-    return type(value).__name__ == "coroutine" and hasattr(value, "send")
-
-
-

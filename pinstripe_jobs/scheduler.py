@@ -16,7 +16,8 @@ from .config import load_timezone
 from .errors import PinstripeError
 from .registry import JobSpec, ScheduleEntry
 from .results import Summary
-from .runner import NullObserver, Observer, RunOptions, Runner
+from .plan import NullObserver, Observer, RunOptions
+from .runner import Runner
 from .schedule import next_tick, ticks_between
 from .state import utcnow
 

@@ -87,8 +87,9 @@ class StopFlag:
         finally:
             self._blocking.pop()
 
-    def interruptible_write(self):
-        return self.interruptible(until_grace=True)
+    def interruptible_write(self) -> "_Region":
+        """``interruptible(until_grace=True)`` as a plain object: it wraps every state store call."""
+        return _Region(self)
 
     def cut_short(self, grace_over: bool = False) -> None:
         """Called from a signal handler (main thread): end the innermost interruptible wait in progress."""
@@ -114,6 +115,26 @@ class StopFlag:
                 count += ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
                                                                     ctypes.py_object(RunInterrupted))
         return count
+
+
+class _Region:
+    __slots__ = ("flag", "active")
+
+    def __init__(self, flag: StopFlag):
+        self.flag = flag
+        self.active = False
+
+    def __enter__(self) -> None:
+        if threading.get_ident() == _MAIN:
+            self.flag._blocking.append(True)
+            self.active = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            self.flag._blocking.pop()
+
+
+_MAIN = threading.main_thread().ident
 
 
 @contextmanager

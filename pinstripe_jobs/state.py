@@ -151,7 +151,7 @@ ADDED_COLUMNS = (
     ("pinstripe_ticks", "finished_at", "TEXT"),
 )
 SCHEMA_VERSION = "3"
-INDEXES = ("CREATE INDEX IF NOT EXISTS pinstripe_runs_tick ON pinstripe_runs (job, tick)",)
+INDEXES: tuple[str, ...] = ()  # resuming a tick reads one job's rows through pinstripe_runs_job_tenant
 COLUMNS = ("id", "job", "tenant", "trigger", "tick", "attempt", "started_at", "ended_at", "status", "error",
            "host", "pid", "pid_token", "heartbeat_at", "tenant_kind")
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from pinstripe_jobs.config import load_settings
-from pinstripe_jobs.runner import RunOptions, Runner, shard_of
+from pinstripe_jobs.plan import RunOptions, shard_of
+from pinstripe_jobs.runner import Runner
 
 SCRIPT = Path(sys.executable).parent / "pinstripe"
 
@@ -143,7 +144,7 @@ def test_shards_cover_every_tenant_exactly_once(project):
     assert all(len(shard) > 25 for shard in seen)  # roughly even
     # Stable across processes and machines (not Python's salted hash): fixed values.
     assert [shard_of(i, 4) for i in (1, 2, 3, "acme")] == [shard_of(str(i), 4) for i in (1, 2, 3, "acme")]
-    code = "from pinstripe_jobs.runner import shard_of; print([shard_of(i, 7) for i in range(20)])"
+    code = "from pinstripe_jobs.plan import shard_of; print([shard_of(i, 7) for i in range(20)])"
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(runs) == 1 and runs.pop().strip() == str([shard_of(i, 7) for i in range(20)])

@@ -170,7 +170,8 @@ def test_process_isolation_does_not_leak_global_state_and_returns_values(tenant_
 def test_process_isolation_with_concurrency(tenant_project):
     tenant_project.job("pids", "import os, time\ndef run(ctx):\n    time.sleep(0.5)\n    return os.getpid()\n")
     from pinstripe_jobs.config import load_settings
-    from pinstripe_jobs.runner import RunOptions, Runner
+    from pinstripe_jobs.plan import RunOptions
+    from pinstripe_jobs.runner import Runner
 
     began = time.time()
     summary = Runner(load_settings(env={})).run("pids", RunOptions(isolation="process", concurrency=4, keep_runs=True))

@@ -6,21 +6,11 @@ Only the source in use is imported.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol
+from typing import Any
 
-from .query import Tenant, TenantQuery
+from .query import Tenant, TenantQuery, TenantSource
 
 __all__ = ["Tenant", "TenantQuery", "TenantSource", "open_source"]
-
-
-class TenantSource(Protocol):
-    description: str
-
-    def iterate(self, query: TenantQuery) -> Iterator[Tenant]: ...
-
-    def count(self, query: TenantQuery) -> int: ...
-
-    def close(self) -> None: ...
 
 
 def open_source(value: Any, table: str = "tenants") -> TenantSource:

@@ -2,12 +2,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..errors import TenantSourceError
 
-if TYPE_CHECKING:
-    from . import TenantSource
+
+
+class TenantSource(Protocol):
+    description: str
+
+    def iterate(self, query: TenantQuery) -> Iterator[Tenant]: ...
+
+    def count(self, query: TenantQuery) -> int: ...
+
+    def close(self) -> None: ...
 
 
 class Tenant(Mapping):

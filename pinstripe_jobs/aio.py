@@ -1,0 +1,33 @@
+"""Running a coroutine from plain code, also from a thread that already runs an event loop."""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+def run_coroutine(coro) -> Any:
+    """Run a coroutine to the end from sync code, even if this thread already runs an event loop."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="pinstripe-nested-loop")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def is_coroutine(value: Any) -> bool:
+    return type(value).__name__ == "coroutine" and hasattr(value, "send")

@@ -1,0 +1,77 @@
+"""The shape of the package: no import cycles (type-only and lazy imports count too), and the lower
+layers never import the higher ones."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pinstripe_jobs"
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                target = ".".join(base[:len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+                for candidate in [target, *(f"{target}.{alias.name}" for alias in node.names)]:
+                    if candidate in modules and candidate != name:
+                        graph[name].add(candidate)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                graph[name].update(n for n in names if n in modules and n != name)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                other = stack.pop()
+                component.append(other)
+                if other == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_package_has_no_import_cycle():
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_check_can_fail():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
+
+
+def test_lower_layers_never_import_higher_ones():
+    graph = import_graph()
+    higher = {"pinstripe_jobs.cli", "pinstripe_jobs.app", "pinstripe_jobs.scheduler", "pinstripe_jobs.runner"}
+    for lower in ("pinstripe_jobs.plan", "pinstripe_jobs.fanout", "pinstripe_jobs.isolation", "pinstripe_jobs.state",
+                  "pinstripe_jobs.results", "pinstripe_jobs.reporting", "pinstripe_jobs.registry",
+                  "pinstripe_jobs.tenants.query", "pinstripe_jobs.notify", "pinstripe_jobs.tenant_schedules"):
+        assert not (graph[lower] & higher), (lower, graph[lower] & higher)
