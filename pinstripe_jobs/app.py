@@ -59,7 +59,7 @@ def run_job(runner: "Runner", plan: "Plan", output: Output) -> ExitCode:
     """Run a plan as ``run-background-job`` does. What jobs print goes through a ``LineSink`` (whole lines,
     a tenant's last line always ended): to stdout, to stderr under --json, or above the progress bar on
     a terminal, where job stderr and log lines go the same way so nothing is glued onto the bar."""
-    from .reporting import LineSink, RichReporter, stream_emitter
+    from .reporting import BatchedLines, LineSink, RichReporter
     from .workspace import on_first_log
 
     stdout, stderr = sys.stdout, sys.stderr
@@ -69,7 +69,7 @@ def run_job(runner: "Runner", plan: "Plan", output: Output) -> ExitCode:
         sink = LineSink(main.emit, stdout)
         err_sink = LineSink(main.emit, stderr) if stderr.isatty() else None
     else:
-        sink = LineSink(stream_emitter(stderr if output.as_json else stdout), stderr if output.as_json else stdout)
+        sink = LineSink(BatchedLines(stderr if output.as_json else stdout), stderr if output.as_json else stdout)
         err_sink = None
     log_stream = err_sink or stderr
 

@@ -45,6 +45,52 @@ def use_rich(stream: IO) -> bool:
 _WRITE_LOCK = threading.RLock()
 
 
+class BatchedLines:
+    """Whole lines for ``target``, written in batches at most ``EVERY_S`` apart by a flusher thread (one
+    write and flush for many lines: many threads printing do not queue on the stream one line at a time).
+    Our own lines drain what is pending first (``drain_all``), so the order on a stream is kept."""
+
+    EVERY_S = 0.05
+    _all: list["BatchedLines"] = []
+
+    def __init__(self, target: IO):
+        self.target = target
+        self.pending: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        BatchedLines._all.append(self)
+
+    def __call__(self, text: str) -> None:
+        with _WRITE_LOCK:
+            self.pending.append(text)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, daemon=True, name="pinstripe-output")
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.EVERY_S):
+            self.drain()
+
+    def drain(self) -> None:
+        with _WRITE_LOCK:
+            if self.pending:
+                text = "".join(self.pending)
+                self.pending.clear()
+                self.target.write(text)
+                self.target.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.drain()
+        if self in BatchedLines._all:
+            BatchedLines._all.remove(self)
+
+    @classmethod
+    def drain_all(cls) -> None:
+        for batch in list(cls._all):
+            batch.drain()
+
+
 def stream_emitter(target: IO) -> Callable[[str], None]:
     """Write whole lines to ``target`` under the shared write lock."""
 
@@ -90,12 +136,17 @@ class LineSink:
             self.emit("".join(parts) + "\n")
 
     def flush(self) -> None:
-        pass
+        drain = getattr(self.emit, "drain", None)
+        if drain is not None:
+            drain()
 
     def close(self) -> None:
         leftovers, self._pending = self._pending, {}
         for parts in leftovers.values():
             self.emit("".join(parts) + "\n")
+        close = getattr(self.emit, "close", None)
+        if close is not None:
+            close()
 
     def isatty(self) -> bool:
         return bool(self.target is not None and self.target.isatty())
@@ -114,7 +165,7 @@ class LineSink:
 
 
 def whole_lines(target: IO) -> LineSink:
-    return LineSink(stream_emitter(target), target)
+    return LineSink(BatchedLines(target), target)
 
 
 BULK_SKIPS_SHOWN = 5  # skipped runs with the same reason: show this many, then one line for the rest
@@ -169,6 +220,7 @@ class PlainReporter:
         if self.prefix:
             text = "\n".join(f"{self.prefix} {line.lstrip()}" for line in text.splitlines())
         with _WRITE_LOCK:
+            BatchedLines.drain_all()  # what jobs printed before this line comes before it
             self.out.write(text + "\n")
             self.out.flush()
 
