@@ -26,6 +26,7 @@ class Notifier:
         self.state_for = state_for  # () -> StateStore: remembers each job's last outcome (for "recovery")
         self.trigger = "manual"
         self.failures: list = []
+        self.skipped = 0
 
     # -- the observer protocol ----------------------------------------------------------------------
     def started(self, plan) -> None:
@@ -43,6 +44,8 @@ class Notifier:
     def run_finished(self, result) -> None:
         if result.status in BAD_STATUSES and len(self.failures) < FAILURES_SHOWN:
             self.failures.append(result)
+        elif result.status == SKIPPED and not (result.reason or "").startswith("not this shard"):
+            self.skipped += 1  # already running, at the tenant cap, a stop: worth saying
 
     def finished(self, summary: Summary) -> None:
         try:
@@ -60,7 +63,7 @@ class Notifier:
             return "failure" if "failure" in self.events else None
         if previous == "failed" and "recovery" in self.events:
             return "recovery"
-        if summary.counts.get(SKIPPED) and "skipped" in self.events:
+        if self.skipped and "skipped" in self.events:
             return "skipped"
         return None
 

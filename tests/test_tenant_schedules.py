@@ -258,3 +258,17 @@ def test_scheduled_runs_alert_with_their_trigger(tenant_project, receiver):
     wait_until(lambda: receiver.received, what="the alert")
     assert receiver.received[0]["trigger"] == "schedule" and receiver.received[0]["counts"] == {"failed": 4}
     assert json.loads((tenant_project.root / "called.json").read_text())["job"] == "nightly"
+
+
+def test_a_skipped_invocation_alerts_when_asked(tenant_project, receiver):
+    tenant_project.config(f'tenants = "sqlite:///tenants.db"\n[notify]\non = ["skipped"]\n'
+                          f'webhook = "{receiver.url}"\n')
+    tenant_project.job("export", HOLD)
+    holder = start(tenant_project, "run-background-job", "--name", "export", "--tenant", "1")
+    wait_for(tenant_project.root / "started-export")
+    skipped = run(tenant_project, "run-background-job", "--name", "export", "--tenant", "1")
+    assert skipped.returncode == 4
+    (tenant_project.root / "release").write_text("1")
+    assert holder.wait(timeout=30) == 0
+    assert [m["event"] for m in receiver.received] == ["skipped"]  # the holder's success says nothing
+    assert receiver.received[0]["counts"] == {"skipped": 1}
