@@ -171,6 +171,8 @@ def _from_table(path: Path, table: dict) -> Settings:
         if not isinstance(value, KNOWN_KEYS[key]) or isinstance(value, bool):
             raise ConfigError(f"'{key}' in {where} has the wrong type ({type(value).__name__}).",
                               _TYPE_HINTS[key])
+        if isinstance(value, str) and "\0" in value:  # no path, URL or name can hold one
+            raise ConfigError(f"'{key}' in {where} contains a NUL character.", _TYPE_HINTS[key])
     settings = Settings(root=root, config_path=path)
     settings.jobs_dir = (root / table.get("jobs_dir", "jobs")).resolve()
     if "tenants" in table:

@@ -159,3 +159,14 @@ def test_tenants_filter_that_raises_or_returns_junk(tenant_project):
 def test_config_errors_are_raised_not_exited():
     with pytest.raises(ConfigError):
         load_settings(config="/nonexistent/pinstripe.toml", env={})
+
+
+@pytest.mark.parametrize("key, value", [("jobs_dir", "jobs\x00"), ("tenants", "t\x00.json"),
+                                        ("state", "sqlite:///s\x00.db"), ("timezone", "UTC\x00")])
+def test_a_nul_character_in_a_config_value_is_a_config_error(tmp_path, key, value):
+    """Found by the property test: a NUL in a path used to escape as a raw ValueError."""
+    from pinstripe_jobs.config import _from_table
+    from pinstripe_jobs.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"'{key}' in .* contains a NUL character"):
+        _from_table(tmp_path / "pinstripe.toml", {key: value})
