@@ -1,9 +1,8 @@
 """Property-based tests: bad input of any shape ends in a clear message and exit 2 or 3, never a traceback."""
 from __future__ import annotations
 
-import os
-
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
