@@ -27,10 +27,12 @@ def run_background_job(name: str, *args: Any, config: str | os.PathLike | None =
         summary = runner.run(name, RunOptions(args=args, params=params, trigger="api", keep_runs=True))
     finally:
         runner.close()
-    if summary.error:
-        from .errors import TenantSourceError
+    if summary.error:  # the tenant source, the state store or a service broke mid-run (exit 3 on the CLI)
+        from .errors import ConfigError
 
-        raise TenantSourceError(summary.error)
+        label, _, rest = summary.error.partition(": ")
+        message, _, hint = (rest if label.endswith("error") else summary.error).partition("\n")
+        raise ConfigError(message, hint or None)
     if summary.failures:
         raise JobFailed(summary) from summary.failures[0].exception
     return summary

@@ -91,17 +91,6 @@ class BatchedLines:
             batch.drain()
 
 
-def stream_emitter(target: IO) -> Callable[[str], None]:
-    """Write whole lines to ``target`` under the shared write lock."""
-
-    def emit(text: str) -> None:
-        with _WRITE_LOCK:
-            target.write(text)
-            target.flush()
-
-    return emit
-
-
 class LineSink:
     """The stream jobs print to (``sys.stdout`` during a run). Each thread's text is passed on in whole
     lines only, so output from concurrent jobs never interleaves half-lines, and ``end_run()`` ends a

@@ -151,7 +151,6 @@ ADDED_COLUMNS = (
     ("pinstripe_ticks", "finished_at", "TEXT"),
 )
 SCHEMA_VERSION = "3"
-INDEXES: tuple[str, ...] = ()  # resuming a tick reads one job's rows through pinstripe_runs_job_tenant
 COLUMNS = ("id", "job", "tenant", "trigger", "tick", "attempt", "started_at", "ended_at", "status", "error",
            "host", "pid", "pid_token", "heartbeat_at", "tenant_kind")
 
@@ -276,7 +275,7 @@ class StateStore:
                     if elapsed + delay > budget or self.cancelled():
                         self._down_since = self._down_since or time.monotonic()
                         raise StateUnavailable(
-                            f"The state store {mask_secrets(self._where())} is unavailable: {_first_line(exc)}",
+                            f"The state store {mask_secrets(self.url)} is unavailable: {_first_line(exc)}",
                             f"Tried for {elapsed:.0f}s (state_retry_s = {self.retry_s:g}). Check the database, "
                             "or `state` in the config / PINSTRIPE_STATE.", cause=_first_line(exc)) from None
                     if not warned and elapsed + delay > 1:  # say so once a person would notice the wait
@@ -285,9 +284,6 @@ class StateStore:
                                        _first_line(exc), budget)
                     self.sleep(delay)
                     delay = min(delay * 2, 2.0)
-
-    def _where(self) -> str:
-        return self.url
 
     def _discard(self) -> None:
         conn, self._conn = self._conn, None
@@ -340,8 +336,6 @@ class StateStore:
                     self._execute(conn, f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                     if column == "finished_at":  # ticks claimed before this column existed are done
                         self._execute(conn, "UPDATE pinstripe_ticks SET finished_at = claimed_at")
-            for statement in INDEXES:
-                self._execute(conn, statement)
             self._execute(conn, "INSERT INTO pinstripe_meta VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET "
                                 "value = excluded.value", (SCHEMA_VERSION,))
             self._execute(conn, "COMMIT")

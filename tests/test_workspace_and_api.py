@@ -252,3 +252,25 @@ def test_keyboard_interrupt_through_the_api_still_cleans_up(svc_project):
     assert services_log(svc_project) == ["open closable 1 for 1", "close closable 1 for 1"]
     history = json.loads(svc_project.cli("history", "--json").stdout)["runs"]
     assert [(r["tenant"], r["status"]) for r in history] == [(1, "interrupted")]
+
+
+def test_the_api_raises_a_clean_config_error_when_the_source_breaks_mid_run(project, monkeypatch):
+    """summary.error (tenant source, state store or a service broke mid-run) becomes a ConfigError whose
+    message is not labelled twice."""
+    import sqlite3
+
+    from pinstripe_jobs import ConfigError, run_background_job
+    from pinstripe_jobs.tenants import sqlite as native
+
+    monkeypatch.setattr(native, "PAGE", 2)
+    project.sqlite_tenants([{"id": i, "name": f"t{i}", "active": True, "plan": None} for i in range(1, 7)])
+    with sqlite3.connect(project.root / "tenants.db") as db:  # a duplicate id on the second page
+        db.execute("CREATE TABLE t2 AS SELECT * FROM tenants")
+        db.execute("UPDATE t2 SET id = 3 WHERE id = 4")
+    project.config('tenants = "sqlite:///tenants.db"\ntenants_table = "t2"\n')
+    project.job("record", RECORDING_JOB)
+    with pytest.raises(ConfigError) as info:
+        run_background_job("record")
+    assert info.value.message.startswith("Duplicate tenant id 3") and info.value.exit_code == 3
+    assert "Configuration error" not in info.value.message and info.value.hint == "Make `id` the table's primary key."
+    assert len(project.log()) == 3  # what ran before the break did run
