@@ -19,7 +19,8 @@ class RunOptions:
     FIELDS = {"args": (), "params": None, "tenant_ids": (), "exclude_ids": (), "fail_fast": False,
               "concurrency": None, "shard": None, "trigger": "manual", "tick": None, "wait": False,
               "only_failed": False, "keep_runs": False, "timeout": None, "retries": None, "isolation": None,
-              "max_failures": None, "grace": 30.0, "skip_reason": None, "spread": None}
+              "max_failures": None, "grace": 30.0, "skip_reason": None, "spread": None,
+              "invocation": None}
 
     def __init__(self, **values: Any):
         unknown = set(values) - set(self.FIELDS)
@@ -29,6 +30,14 @@ class RunOptions:
             setattr(self, name, values.get(name, default))
         self.args = tuple(self.args)
         self.params = dict(self.params or {})
+
+
+def new_invocation_id() -> str:
+    """Sortable by start time, unique across hosts: a hex timestamp and random bits."""
+    import os
+    import time
+
+    return f"{time.time_ns() // 1000:014x}-{os.urandom(5).hex()}"
 
 
 class Observer(Protocol):
@@ -73,6 +82,8 @@ class Plan:
         self.query = query
         self.fixed: list[Tenant] | None = None  # tenants already read (--tenant, --only-failed, nested)
         self.done: set[str] = set()  # tenants (as text) a resumed tick already ran: left out
+        # the id that groups this run's history rows (one per command or tick)
+        self.invocation: str = options.invocation or new_invocation_id()
         self.observer: Observer = NullObserver()  # set by ``Runner.execute``: retries and waits are told to it
         self.admit: Callable[[Tenant], bool] | None = None  # per-tenant schedules: is this tenant due?
         # spread: each tenant starts at base + a stable offset within this many seconds (scheduled runs of

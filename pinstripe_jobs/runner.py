@@ -170,6 +170,10 @@ class Runner:
         tenants = _guarded(itertools.chain([first], tenants) if first is not _END else iter(()), summary, self.stop)
         observer.started(plan)
         started = self.clock()
+        begun = self._quietly(lambda: self.state.begin_invocation(
+            plan.invocation, plan.spec.name, plan.options.trigger, tick=plan.options.tick,
+            args={"args": list(plan.options.args), "params": plan.options.params} if plan.options.args
+            or plan.options.params else None))
         try:
             fan_out(self, plan, tenants, observer, summary)
         finally:
@@ -179,6 +183,9 @@ class Runner:
             summary.signal = self.stop.signal
             if (self.state_error or self.config_error) and not summary.error:
                 summary.error = self.state_error or self.config_error
+            if begun and self._state is not None and not self.state_error:
+                self._quietly(lambda: self._state.end_invocation(plan.invocation, summary.status,
+                                                                 int(summary.exit_code), summary.counts))
         observer.finished(summary)
         return summary
 
@@ -199,6 +206,7 @@ class Runner:
         ``--only-failed`` picks them up."""
         if tenants and reason != STATE_DOWN:
             self._quietly(lambda: self.state.record_many(plan.spec.name, tenants, plan.options.trigger, SKIPPED,
+                                                         invocation=plan.invocation,
                                                          error=reason, tick=plan.options.tick))
 
     def wait_for_start(self, plan: Plan, tenant: Tenant | None) -> bool:
@@ -238,7 +246,7 @@ class Runner:
         """Start the run's history row, taking the (job, tenant) lock unless overlap = "allow".
         Returns the lease, or None when another live run holds the lock."""
         return self.state.begin_run(plan.spec.name, _tid(tenant), plan.options.trigger, tick=plan.options.tick,
-                                    attempt=attempt, lock=plan.spec.overlap != "allow")
+                                    attempt=attempt, lock=plan.spec.overlap != "allow", invocation=plan.invocation)
 
     def _try_acquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str]
                      ) -> "Lease | RunResult | None":
@@ -291,7 +299,7 @@ class Runner:
     def _locked_out(self, plan: Plan, tenant: Tenant | None, why: str = ALREADY_RUNNING) -> RunResult:
         reason = "interrupted while waiting for the lock" if self.stop.requested else why
         self._quietly(lambda: self.state.record(plan.spec.name, _tid(tenant), plan.options.trigger, SKIPPED,
-                                                error=reason, tick=plan.options.tick))
+                                                error=reason, tick=plan.options.tick, invocation=plan.invocation))
         return RunResult(_tid(tenant), SKIPPED, reason=reason)
 
     def _take_lock(self, plan: Plan, tenant: Tenant | None, attempt: int) -> "Lease | None | RunResult":
@@ -447,7 +455,8 @@ class Runner:
         """Record the outcome; if the store stays unavailable, the result keeps its real status."""
         result.attempts = attempt
         if self._active.pop(lease.run_id, None) is not None:
-            self._quietly(lambda: self.state.end_run(lease, result.status, result.error, defer=True))
+            self._quietly(lambda: self.state.end_run(lease, result.status, result.error, traceback=result.traceback,
+                                                     duration_s=result.duration_s, defer=True))
 
     def interrupt_active(self, reason: str) -> int:
         """Record every run still in progress as interrupted (used when a process must stop now)."""

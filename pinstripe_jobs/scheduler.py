@@ -155,7 +155,7 @@ class Scheduler:
             return Outcome(firing, None)
         try:
             for earlier in firing.earlier:  # coalesced into this run
-                if state.claim_tick(firing.key, earlier):
+                if state.claim_tick(firing.key, earlier, kind="caught_up"):
                     state.finish_tick(firing.key, earlier)
             if firing.coalesced > 1:
                 log.info("%s: catching up %d missed ticks in one run", name, firing.coalesced)
@@ -182,7 +182,7 @@ class Scheduler:
         missed, self.missed = self.missed, []
         for key, name, count, last in missed:
             try:
-                if not self.runner.state.claim_tick(key, last):
+                if not self.runner.state.claim_tick(key, last, kind="missed"):
                     continue  # another scheduler said it
                 self.runner.state.finish_tick(key, last)
             except PinstripeError as exc:

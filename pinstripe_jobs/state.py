@@ -139,8 +139,69 @@ CREATE TABLE IF NOT EXISTS pinstripe_slots (
     pid_token TEXT,
     heartbeat_at TEXT,
     PRIMARY KEY (tenant, slot)
+);
+CREATE TABLE IF NOT EXISTS pinstripe_latest (
+    job TEXT NOT NULL,
+    tenant_key TEXT NOT NULL,
+    tenant TEXT,
+    tenant_kind TEXT,
+    run_id BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    started_at TEXT,
+    ended_at TEXT,
+    error TEXT,
+    invocation TEXT,
+    failing_since TEXT,
+    PRIMARY KEY (job, tenant_key)
+);
+CREATE TABLE IF NOT EXISTS pinstripe_invocations (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    tick TEXT,
+    args TEXT,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    status TEXT,
+    exit_code INTEGER,
+    counts TEXT,
+    p50_ms DOUBLE PRECISION,
+    p95_ms DOUBLE PRECISION,
+    max_ms DOUBLE PRECISION,
+    host TEXT,
+    pid INTEGER,
+    pid_token TEXT
 )
 """
+# Indexes over columns that older databases gain by migration (created after ADDED_COLUMNS). They serve
+# the dashboard's pages and API: each query reads one page, whatever the size of the history.
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS pinstripe_runs_job_status ON pinstripe_runs (job, status, id)",
+    "CREATE INDEX IF NOT EXISTS pinstripe_runs_tenant ON pinstripe_runs (tenant, id)",
+    "CREATE INDEX IF NOT EXISTS pinstripe_runs_invocation ON pinstripe_runs (invocation, duration_ms)",
+    "CREATE INDEX IF NOT EXISTS pinstripe_runs_live ON pinstripe_runs (started_at) WHERE status = 'running'",
+    "CREATE INDEX IF NOT EXISTS pinstripe_latest_rank ON pinstripe_latest (job, rank, tenant_key)",
+    "CREATE INDEX IF NOT EXISTS pinstripe_latest_status ON pinstripe_latest (job, status, tenant_key)",
+    "CREATE INDEX IF NOT EXISTS pinstripe_latest_failing ON pinstripe_latest (rank, job, error)",
+    "CREATE INDEX IF NOT EXISTS pinstripe_invocations_job ON pinstripe_invocations (job, started_at)",
+    "CREATE INDEX IF NOT EXISTS pinstripe_ticks_claimed ON pinstripe_ticks (claimed_at)",
+)
+# The grid's order: failing tenants first.
+RANK = {"failed": 0, "timed_out": 0, "abandoned": 1, "interrupted": 1, "skipped": 2, "running": 3, "succeeded": 4}
+_RANK_SQL = "CASE status " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in RANK.items()) + " ELSE 2 END"
+# Each tenant's newest finished run of each job (pinstripe_latest), kept in the same transaction as the run's
+# end: the dashboard's tenant grid reads one indexed page of it instead of grouping the whole history.
+LATEST = (
+    "INSERT INTO pinstripe_latest (job, tenant_key, tenant, tenant_kind, run_id, status, rank, started_at, ended_at, "
+    f"error, invocation, failing_since) SELECT job, COALESCE(tenant, '-'), tenant, tenant_kind, id, status, {_RANK_SQL}, "
+    "started_at, ended_at, error, invocation, CASE WHEN status IN ('failed', 'timed_out') THEN ended_at END "
+    "FROM {source} WHERE {where} ON CONFLICT (job, tenant_key) DO UPDATE SET tenant = excluded.tenant, "
+    "tenant_kind = excluded.tenant_kind, run_id = excluded.run_id, status = excluded.status, rank = excluded.rank, "
+    "started_at = excluded.started_at, ended_at = excluded.ended_at, error = excluded.error, "
+    "invocation = excluded.invocation, failing_since = CASE WHEN excluded.status IN ('failed', 'timed_out') THEN "
+    "COALESCE(pinstripe_latest.failing_since, excluded.ended_at) WHEN excluded.status = 'succeeded' THEN NULL "
+    "ELSE pinstripe_latest.failing_since END WHERE excluded.run_id > pinstripe_latest.run_id")
 # Columns added after the first release: existing databases are migrated in place.
 ADDED_COLUMNS = (
     ("pinstripe_runs", "heartbeat_at", "TEXT"),
@@ -149,10 +210,14 @@ ADDED_COLUMNS = (
     ("pinstripe_ticks", "pid_token", "TEXT"),
     ("pinstripe_ticks", "heartbeat_at", "TEXT"),
     ("pinstripe_ticks", "finished_at", "TEXT"),
+    ("pinstripe_runs", "invocation", "TEXT"),  # one per command or tick: the dashboard groups runs by it
+    ("pinstripe_runs", "traceback", "TEXT"),
+    ("pinstripe_runs", "duration_ms", "DOUBLE PRECISION"),
+    ("pinstripe_ticks", "kind", "TEXT"),  # fired, caught_up (coalesced into a later run), resumed, missed
 )
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 COLUMNS = ("id", "job", "tenant", "trigger", "tick", "attempt", "started_at", "ended_at", "status", "error",
-           "host", "pid", "pid_token", "heartbeat_at", "tenant_kind")
+           "host", "pid", "pid_token", "heartbeat_at", "tenant_kind", "invocation", "duration_ms")
 
 
 def _kind(tenant: Any) -> str | None:
@@ -329,6 +394,7 @@ class StateStore:
         try:
             if self.is_postgres:
                 self._execute(conn, "SELECT pg_advisory_xact_lock(?)", (_advisory_key("schema"),))
+            fresh_latest = not self._columns(conn, "pinstripe_latest")
             for statement in statements:
                 self._execute(conn, statement)
             for table, column, kind in ADDED_COLUMNS:
@@ -336,6 +402,11 @@ class StateStore:
                     self._execute(conn, f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                     if column == "finished_at":  # ticks claimed before this column existed are done
                         self._execute(conn, "UPDATE pinstripe_ticks SET finished_at = claimed_at")
+            for statement in INDEXES:
+                self._execute(conn, statement)
+            if fresh_latest:  # history from before the dashboard: each tenant's newest finished run
+                self._execute(conn, LATEST.format(source="pinstripe_runs", where="id IN (SELECT max(id) FROM pinstripe_runs WHERE status <> "
+                                                        "'running' GROUP BY job, COALESCE(tenant, '-'))"))
             self._execute(conn, "INSERT INTO pinstripe_meta VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET "
                                 "value = excluded.value", (SCHEMA_VERSION,))
             self._execute(conn, "COMMIT")
@@ -417,16 +488,16 @@ class StateStore:
 
     # -- runs and locks ----------------------------------------------------------------------------
     def begin_run(self, job: str, tenant: Any, trigger: str, *, tick: datetime | None = None, attempt: int = 1,
-                  lock: bool = True) -> Lease | None:
+                  lock: bool = True, invocation: str | None = None) -> Lease | None:
         """Record a started run. With ``lock``, return None when a live run of (job, tenant) holds the lock."""
         key = ("-" if tenant is None else str(tenant)) if lock else None
         lease = os.urandom(12).hex()
         now = iso(self.clock())
         values = (job, None if tenant is None else str(tenant), _kind(tenant), trigger, iso(tick), attempt, now, LIVE,
-                  HOST, self.pid, self.token, key, now, lease)
+                  HOST, self.pid, self.token, key, now, lease, invocation)
         insert = ("INSERT INTO pinstripe_runs (job, tenant, tenant_kind, trigger, tick, attempt, started_at, status, "
-                  "host, pid, pid_token, lock_key, heartbeat_at, lease) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                  "ON CONFLICT DO NOTHING RETURNING id")
+                  "host, pid, pid_token, lock_key, heartbeat_at, lease, invocation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                  "?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id")
 
         def attempt_lock(conn) -> int | None:
             for _ in range(10):
@@ -467,7 +538,7 @@ class StateStore:
             return operation()
         self._execute(conn, "BEGIN IMMEDIATE")
         try:
-            conn.executemany(self._END, self._deferred)
+            self._write_ends(conn, self._deferred)
             result = operation()
             self._execute(conn, "COMMIT")
         except BaseException:
@@ -476,13 +547,28 @@ class StateStore:
         self._deferred.clear()
         return result
 
-    _END = "UPDATE pinstripe_runs SET status = ?, ended_at = ?, error = ? WHERE id = ?"
+    _END = ("UPDATE pinstripe_runs SET status = ?, ended_at = ?, error = ?, traceback = ?, duration_ms = ? "
+            "WHERE id = ?")
 
-    def end_run(self, lease: Lease, status: str, error: str | None = None, *, defer: bool = False) -> None:
+    def _write_ends(self, conn, ends: list[tuple]) -> None:
+        """Run ends, each with its tenant's newest status (``pinstripe_latest``), in the caller's transaction
+        (SQLite) or one statement per run (PostgreSQL)."""
+        if self.is_sqlite:
+            conn.executemany(self._END, ends)
+            conn.executemany(LATEST.format(source="pinstripe_runs", where="id = ?"), [(end[-1],) for end in ends])
+            return
+        statement = (f"WITH ended AS ({self._END} RETURNING *) "
+                     + LATEST.format(source="ended", where="true")).replace("?", "%s")
+        for end in ends:
+            conn.cursor().execute(statement, end)
+
+    def end_run(self, lease: Lease, status: str, error: str | None = None, *, traceback: str | None = None,
+                duration_s: float | None = None, defer: bool = False) -> None:
         """Record how a run ended and release its lock. With ``defer`` (SQLite), the update is committed
         together with this store's next write, at the latest by ``flush()``: back-to-back runs then cost one
         commit each instead of two. Callers flush when their batch of runs is done."""
-        values = (status, iso(self.clock()), storable(error), lease.run_id)
+        values = (status, iso(self.clock()), storable(error), storable(traceback, MAX_TRACEBACK),
+                  None if duration_s is None else round(duration_s * 1000, 3), lease.run_id)
         self._leases.discard(lease.run_id)
         if lease.slot is not None:  # at once, not deferred: another run of this tenant may be waiting
             self.release_slot(lease.slot)
@@ -490,7 +576,12 @@ class StateStore:
             with self._mutex:
                 self._deferred.append(values)
             return
-        self._call(lambda conn: self._execute(conn, self._END, values))
+        if self.is_sqlite:
+            with self._mutex:
+                self._deferred.append(values)
+            self.flush()
+            return
+        self._call(lambda conn: self._write_ends(conn, [values]))
 
     def flush(self) -> None:
         """Commit deferred run ends now."""
@@ -499,22 +590,42 @@ class StateStore:
                 self._call(lambda conn: self._in_transaction(conn, lambda: None))
 
     def record(self, job: str, tenant: Any, trigger: str, status: str, *, error: str | None = None,
-               tick: datetime | None = None) -> None:
+               tick: datetime | None = None, invocation: str | None = None) -> None:
         """A run that never started (skipped): one finished row."""
-        self.record_many(job, [tenant], trigger, status, error=error, tick=tick)
+        self.record_many(job, [tenant], trigger, status, error=error, tick=tick, invocation=invocation)
 
     def record_many(self, job: str, tenants: Iterable[Any], trigger: str, status: str, *, error: str | None = None,
-                    tick: datetime | None = None) -> None:
-        """Runs that never started (skipped by a stop, --fail-fast, --max-failures): finished rows, in one
-        transaction per 500."""
+                    tick: datetime | None = None, invocation: str | None = None) -> None:
+        """Runs that never started (skipped by a stop, --fail-fast, --max-failures): finished rows, with each
+        tenant's newest status, in one transaction per 500."""
         now = iso(self.clock())
         rows = [(job, None if t is None else str(t), _kind(t), trigger, iso(tick), now, now, status, storable(error),
-                 HOST, self.pid) for t in tenants]
-        sql = self._sql("INSERT INTO pinstripe_runs (job, tenant, tenant_kind, trigger, tick, started_at, ended_at, "
-                        "status, error, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                 HOST, self.pid, invocation) for t in tenants]
         for chunk in range(0, len(rows), 500):
             part = rows[chunk:chunk + 500]
-            self._call(lambda conn: self._in_transaction(conn, lambda: conn.cursor().executemany(sql, part)))
+            self._call(lambda conn: self._transaction(conn, lambda: self._insert_finished(conn, part)))
+
+    def _insert_finished(self, conn, rows: list[tuple]) -> None:
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+        ids = [row[0] for row in self._execute(
+            conn, "INSERT INTO pinstripe_runs (job, tenant, tenant_kind, trigger, tick, started_at, ended_at, status, "
+                  f"error, host, pid, invocation) VALUES {values} RETURNING id",
+            [value for row in rows for value in row]).fetchall()]
+        self._execute(conn, LATEST.format(source="pinstripe_runs", where=f"id IN ({', '.join('?' * len(ids))})"), ids)
+
+    def _transaction(self, conn, operation: Callable[[], Any]) -> Any:
+        """``operation`` in one transaction, with any deferred run ends (SQLite)."""
+        self._execute(conn, "BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
+        try:
+            if self._deferred:
+                self._write_ends(conn, self._deferred)
+            result = operation()
+            self._execute(conn, "COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        self._deferred.clear()
+        return result
 
     def remember(self, key: str, value: str) -> str | None:
         """Store ``value`` under ``key`` (the meta table) and return what was there before."""
@@ -525,6 +636,41 @@ class StateStore:
             return row[0] if row else None
 
         return self._call(swap)
+
+    # -- invocations: one per command or tick ------------------------------------------------------
+    def begin_invocation(self, invocation: str, job: str, trigger: str, *, tick: datetime | None = None,
+                         args: Any = None) -> None:
+        if args is not None:
+            import json
+
+            args = storable(json.dumps(args, default=str))
+        self._call(lambda conn: self._execute(
+            conn, "INSERT INTO pinstripe_invocations (id, job, trigger, tick, args, started_at, host, pid, pid_token) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (invocation, job, trigger, iso(tick), args, iso(self.clock()), HOST,
+             self.pid, self.token)))
+
+    def end_invocation(self, invocation: str, status: str, exit_code: int, counts: dict[str, int]) -> None:
+        """The invocation's outcome, its counts by status and its runs' p50/p95/max duration (read from the
+        (invocation, duration) index: a few index probes, whatever the number of tenants). Counts are kept as
+        ``status=n`` pairs (no JSON on the run path: start-up time)."""
+        self.flush()
+
+        def write(conn) -> None:
+            n = self._execute(conn, "SELECT count(duration_ms) FROM pinstripe_runs WHERE invocation = ?",
+                              (invocation,)).fetchone()[0]
+            quantiles = []
+            for q in (0.5, 0.95, 1.0):
+                row = self._execute(conn, "SELECT duration_ms FROM pinstripe_runs WHERE invocation = ? AND duration_ms "
+                                          "IS NOT NULL ORDER BY duration_ms LIMIT 1 OFFSET ?",
+                                    (invocation, max(0, min(n - 1, int(q * n + 0.999999) - 1)))).fetchone() if n else None
+                quantiles.append(row[0] if row else None)
+            self._execute(conn, "UPDATE pinstripe_invocations SET ended_at = ?, status = ?, exit_code = ?, counts = ?, "
+                                "p50_ms = ?, p95_ms = ?, max_ms = ? WHERE id = ?",
+                          (iso(self.clock()), status, exit_code, ",".join(f"{k}={v}" for k, v in sorted(counts.items())), *quantiles,
+                           invocation))
+
+        self._call(write)
 
     # -- fairness: slots per tenant ----------------------------------------------------------------
     def take_slot(self, tenant: Any, cap: int) -> tuple[str, int] | None:
@@ -562,7 +708,7 @@ class StateStore:
                                                     "pid = ? AND host = ?", (*slot, self.pid, HOST)))
 
     # -- tick claims -------------------------------------------------------------------------------
-    def claim_tick(self, key: str, tick: datetime) -> bool:
+    def claim_tick(self, key: str, tick: datetime, kind: str = "fired") -> bool:
         """True for exactly one caller per (key, tick), across processes and machines sharing the store.
         The claim is held (heartbeat) until ``finish_tick``; if its holder dies first, ``orphan_ticks``
         offers it to the next scheduler, which takes it over with ``take_over_tick``."""
@@ -570,9 +716,9 @@ class StateStore:
 
         def claim(conn) -> bool:
             cursor = self._in_transaction(conn, lambda: self._execute(
-                conn, "INSERT INTO pinstripe_ticks (job, tick, claimed_at, host, pid, pid_token, heartbeat_at) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (key, iso(tick), now, HOST, self.pid, self.token, now)))
+                conn, "INSERT INTO pinstripe_ticks (job, tick, claimed_at, host, pid, pid_token, heartbeat_at, kind) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (key, iso(tick), now, HOST, self.pid, self.token, now, kind)))
             return cursor.rowcount == 1
 
         claimed = self._call(claim)
@@ -609,7 +755,8 @@ class StateStore:
                                       "AND tick = ? AND finished_at IS NULL", (key, iso(tick))).fetchone()
             if row is None or self._holder_alive(*row):
                 return False
-            cursor = self._execute(conn, "UPDATE pinstripe_ticks SET host = ?, pid = ?, pid_token = ?, heartbeat_at = ? "
+            cursor = self._execute(conn, "UPDATE pinstripe_ticks SET host = ?, pid = ?, pid_token = ?, heartbeat_at = ?, "
+                                         "kind = 'resumed' "
                                          "WHERE job = ? AND tick = ? AND finished_at IS NULL AND host IS NOT DISTINCT "
                                          "FROM ? AND pid IS NOT DISTINCT FROM ?",
                                    (HOST, self.pid, self.token, now, key, iso(tick), row[0], row[1]))
@@ -708,6 +855,9 @@ class StateStore:
                                     (cutoff, LIVE)).rowcount
             self._execute(conn, "DELETE FROM pinstripe_ticks WHERE claimed_at < ? AND finished_at IS NOT NULL",
                           (cutoff,))
+            self._execute(conn, "DELETE FROM pinstripe_invocations WHERE started_at < ? AND ended_at IS NOT NULL",
+                          (cutoff,))
+            self._execute(conn, "DELETE FROM pinstripe_latest WHERE ended_at < ?", (cutoff,))
             return removed
 
         return self._call(delete)
