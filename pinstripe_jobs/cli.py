@@ -191,6 +191,8 @@ EXIT_CODES = "Exit codes: " + "; ".join(" ".join(code.split(None, 1)) for code i
 @click.option("--junit-xml", metavar="PATH", default=None, help="Also write a JUnit XML report (one case per run).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               metavar="text|json", help="Format of the job's log lines (on stderr).")
+@click.option("--trigger", type=click.Choice(["manual", "dashboard"]), default="manual", hidden=True,
+              help="What started the run, as recorded in history (the dashboard's actions pass `dashboard`).")
 @project_options
 @handle_errors
 def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xml: str | None, log_format: str,
@@ -330,6 +332,61 @@ def start_bot_command(grace: float, since: str | None, config: str | None, jobs_
             settings = load(config, jobs_dir, tenants)
         code = start_bot(settings, grace, since, stop)
     sys.exit(int(code))
+
+
+def parse_root_path(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    value = (value or "").strip()
+    if value in ("", "/"):
+        return ""
+    if not value.startswith("/") or any(c in value for c in "?#\\ ") or "//" in value:
+        raise click.BadParameter(f"'{value}' is not a URL path prefix; give one like /jobs (a leading slash, no "
+                                 "query, no spaces).")
+    return value.rstrip("/")
+
+
+@main.command("dashboard", short_help="Serve a web dashboard of jobs, tenants and history.", epilog=epilog(
+    ["pinstripe dashboard", "pinstripe dashboard --port 8080 --root-path /jobs   (behind a reverse proxy)",
+     "PINSTRIPE_DASHBOARD_TOKEN=s3cret pinstripe dashboard --allow-actions"],
+    ["0   stopped by SIGINT/SIGTERM", "2   bad option (no token for --allow-actions)",
+     "3   configuration error, the dashboard extra not installed, or the port taken"],
+    COMMON_ENV + " The token for --allow-actions: the variable named by --token-env."))
+@click.option("--host", default="127.0.0.1", show_default=True, metavar="ADDRESS",
+              help="Address to listen on (the default is this machine only).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, metavar="PORT",
+              help="Port to listen on (0: a free one, printed).")
+@click.option("--root-path", default="", callback=parse_root_path, metavar="PREFIX",
+              help="URL prefix when served behind a reverse proxy that strips it (e.g. /jobs).")
+@click.option("--allow-actions", is_flag=True,
+              help="Enable 'run now' and 'rerun failed tenants' (signed in with the token; off by default).")
+@click.option("--token-env", default="PINSTRIPE_DASHBOARD_TOKEN", show_default=True, metavar="NAME",
+              help="Environment variable holding the token that --allow-actions requires.")
+@project_options
+@handle_errors
+def dashboard_command(host: str, port: int, root_path: str, allow_actions: bool, token_env: str,
+                      config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
+    """Serve a web dashboard: jobs, a job x tenant status grid, failures, running runs and ticks, with a
+    JSON API. Read-only unless --allow-actions."""
+    import os
+
+    from .dashboard import serve
+    from .errors import UsageError
+
+    token = os.environ.get(token_env) or None
+    if allow_actions and (token is None or len(token) < 8):
+        raise UsageError(f"--allow-actions needs a token of at least 8 characters in the environment variable "
+                         f"{token_env}, which is {'too short' if token else 'not set'}.",
+                         f"Set it, e.g. `export {token_env}=$(openssl rand -hex 16)`, or name another with "
+                         "--token-env.")
+    settings = load(config, jobs_dir, tenants)
+    project_args = []
+    if settings.config_path is not None:
+        project_args += ["--config", str(settings.config_path)]
+    if jobs_dir:
+        project_args += ["--jobs-dir", str(settings.jobs_dir)]
+    if tenants:
+        project_args += ["--tenants", tenants]
+    serve(settings, host=host, port=port, root_path=root_path, allow_actions=allow_actions, token=token,
+          project_args=project_args, announce=lambda text: click.echo(text, err=True))
 
 
 if __name__ == "__main__":  # pragma: no cover

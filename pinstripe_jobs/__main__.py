@@ -1,0 +1,4 @@
+"""``python -m pinstripe_jobs``: the same as the ``pinstripe`` command."""
+from .cli import main
+
+main(prog_name="pinstripe")
