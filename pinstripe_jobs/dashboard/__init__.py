@@ -38,6 +38,28 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _server_class():
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """SIGINT/SIGTERM stop the server cleanly, and the command exits 0 (as the bot does), instead of
+        re-raising the signal after the shutdown."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
 def serve(settings: Any, *, host: str, port: int, root_path: str, allow_actions: bool, token: str | None,
           project_args: list[str], announce) -> None:
     _require_extra()
@@ -49,11 +71,12 @@ def serve(settings: Any, *, host: str, port: int, root_path: str, allow_actions:
     app = create_app(dashboard, root_path)
     sock = bind(host, port)
     shown_host = f"[{host}]" if ":" in host else host
-    announce(f"Dashboard on http://{shown_host}:{sock.getsockname()[1]}{root_path}/ "
-             f"({'actions on' if allow_actions else 'read-only'}); Ctrl-C stops it.")
+    behind = f", links under {root_path}/ for a reverse proxy that strips that prefix" if root_path else ""
+    announce(f"Dashboard on http://{shown_host}:{sock.getsockname()[1]}/ "
+             f"({'actions on' if allow_actions else 'read-only'}{behind}); Ctrl-C stops it.")
     config = uvicorn.Config(app, root_path=root_path, log_level="warning", access_log=False, proxy_headers=True,
                             server_header=False)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        _server_class()(config).run(sockets=[sock])
     finally:
         dashboard.close()
