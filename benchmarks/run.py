@@ -20,7 +20,8 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 PINSTRIPE = str(BIN / "pinstripe")
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller sizes, for a smoke run
-# BENCH_ONLY=output,startup runs only those (names: startup, fanout, memory, concurrency, output, due)
+# BENCH_ONLY=output,startup runs only those (names: startup, fanout, memory, concurrency, output, due,
+# dashboard)
 
 
 def make_project(root: Path, tenants: int) -> Path:
@@ -249,6 +250,79 @@ def bench_due_tenants(tmp: Path) -> dict:
             "detail": f"median of 5 minutes; up to {due:,} tenants due in one"}
 
 
+DASHBOARD_BENCH = r"""
+import statistics, sys, time
+from pinstripe_jobs.config import load_settings
+from pinstripe_jobs.dashboard.app import Dashboard, create_app
+from starlette.testclient import TestClient
+
+client = TestClient(create_app(Dashboard(load_settings("pinstripe.toml"))))
+def med(path, **params):
+    times = []
+    for _ in range(7):
+        started = time.perf_counter()
+        response = client.get(path, params=params)
+        times.append(time.perf_counter() - started)
+        assert response.status_code == 200, response.text[:300]
+    return statistics.median(times), response
+page, html = med("/jobs/bench")
+assert html.text.count("<tr class=") >= 50
+failed, _ = med("/api/jobs/bench/tenants", status="failed")
+search, _ = med("/api/jobs/bench/tenants", q="4321")
+deep, _ = med("/api/jobs/bench/tenants", cursor="4|0090000")
+failures, _ = med("/api/failures")
+print(page, failed, search, deep, failures)
+"""
+
+
+def bench_dashboard(tmp: Path) -> dict:
+    """The job page (tenant grid, invocations, chart) at 100,000 tenants over 1,000,000 history rows."""
+    tenants = 20_000 if QUICK else 100_000
+    invocations = 10
+    root = tmp / "dashboard"
+    (root / "jobs").mkdir(parents=True)
+    (root / "jobs" / "bench.py").write_text("def run(ctx):\n    pass\n")
+    (root / "pinstripe.toml").write_text('tenants = "tenants.json"\n')
+    (root / "tenants.json").write_text("[]")
+    sys.path.insert(0, str(HERE.parent))
+    from pinstripe_jobs.state import LATEST, StateStore
+
+    store = StateStore(f"sqlite:///{root / '.pinstripe' / 'state.db'}", history_days=0)
+    conn = store._conn
+    conn.execute("BEGIN")
+    run_id = 0
+    for inv in range(invocations):
+        started = f"2026-11-{inv + 10:02d}T03:00:00.000000+00:00"
+        ended = f"2026-11-{inv + 10:02d}T03:10:00.000000+00:00"
+        conn.execute("INSERT INTO pinstripe_invocations (id, job, trigger, started_at, ended_at, status, exit_code, "
+                     "counts, p50_ms, p95_ms, max_ms) VALUES (?, 'bench', 'schedule', ?, ?, 'failed', 1, ?, 20, 40, 90)",
+                     (f"inv{inv}", started, ended, f"failed={tenants // 50},succeeded={tenants - tenants // 50}"))
+        rows = []
+        for tenant in range(1, tenants + 1):
+            run_id += 1
+            failed = (tenant * 7 + inv) % 50 == 0
+            rows.append(("bench", f"{tenant:07d}", "manual", started, ended, "failed" if failed else "succeeded",
+                         f"ValueError: tenant {tenant % 3}" if failed else None, f"inv{inv}", 20.0 + tenant % 30))
+        conn.executemany("INSERT INTO pinstripe_runs (job, tenant, trigger, started_at, ended_at, status, error, "
+                         "invocation, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.execute(LATEST.format(source="pinstripe_runs", where="id IN (SELECT max(id) FROM pinstripe_runs GROUP BY "
+                                                              "job, COALESCE(tenant, '-'))"))
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PINSTRIPE_")}
+    out = subprocess.run([sys.executable, "-c", DASHBOARD_BENCH], cwd=root, env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    page, failed, search, deep, failures = (float(x) for x in out.stdout.split())
+    return {"name": f"dashboard: job page (grid, invocations, chart) at {tenants:,} tenants, "
+                    f"{tenants * invocations:,} runs", "value": round(page * 1000, 1), "unit": "ms", "target": 250,
+            "ok": page <= 0.25,
+            "detail": f"median of 7, in-process; API grid filtered by status {failed * 1000:.1f} ms, by tenant id "
+                      f"{search * 1000:.1f} ms, a page deep in the grid {deep * 1000:.1f} ms, failures page "
+                      f"{failures * 1000:.1f} ms; SQLite state"}
+
+
 def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "pinstripe_jobs")], check=True)
     with tempfile.TemporaryDirectory(prefix="pinstripe-bench-") as name:
@@ -256,7 +330,8 @@ def main() -> int:
         root = make_project(tmp / "startup", 10)
         benches = {"startup": lambda: [bench_startup(root)], "fanout": lambda: [bench_fanout(tmp)],
                    "memory": lambda: [bench_memory(tmp)], "concurrency": lambda: bench_concurrency(tmp),
-                   "output": lambda: bench_terminal_output(tmp), "due": lambda: [bench_due_tenants(tmp)]}
+                   "output": lambda: bench_terminal_output(tmp), "due": lambda: [bench_due_tenants(tmp)],
+                   "dashboard": lambda: [bench_dashboard(tmp)]}
         only = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name] or list(benches)
         results = [row for name in only for row in benches[name]()]
     width = max(len(r["name"]) for r in results)

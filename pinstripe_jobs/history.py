@@ -85,9 +85,9 @@ class HistoryQueries:
         """Each tenant's newest status for ``job``, failing tenants first, then by tenant id; filtered by
         status and by a tenant id substring. Tenants with a run going now are marked ``running_now``."""
         where, params = ["job = ?"], [job]
-        if status:
-            where.append("status = ?")
-            params.append(status)
+        if status:  # a range of the (job, rank, tenant) index: each status has one rank
+            where += ["rank = ?", "status = ?"]
+            params += [RANK.get(status, 2), status]
         if search:
             where.append("tenant_key LIKE ? ESCAPE '\\'")
             params.append("%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")

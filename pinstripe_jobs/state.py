@@ -178,12 +178,8 @@ CREATE TABLE IF NOT EXISTS pinstripe_invocations (
 # the dashboard's pages and API: each query reads one page, whatever the size of the history.
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS pinstripe_runs_job_status ON pinstripe_runs (job, status, id)",
-    "CREATE INDEX IF NOT EXISTS pinstripe_runs_tenant ON pinstripe_runs (tenant, id)",
     "CREATE INDEX IF NOT EXISTS pinstripe_runs_invocation ON pinstripe_runs (invocation, duration_ms)",
-    "CREATE INDEX IF NOT EXISTS pinstripe_runs_live ON pinstripe_runs (started_at) WHERE status = 'running'",
     "CREATE INDEX IF NOT EXISTS pinstripe_latest_rank ON pinstripe_latest (job, rank, tenant_key)",
-    "CREATE INDEX IF NOT EXISTS pinstripe_latest_status ON pinstripe_latest (job, status, tenant_key)",
-    "CREATE INDEX IF NOT EXISTS pinstripe_latest_failing ON pinstripe_latest (rank, job, error)",
     "CREATE INDEX IF NOT EXISTS pinstripe_invocations_job ON pinstripe_invocations (job, started_at)",
     "CREATE INDEX IF NOT EXISTS pinstripe_ticks_claimed ON pinstripe_ticks (claimed_at)",
 )

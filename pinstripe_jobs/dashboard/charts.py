@@ -33,23 +33,23 @@ def duration_chart(series: dict[str, list[float | None]], labels: list[str], wid
     pad = 30
     parts = [f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="durations over time">',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - 4}" y2="{height - pad}" class="axis"/>',
+             f'<line x1="{pad}" y1="{height - pad}" x2="{width - 70}" y2="{height - pad}" class="axis"/>',
              f'<line x1="{pad}" y1="4" x2="{pad}" y2="{height - pad}" class="axis"/>',
              f'<text x="2" y="12" class="tick">{escape(_ms(top))}</text>',
              f'<text x="2" y="{height - pad}" class="tick">0</text>']
     for index, (name, values) in enumerate(series.items()):
         scaled = [None if v is None else v / top * 1.0 for v in values]
-        step = (width - pad - 8) / max(len(values) - 1, 1)
+        step = (width - pad - 74) / max(len(values) - 1, 1)
         coords = [(pad + i * step, (height - pad) - v * (height - pad - 8)) for i, v in enumerate(scaled)
                   if v is not None]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
         parts.append(f'<polyline class="series s{index}" fill="none" points="{path}"><title>{escape(name)}</title>'
                      f'</polyline>')
         parts.extend(f'<circle class="s{index}" cx="{x:.1f}" cy="{y:.1f}" r="2.2"/>' for x, y in coords)
-        parts.append(f'<text x="{width - 60}" y="{14 + 12 * index}" class="legend s{index}">{escape(name)}</text>')
+        parts.append(f'<text x="{width - 56}" y="{14 + 12 * index}" class="legend s{index}">{escape(name)}</text>')
     if labels:
         parts.append(f'<text x="{pad}" y="{height - 8}" class="tick">{escape(labels[0])}</text>')
-        parts.append(f'<text x="{width - 4}" y="{height - 8}" class="tick" text-anchor="end">{escape(labels[-1])}'
+        parts.append(f'<text x="{width - 70}" y="{height - 8}" class="tick" text-anchor="end">{escape(labels[-1])}'
                      f'</text>')
     parts.append("</svg>")
     return "".join(parts)
