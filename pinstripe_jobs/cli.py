@@ -191,6 +191,10 @@ EXIT_CODES = "Exit codes: " + "; ".join(" ".join(code.split(None, 1)) for code i
 @click.option("--junit-xml", metavar="PATH", default=None, help="Also write a JUnit XML report (one case per run).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               metavar="text|json", help="Format of the job's log lines (on stderr).")
+@click.option("--executor", type=click.Choice(["local", "celery"]), default=None, metavar="local|celery",
+              help="Where tenants run: this machine (default) or the Celery fleet of [celery] (env PINSTRIPE_EXECUTOR).")
+@click.option("--deadline", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="On the fleet: tenants with no result after SECONDS are reported interrupted (default: wait).")
 @click.option("--trigger", type=click.Choice(["manual", "dashboard"]), default="manual", hidden=True,
               help="What started the run, as recorded in history (the dashboard's actions pass `dashboard`).")
 @project_options
@@ -209,7 +213,12 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xm
     with stop_on_signals(stop):  # before any config, tenant or store access: a signal always wins
         with stop.interruptible():
             flags["params"] = parse_params(flags["params"])
-            runner = Runner(load(config, jobs_dir, tenants), stop=stop)
+            settings = load(config, jobs_dir, tenants)
+            executor = flags.pop("executor")
+            if executor:
+                settings.executor = executor
+                settings.sources["executor"] = "--executor"
+            runner = Runner(settings, stop=stop)
             plan = runner.plan(name, RunOptions(**flags))
             if dry_run:
                 from .reporting import print_dry_run
@@ -332,6 +341,41 @@ def start_bot_command(grace: float, since: str | None, config: str | None, jobs_
             settings = load(config, jobs_dir, tenants)
         code = start_bot(settings, grace, since, stop)
     sys.exit(int(code))
+
+
+@main.command("worker", short_help="Run a Celery worker for this project's jobs (the fleet).", epilog=epilog(
+    ["pinstripe worker", "pinstripe worker --concurrency 8 --pool threads",
+     "PINSTRIPE_CONFIG=/app/pinstripe.toml celery -A pinstripe_jobs.celery worker   (the same)"],
+    ["0   stopped by SIGTERM/SIGINT (a warm shutdown: running batches finish)", "2   bad option",
+     "3   configuration error (no broker, Celery not installed, broker unreachable)"],
+    COMMON_ENV + " PINSTRIPE_CELERY_BROKER (the broker URL)."))
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Worker processes (prefork) or threads; default: the number of CPUs.")
+@click.option("--queue", default=None, metavar="QUEUE", help="Queue to consume (default: [celery] queue, 'pinstripe').")
+@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True,
+              metavar="prefork|threads|solo", help="Celery execution pool.")
+@click.option("--loglevel", default="WARNING", show_default=True, metavar="LEVEL", help="Celery's log level.")
+@project_options
+@handle_errors
+def worker_command(concurrency: int | None, queue: str | None, pool: str, loglevel: str, config: str | None,
+                   jobs_dir: str | None, tenants: str | None) -> None:
+    """Run a Celery worker that runs batches of tenants sent by `run-background-job --executor celery`
+    (and by the bot, with executor = "celery"), through the same per-tenant path as a local run."""
+    import os
+
+    from .celery_app import celery_settings, require_celery
+
+    settings = load(config, jobs_dir, tenants)
+    require_celery()
+    conf = celery_settings(settings)
+    from .celery import worker_app
+
+    app = worker_app(settings)
+    argv = ["worker", f"--loglevel={loglevel}", f"--queues={queue or conf['queue']}", f"--pool={pool}",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "--hostname", f"pinstripe-{os.getpid()}@%h"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    app.worker_main(argv)
 
 
 def parse_root_path(ctx: click.Context, param: click.Parameter, value: str) -> str:

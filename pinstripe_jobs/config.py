@@ -23,7 +23,11 @@ KNOWN_KEYS = {
     "tenant_timezone_field": str,
     "tenant_concurrency": int,
     "notify": dict,
+    "executor": str,
+    "celery": dict,
 }
+CELERY_KEYS = {"broker": str, "result_backend": str, "queue": str, "batch_size": int, "visibility_timeout": (int, float)}
+EXECUTORS = ("local", "celery")
 NOTIFY_KEYS = {"on": list, "webhook": str, "command": str, "callable": str, "timeout": (int, float)}
 NOTIFY_EVENTS = ("failure", "recovery", "skipped")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -52,6 +56,8 @@ class Settings:
         self.tenant_timezone_field = "timezone"  # for jobs with timezone = "tenant"
         self.tenant_concurrency: int | None = None  # at most this many runs of any jobs per tenant at once
         self.notify: dict[str, Any] = {}  # [notify]: alerts after each invocation
+        self.executor = "local"  # or "celery": tenants run on a worker fleet
+        self.celery: dict[str, Any] = {}  # [celery]: broker, result_backend, queue, batch_size, visibility_timeout
 
     @property
     def source_name(self) -> str:
@@ -148,6 +154,12 @@ def load_settings(
     if env.get("PINSTRIPE_STATE"):
         settings.sources["state"] = "PINSTRIPE_STATE"
         settings.state = resolve_sqlite_url(env["PINSTRIPE_STATE"], cwd)
+    if env.get("PINSTRIPE_EXECUTOR"):
+        settings.sources["executor"] = "PINSTRIPE_EXECUTOR"
+        settings.executor = check_executor(env["PINSTRIPE_EXECUTOR"], "PINSTRIPE_EXECUTOR")
+    if env.get("PINSTRIPE_CELERY_BROKER"):
+        settings.sources["celery"] = "PINSTRIPE_CELERY_BROKER"
+        settings.celery = {**settings.celery, "broker": env["PINSTRIPE_CELERY_BROKER"]}
     if env.get("PINSTRIPE_TIMEZONE"):
         settings.sources["timezone"] = "PINSTRIPE_TIMEZONE"
         settings.timezone = env["PINSTRIPE_TIMEZONE"]
@@ -206,12 +218,37 @@ def _from_table(path: Path, table: dict) -> Settings:
         settings.tenant_concurrency = table["tenant_concurrency"]
     if "notify" in table:
         settings.notify = _notify_table(table["notify"], where, root)
+    if "executor" in table:
+        settings.executor = check_executor(table["executor"], f"'executor' in {where}")
+    if "celery" in table:
+        settings.celery = _celery_table(table["celery"], where)
     for key in ("history_days", "misfire_grace", "state_retry_s", "lock_stale_s"):
         if key in table:
             if table[key] < 0:
                 raise ConfigError(f"'{key}' in {where} must not be negative, got {table[key]}.")
             setattr(settings, key, table[key])
     return settings
+
+
+def check_executor(value: str, where: str) -> str:
+    if value not in EXECUTORS:
+        raise ConfigError(f"Unknown executor {value!r} ({where}).", "Use 'local' (this machine) or 'celery' "
+                          "(a Celery worker fleet, configured in [celery]).")
+    return value
+
+
+def _celery_table(table: dict, where: str) -> dict:
+    for key, value in table.items():
+        if key not in CELERY_KEYS:
+            raise ConfigError(f"Unknown key '{key}' in [celery] of {where}.",
+                              "Known keys: " + ", ".join(sorted(CELERY_KEYS)) + ".")
+        if not isinstance(value, CELERY_KEYS[key]) or isinstance(value, bool):
+            raise ConfigError(f"'{key}' in [celery] of {where} has the wrong type ({type(value).__name__}).",
+                              _TYPE_HINTS["celery"])
+    if table.get("batch_size", 1) < 1 or table.get("visibility_timeout", 1) <= 0:
+        raise ConfigError(f"[celery] in {where}: batch_size must be at least 1 and visibility_timeout positive.",
+                          _TYPE_HINTS["celery"])
+    return dict(table)
 
 
 def _notify_table(table: dict, where: str, root: Path) -> dict:
@@ -269,6 +306,8 @@ _TYPE_HINTS = {
     "tenant_timezone_field": 'Example: tenant_timezone_field = "tz"',
     "tenant_concurrency": "Example: tenant_concurrency = 2",
     "notify": 'Example: [notify]\nwebhook = "https://hooks.slack.com/services/T0/B0/x"',
+    "executor": 'Example: executor = "celery"',
+    "celery": 'Example: [celery]\nbroker = "redis://127.0.0.1:6379/0"\nqueue = "pinstripe"\nbatch_size = 50',
 }
 
 

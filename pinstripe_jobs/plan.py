@@ -20,7 +20,7 @@ class RunOptions:
               "concurrency": None, "shard": None, "trigger": "manual", "tick": None, "wait": False,
               "only_failed": False, "keep_runs": False, "timeout": None, "retries": None, "isolation": None,
               "max_failures": None, "grace": 30.0, "skip_reason": None, "spread": None,
-              "invocation": None}
+              "invocation": None, "deadline": None}
 
     def __init__(self, **values: Any):
         unknown = set(values) - set(self.FIELDS)

@@ -22,7 +22,8 @@ def tenant_id(tenant: Any) -> Any:
 class RunResult:
     """The outcome of one tenant's run (or of the single run of a non-tenant job)."""
 
-    __slots__ = ("tenant", "status", "duration_s", "error", "reason", "traceback", "attempts", "value", "exception")
+    __slots__ = ("tenant", "status", "duration_s", "error", "reason", "traceback", "attempts", "value", "exception",
+                 "host", "pid", "output")
 
     def __init__(self, tenant: Any, status: str, duration_s: float = 0.0, error: str | None = None,
                  reason: str | None = None, traceback: str | None = None, attempts: int = 1, value: Any = None,
@@ -36,6 +37,9 @@ class RunResult:
         self.attempts = attempts
         self.value = value
         self.exception = exception
+        self.host: str | None = None  # where it ran (set by the runner; a worker's, on the fleet)
+        self.pid: int | None = None
+        self.output: str | None = None  # what the job printed, when it ran elsewhere (the fleet)
 
     def __repr__(self) -> str:
         return f"RunResult(tenant={self.tenant!r}, status={self.status!r}, error={self.error!r})"
@@ -53,6 +57,8 @@ class RunResult:
             data["traceback"] = self.traceback
         if self.attempts > 1:
             data["attempts"] = self.attempts
+        if self.host is not None:
+            data["host"], data["pid"] = self.host, self.pid
         return data
 
 

@@ -164,6 +164,10 @@ class Runner:
 
         summary = Summary(plan.spec.name, runs=[] if plan.options.keep_runs else None)
         plan.observer = observer
+        executor = self.executor(plan)
+        if executor is not None:
+            with self.stop.interruptible():
+                executor.check(plan)  # a fleet that cannot work is a configuration error before anything runs
         tenants = plan.tenants()
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
             first = next(tenants, _END)  # a broken tenant source fails here, before anything is printed or run
@@ -175,7 +179,10 @@ class Runner:
             args={"args": list(plan.options.args), "params": plan.options.params} if plan.options.args
             or plan.options.params else None))
         try:
-            fan_out(self, plan, tenants, observer, summary)
+            if executor is not None:
+                executor.run(plan, tenants, observer, summary)
+            else:
+                fan_out(self, plan, tenants, observer, summary)
         finally:
             if self._state is not None:
                 self._quietly(self._state.flush)
@@ -188,6 +195,14 @@ class Runner:
                                                                  int(summary.exit_code), summary.counts))
         observer.finished(summary)
         return summary
+
+    def executor(self, plan: Plan):
+        """Where the tenants run: None for this machine (the fan-out strategies), or the Celery fleet."""
+        if self.settings.executor != "celery":
+            return None
+        from .fleet import FleetExecutor
+
+        return FleetExecutor(self, plan.options.deadline)
 
     def _quietly(self, operation: Callable[[], Any]) -> bool:
         """Run a state store write; if the store is unavailable past its budget, note it (the run ends with
@@ -336,7 +351,7 @@ class Runner:
             self._end(lease, result, attempt)
             if result.ok or attempt == attempts or result.status == INTERRUPTED or self.stop.requested \
                     or self.config_error:
-                return result
+                return _placed(result)
             delay = backoff_delay(plan.spec.retry_backoff, attempt)
             plan.observer.retrying(_tid(tenant), attempt, attempts, delay, result.error)
             self.sleep(delay)
@@ -362,7 +377,7 @@ class Runner:
             self._end(lease, result, attempt)
             if result.ok or attempt == attempts or result.status == INTERRUPTED or self.stop.requested \
                     or self.config_error:
-                return result
+                return _placed(result)
             delay = backoff_delay(plan.spec.retry_backoff, attempt)
             plan.observer.retrying(_tid(tenant), attempt, attempts, delay, result.error)
             await asyncio.sleep(delay)
@@ -490,6 +505,15 @@ class Runner:
 
 
 _END = object()
+
+
+def _placed(result: RunResult) -> RunResult:
+    """Where the run happened: this host and process (the JSON's runs[].host and pid)."""
+    result.host, result.pid = _HOST, os.getpid()
+    return result
+
+
+_HOST = os.uname().nodename
 
 
 def _end_of_output() -> None:

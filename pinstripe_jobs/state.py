@@ -668,6 +668,28 @@ class StateStore:
 
         self._call(write)
 
+    def recall(self, key: str) -> str | None:
+        """The value stored under ``key`` (the meta table), or None."""
+        row = self._call(lambda conn: self._execute(conn, "SELECT value FROM pinstripe_meta WHERE key = ?",
+                                                    (key,)).fetchone())
+        return row[0] if row else None
+
+    def forget(self, key: str) -> None:
+        self._call(lambda conn: self._execute(conn, "DELETE FROM pinstripe_meta WHERE key = ?", (key,)))
+
+    def invocation_outcomes(self, job: str, invocation: str, tenants: list) -> dict[str, tuple[str, str | None]]:
+        """Of ``tenants``, those with a finished run of ``job`` in ``invocation``: tenant (as text) -> (status,
+        error). A batch delivered again (its worker was lost) does not run them twice."""
+        keys = ["-" if t is None else str(t) for t in tenants]
+        if not keys:
+            return {}
+        self.flush()
+        rows = self._call(lambda conn: self._execute(
+            conn, f"SELECT COALESCE(tenant, '-'), status, error FROM pinstripe_runs WHERE job = ? AND "
+                  f"(tenant IN ({', '.join('?' * len(keys))}){' OR tenant IS NULL' if '-' in keys else ''}) "
+                  f"AND invocation = ? AND status <> 'running' ORDER BY id", (job, *keys, invocation)).fetchall())
+        return {row[0]: (row[1], row[2]) for row in rows}
+
     # -- fairness: slots per tenant ----------------------------------------------------------------
     def take_slot(self, tenant: Any, cap: int) -> tuple[str, int] | None:
         """One of ``cap`` slots of this tenant (runs of any jobs, across processes and hosts), or None when

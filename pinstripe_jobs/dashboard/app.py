@@ -20,7 +20,7 @@ from ..config import Settings
 from ..errors import PinstripeError
 from ..history import PAGE, RANK, BadCursor, HistoryQueries
 from ..state import StateStore, StateUnavailable
-from . import charts
+from .charts import duration_chart, ms, sparkline
 from .actions import Launcher
 from .auth import COOKIE, Auth
 
@@ -101,7 +101,7 @@ class Dashboard:
 
 def create_app(dashboard: Dashboard, root_path: str = "") -> Starlette:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
-    env.filters["ms"] = charts.ms
+    env.filters["ms"] = ms
     env.filters["when"] = _when
 
     def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -109,7 +109,7 @@ def create_app(dashboard: Dashboard, root_path: str = "") -> Starlette:
         context.update(url=lambda path: root + path, request=request, auth=dashboard.auth,
                        signed_in=dashboard.auth.signed_in(request), csrf=dashboard.auth.csrf_token()
                        if dashboard.auth.enabled else "", nav=template.split(".")[0], statuses=STATUSES,
-                       spark=lambda values: Markup(charts.sparkline(values)), project=str(dashboard.settings.root))
+                       spark=lambda values: Markup(sparkline(values)), project=str(dashboard.settings.root))
         return HTMLResponse(env.get_template(template).render(**context), status_code=status_code,
                             headers=SECURITY_HEADERS)
 
@@ -122,7 +122,7 @@ def create_app(dashboard: Dashboard, root_path: str = "") -> Starlette:
         job = dashboard.job(name)
         data = _job_data(dashboard, name, request.query_params)
         invocations = list(reversed(data["invocations"]))
-        chart = charts.duration_chart({key: [inv[f"{key}_ms"] for inv in invocations] for key in ("p50", "p95", "max")},
+        chart = duration_chart({key: [inv[f"{key}_ms"] for inv in invocations] for key in ("p50", "p95", "max")},
                                       [_when(inv["started_at"]) for inv in invocations])
         return page(request, "job.html", job=job, chart=Markup(chart), **data)
 

@@ -1,0 +1,252 @@
+"""The celery executor: a run's tenants spread over a Celery worker fleet, reported as a local run is.
+
+The CLI reads the plan's tenants as a local run does (shard, filters, --only-failed), sends them in
+batches of ``[celery] batch_size`` as plain task messages (a flat set: no chords, no canvases), and
+reports each tenant as its result comes back: the same per-tenant lines, progress, summary, JSON (with
+``host`` and ``pid`` of the worker), JUnit and exit code. Workers take the locks and write the history
+(the state store must be one all hosts share). A stop (SIGINT/SIGTERM) or the ``--deadline`` revokes the
+batches not started and writes a cancel marker to the state store, which workers check before each
+tenant; tenants whose result never comes back are reported ``interrupted``.
+
+Imported only when ``executor = "celery"``. Knows the runner only through the small protocol below.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
+
+from .errors import ConfigError
+from .results import FAILED, INTERRUPTED, SKIPPED, RunResult, Summary
+
+if TYPE_CHECKING:
+    from .plan import Observer, Plan
+    from .signals import StopFlag
+
+POLL_S = 0.2
+OPTIONS = ("args", "params", "trigger", "tick", "timeout", "retries", "isolation", "wait", "grace")
+
+
+class Runner(Protocol):
+    settings: Any
+    stop: "StopFlag"
+    state: Any
+
+    def record_skipped(self, plan: "Plan", tenants: list, reason: str) -> None: ...
+
+
+class FleetExecutor:
+    """``check`` before anything is printed or sent; ``run`` sends and collects."""
+
+    def __init__(self, runner: Runner, deadline: float | None = None):
+        self.runner = runner
+        self.deadline = deadline
+        self.app = None
+        self.conf: dict = {}
+
+    def check(self, plan: "Plan") -> None:
+        from .celery_app import celery_settings, make_app
+
+        state = self.runner.state
+        if state.is_sqlite:
+            raise ConfigError("The celery executor needs a state store that every worker host shares; "
+                              f"this run's is SQLite ({self.runner.settings.source_of('state')}).",
+                              'Set state = "postgresql+psycopg://user@db-host/db" (or PINSTRIPE_STATE), the same '
+                              "for the CLI and the workers.")
+        self.conf = celery_settings(self.runner.settings)
+        attempts = 1 + plan.retries
+        if plan.timeout and plan.timeout * attempts * self.conf["batch_size"] >= self.conf["visibility_timeout"]:
+            raise ConfigError(
+                f"A batch of job '{plan.spec.name}' may take {plan.timeout * attempts * self.conf['batch_size']:g}s "
+                f"(timeout {plan.timeout:g}s x {attempts} attempt(s) x batch_size {self.conf['batch_size']}), "
+                f"longer than the broker's visibility_timeout ({self.conf['visibility_timeout']:g}s): the broker "
+                "would deliver it twice.", "Raise [celery] visibility_timeout, or lower batch_size.")
+        self.app = make_app(self.runner.settings)
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.5, timeout=5)
+        except Exception as exc:
+            from .errors import mask_secrets
+
+            raise ConfigError(f"The Celery broker {mask_secrets(self.conf['broker'])} cannot be reached: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                              "Check [celery] broker / PINSTRIPE_CELERY_BROKER, and that the broker is running. "
+                              "Nothing was sent.") from None
+
+    def run(self, plan: "Plan", tenants: Iterator, observer: "Observer", summary: Summary) -> None:
+        from .celery_app import TASK
+
+        runner = self.runner
+        options = {name: getattr(plan.options, name) for name in OPTIONS}
+        options["tick"] = plan.options.tick.isoformat() if plan.options.tick else None
+        options["args"] = list(plan.options.args)
+        pending: dict[str, list] = {}  # task id -> its tenants not yet reported
+        started = time.monotonic()
+        sent = 0
+        batch: list = []
+        queue = self.conf["queue"]
+
+        def send() -> None:
+            nonlocal sent
+            result = self.app.send_task(TASK, args=(plan.spec.name, batch, options, plan.invocation), queue=queue)
+            pending[result.id] = list(batch)
+            sent += len(batch)
+            batch.clear()
+
+        for tenant in tenants:
+            if runner.stop.requested or self._past_deadline(started):
+                batch.append(None if tenant is None else tenant.id)
+                continue  # read on: every tenant is reported (below)
+            batch.append(None if tenant is None else tenant.id)
+            if len(batch) >= self.conf["batch_size"]:
+                send()
+                self._collect(pending, plan, observer, summary, wait=0)
+        unsent = []
+        if batch and not (runner.stop.requested or self._past_deadline(started)):
+            send()
+        else:
+            unsent = list(batch)
+        if unsent:
+            reason = "interrupted" if runner.stop.requested else "deadline passed before it was sent"
+            self._give_up_tenants(plan, unsent, SKIPPED, reason, observer, summary)
+        self._wait(pending, plan, observer, summary, started)
+
+    # -- collecting --------------------------------------------------------------------------------
+    def _past_deadline(self, started: float) -> bool:
+        return self.deadline is not None and time.monotonic() - started >= self.deadline
+
+    def _wait(self, pending: dict, plan: "Plan", observer: "Observer", summary: Summary, started: float) -> None:
+        runner = self.runner
+        cancelled = None
+        while pending:
+            if cancelled is None and (runner.stop.requested or self._past_deadline(started)):
+                cancelled = "interrupted (the run was stopped)" if runner.stop.requested else \
+                    f"no result before the run's deadline ({self.deadline:g}s)"
+                self._cancel(plan, pending, cancelled)
+                if not runner.stop.requested:
+                    break  # the deadline: report what is missing now
+            if cancelled and runner.stop.grace_over():
+                break
+            self._collect(pending, plan, observer, summary, wait=POLL_S)
+        if pending:
+            reason = cancelled or "interrupted"
+            missing = [t for tenants in pending.values() for t in tenants]
+            self._record_missing(plan, missing, reason, observer, summary)
+            pending.clear()
+
+    def _collect(self, pending: dict, plan: "Plan", observer: "Observer", summary: Summary, wait: float) -> None:
+        """Report every batch whose result is in; wait up to ``wait`` seconds for one."""
+        from celery.exceptions import TimeoutError as CeleryTimeout
+
+        ids = list(pending)[:500]
+        if not ids:
+            return
+        backend = self.app.backend
+        try:
+            for task_id, meta in backend.get_many(ids, timeout=wait or 0.001, interval=0.05, no_ack=True,
+                                                  on_interval=None):
+                self._report(task_id, meta, pending, plan, observer, summary)
+        except CeleryTimeout:
+            pass
+
+    def _report(self, task_id: str, meta: dict, pending: dict, plan: "Plan", observer: "Observer",
+                summary: Summary) -> None:
+        tenants = pending.pop(task_id, None)
+        if tenants is None:
+            return
+        value = meta.get("result")
+        if meta.get("status") != "SUCCESS" or not isinstance(value, dict):
+            error = f"the task failed on the worker: {value!r}"[:2000]
+            self._record_missing(plan, tenants, error, observer, summary, status=FAILED)
+            return
+        reported = set()
+        for data in value.get("results", []):
+            result = RunResult(data["tenant"], data["status"], data.get("duration_s") or 0.0, data.get("error"),
+                               reason=data.get("reason") or ("already ran (its batch was delivered again)"
+                                                              if data.get("redelivered") else None),
+                               traceback=data.get("traceback"), attempts=data.get("attempts", 1))
+            result.host, result.pid = data.get("host"), data.get("pid")
+            output = data.get("output")
+            observer.run_started(_tenant(result.tenant))
+            if output:
+                import sys
+
+                sys.stdout.write(output)
+                end_run = getattr(sys.stdout, "end_run", None)
+                if end_run is not None:
+                    end_run()
+            summary.add(result)
+            observer.run_finished(result)
+            reported.add(_key(result.tenant))
+        if value.get("error"):
+            self.runner.config_error = self.runner.config_error or \
+                f"On worker {value.get('host')} (pid {value.get('pid')}): {value['error']}"
+        rest = [t for t in tenants if _key(t) not in reported]
+        if rest:
+            reason = "not run: " + (value.get("error") or "the worker returned no result for it").splitlines()[0]
+            self._record_missing(plan, rest, reason, observer, summary, status=SKIPPED)
+
+    def _cancel(self, plan: "Plan", pending: dict, reason: str) -> None:
+        """Workers check the marker before each tenant (revokes live only in worker memory); batches not
+        started are revoked too."""
+        try:
+            self.runner.state.remember(f"cancel:{plan.invocation}", reason)
+        except Exception:
+            pass
+        try:
+            self.app.control.revoke(list(pending), terminate=False)
+        except Exception:
+            pass
+
+    def _record_missing(self, plan: "Plan", tenants: list, reason: str, observer: "Observer", summary: Summary,
+                        status: str = INTERRUPTED) -> None:
+        """Tenants with no result from the fleet: reported, and recorded unless a worker recorded them."""
+        try:
+            known = self.runner.state.invocation_outcomes(plan.spec.name, plan.invocation, tenants)
+        except Exception:
+            known = {}
+        for tenant in tenants:
+            outcome = known.get(_key(tenant))
+            if outcome is not None:  # it finished after all (its batch result was lost)
+                result = RunResult(tenant, outcome[0], error=outcome[1])
+            else:
+                result = RunResult(tenant, status, error=reason if status != SKIPPED else None,
+                                   reason=reason if status == SKIPPED else None)
+            observer.run_started(_tenant(tenant))
+            summary.add(result)
+            observer.run_finished(result)
+        self._write(plan, [t for t in tenants if _key(t) not in known], status, reason)
+
+    def _give_up_tenants(self, plan: "Plan", tenants: list, status: str, reason: str, observer: "Observer",
+                         summary: Summary) -> None:
+        for tenant in tenants:
+            result = RunResult(tenant, status, reason=reason)
+            observer.run_started(_tenant(tenant))
+            summary.add(result)
+            observer.run_finished(result)
+        self._write(plan, tenants, status, reason)
+
+    def _write(self, plan: "Plan", tenants: list, status: str, reason: str) -> None:
+        if not tenants:
+            return
+        try:
+            self.runner.state.record_many(plan.spec.name, tenants, plan.options.trigger, status, error=reason,
+                                          tick=plan.options.tick, invocation=plan.invocation)
+        except Exception as exc:
+            self.runner.state_error = self.runner.state_error or getattr(exc, "message", str(exc))
+
+
+class _Tenant:
+    """What observers need of a tenant reported from the fleet: its id."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, tenant_id: Any):
+        self.id = tenant_id
+
+
+def _tenant(tenant_id: Any) -> "_Tenant | None":
+    return None if tenant_id is None else _Tenant(tenant_id)
+
+
+def _key(tenant: Any) -> str:
+    return "-" if tenant is None else str(tenant)
