@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .signals import StopFlag
 
 POLL_S = 0.2
+BACKEND_RETRY_S = 30
 OPTIONS = ("args", "params", "trigger", "tick", "timeout", "retries", "isolation", "wait", "grace")
 
 
@@ -42,6 +43,7 @@ class FleetExecutor:
         self.deadline = deadline
         self.app = None
         self.conf: dict = {}
+        self.results: dict[str, Any] = {}  # task id -> AsyncResult, for an RPC result backend
 
     def check(self, plan: "Plan") -> None:
         from .celery_app import celery_settings, make_app
@@ -81,33 +83,46 @@ class FleetExecutor:
         options["args"] = list(plan.options.args)
         pending: dict[str, list] = {}  # task id -> its tenants not yet reported
         started = time.monotonic()
-        sent = 0
         batch: list = []
         queue = self.conf["queue"]
 
+        not_sent: str | None = None  # why tenants are no longer sent (a stop, the deadline, the broker)
+
         def send() -> None:
-            nonlocal sent
-            result = self.app.send_task(TASK, args=(plan.spec.name, batch, options, plan.invocation), queue=queue)
+            nonlocal not_sent
+            try:
+                result = self.app.send_task(TASK, args=(plan.spec.name, batch, options, plan.invocation),
+                                            queue=queue)
+            except Exception as exc:  # the broker went away mid-run: the rest is reported, not sent
+                from .errors import mask_secrets
+
+                not_sent = mask_secrets(f"not sent: the Celery broker failed: {type(exc).__name__}: {exc}")[:500]
+                runner.config_error = runner.config_error or not_sent
+                unsent.extend(batch)
+                batch.clear()
+                return
+            if self.app.backend.is_async:
+                self.app.backend.add_pending_result(result)
+                self.results[result.id] = result
             pending[result.id] = list(batch)
-            sent += len(batch)
             batch.clear()
 
+        unsent: list = []
         for tenant in tenants:
-            if runner.stop.requested or self._past_deadline(started):
-                batch.append(None if tenant is None else tenant.id)
-                continue  # read on: every tenant is reported (below)
-            batch.append(None if tenant is None else tenant.id)
+            tenant_id = None if tenant is None else tenant.id
+            if not_sent is None and (runner.stop.requested or self._past_deadline(started)):
+                not_sent = "interrupted" if runner.stop.requested else "deadline passed before it was sent"
+            if not_sent is not None:
+                unsent.append(tenant_id)  # read on: every tenant is reported
+                continue
+            batch.append(tenant_id)
             if len(batch) >= self.conf["batch_size"]:
                 send()
                 self._collect(pending, plan, observer, summary, wait=0)
-        unsent = []
-        if batch and not (runner.stop.requested or self._past_deadline(started)):
+        if batch:
             send()
-        else:
-            unsent = list(batch)
         if unsent:
-            reason = "interrupted" if runner.stop.requested else "deadline passed before it was sent"
-            self._give_up_tenants(plan, unsent, SKIPPED, reason, observer, summary)
+            self._give_up_tenants(plan, unsent, SKIPPED, not_sent or "interrupted", observer, summary)
         self._wait(pending, plan, observer, summary, started)
 
     # -- collecting --------------------------------------------------------------------------------
@@ -117,6 +132,7 @@ class FleetExecutor:
     def _wait(self, pending: dict, plan: "Plan", observer: "Observer", summary: Summary, started: float) -> None:
         runner = self.runner
         cancelled = None
+        failing_since = None
         while pending:
             if cancelled is None and (runner.stop.requested or self._past_deadline(started)):
                 cancelled = "interrupted (the run was stopped)" if runner.stop.requested else \
@@ -126,7 +142,18 @@ class FleetExecutor:
                     break  # the deadline: report what is missing now
             if cancelled and runner.stop.grace_over():
                 break
-            self._collect(pending, plan, observer, summary, wait=POLL_S)
+            try:
+                self._collect(pending, plan, observer, summary, wait=POLL_S)
+                failing_since = None
+            except Exception as exc:  # the result backend went away: retry for a while, then say so
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > BACKEND_RETRY_S:
+                    from .errors import mask_secrets
+
+                    cancelled = mask_secrets(f"lost the Celery result backend: {type(exc).__name__}: {exc}")[:500]
+                    runner.config_error = runner.config_error or cancelled
+                    break
+                runner.stop.event.wait(1.0)
         if pending:
             reason = cancelled or "interrupted"
             missing = [t for tenants in pending.values() for t in tenants]
@@ -134,16 +161,28 @@ class FleetExecutor:
             pending.clear()
 
     def _collect(self, pending: dict, plan: "Plan", observer: "Observer", summary: Summary, wait: float) -> None:
-        """Report every batch whose result is in; wait up to ``wait`` seconds for one."""
+        """Report every batch whose result is in; wait up to ``wait`` seconds for one. A key-value result
+        backend (Redis) is read many ids at a time; an RPC one (RabbitMQ) is drained from its reply queue."""
+        backend = self.app.backend
+        if backend.is_async:
+            import socket
+
+            try:
+                backend.result_consumer.drain_events(timeout=wait or 0.01)
+            except (socket.timeout, TimeoutError):
+                pass
+            for task_id in [task_id for task_id, result in self.results.items() if result._cache]:
+                meta = self.results.pop(task_id)._cache
+                self._report(task_id, meta, pending, plan, observer, summary)
+            return
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         ids = list(pending)[:500]
         if not ids:
             return
-        backend = self.app.backend
         try:
-            for task_id, meta in backend.get_many(ids, timeout=wait or 0.001, interval=0.05, no_ack=True,
-                                                  on_interval=None):
+            for task_id, meta in backend.get_many(ids, timeout=wait or 0.001, interval=0.05, no_ack=True):
+                self.results.pop(task_id, None)
                 self._report(task_id, meta, pending, plan, observer, summary)
         except CeleryTimeout:
             pass
@@ -154,6 +193,9 @@ class FleetExecutor:
         if tenants is None:
             return
         value = meta.get("result")
+        if meta.get("status") == "REVOKED":  # cancelled before a worker started it
+            self._record_missing(plan, tenants, "cancelled before it started", observer, summary, status=SKIPPED)
+            return
         if meta.get("status") != "SUCCESS" or not isinstance(value, dict):
             error = f"the task failed on the worker: {value!r}"[:2000]
             self._record_missing(plan, tenants, error, observer, summary, status=FAILED)
@@ -201,12 +243,15 @@ class FleetExecutor:
                         status: str = INTERRUPTED) -> None:
         """Tenants with no result from the fleet: reported, and recorded unless a worker recorded them."""
         try:
-            known = self.runner.state.invocation_outcomes(plan.spec.name, plan.invocation, tenants)
+            known = self.runner.state.invocation_outcomes(plan.spec.name, plan.invocation, tenants, running=True)
         except Exception:
             known = {}
         for tenant in tenants:
             outcome = known.get(_key(tenant))
-            if outcome is not None:  # it finished after all (its batch result was lost)
+            if outcome is not None and outcome[0] == "running":  # still going on a worker, which records it
+                result = RunResult(tenant, INTERRUPTED, error=f"{reason} (still running on a worker, which "
+                                                              "records its outcome)")
+            elif outcome is not None:  # it finished after all (its batch result was lost)
                 result = RunResult(tenant, outcome[0], error=outcome[1])
             else:
                 result = RunResult(tenant, status, error=reason if status != SKIPPED else None,

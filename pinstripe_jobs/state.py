@@ -677,7 +677,8 @@ class StateStore:
     def forget(self, key: str) -> None:
         self._call(lambda conn: self._execute(conn, "DELETE FROM pinstripe_meta WHERE key = ?", (key,)))
 
-    def invocation_outcomes(self, job: str, invocation: str, tenants: list) -> dict[str, tuple[str, str | None]]:
+    def invocation_outcomes(self, job: str, invocation: str, tenants: list, *, running: bool = False
+                            ) -> dict[str, tuple[str, str | None]]:
         """Of ``tenants``, those with a finished run of ``job`` in ``invocation``: tenant (as text) -> (status,
         error). A batch delivered again (its worker was lost) does not run them twice."""
         keys = ["-" if t is None else str(t) for t in tenants]
@@ -687,7 +688,8 @@ class StateStore:
         rows = self._call(lambda conn: self._execute(
             conn, f"SELECT COALESCE(tenant, '-'), status, error FROM pinstripe_runs WHERE job = ? AND "
                   f"(tenant IN ({', '.join('?' * len(keys))}){' OR tenant IS NULL' if '-' in keys else ''}) "
-                  f"AND invocation = ? AND status <> 'running' ORDER BY id", (job, *keys, invocation)).fetchall())
+                  f"AND invocation = ? {'' if running else 'AND status <> ?'} ORDER BY id",
+            (job, *keys, invocation) + (() if running else (LIVE,))).fetchall())
         return {row[0]: (row[1], row[2]) for row in rows}
 
     # -- fairness: slots per tenant ----------------------------------------------------------------
