@@ -378,6 +378,70 @@ def worker_command(concurrency: int | None, queue: str | None, pool: str, loglev
     app.worker_main(argv)
 
 
+@main.command("kubernetes-manifest", short_help="Print a Kubernetes Indexed Job (or CronJob) for a job's shards.",
+              epilog=epilog(
+    ["pinstripe kubernetes-manifest --name reindex --shards 8 --image registry.example/app:1.4 | kubectl apply -f -",
+     "pinstripe kubernetes-manifest --name nightly-report --shards 4 --image app:1.4 --cron   (its own schedule)"],
+    ["0   printed", "2   bad option, unknown job", "3   configuration error, or --cron for a job without "
+     "one schedule"]))
+@click.option("--name", "job", required=True, metavar="NAME", shell_complete=complete_job_names, help="The job.")
+@click.option("--shards", type=click.IntRange(1, 10000), required=True, metavar="N",
+              help="Pods (completion indexes): pod K runs --shard K/N.")
+@click.option("--image", required=True, metavar="IMAGE", help="Container image with the app and pinstripe-jobs.")
+@click.option("--cron", is_flag=True, help="A CronJob on the job's own schedule (and time zone) instead of a Job.")
+@click.option("--schedule", default=None, metavar="CRON", help="With --cron: this schedule instead of the job's.")
+@click.option("--namespace", default=None, metavar="NS", help="metadata.namespace.")
+@click.option("--config-path", default=None, metavar="PATH", help="PINSTRIPE_CONFIG inside the image.")
+@click.option("--env-from-secret", default=None, metavar="SECRET",
+              help="A Secret whose keys become env (PINSTRIPE_STATE, PINSTRIPE_TENANTS, ...).")
+@click.option("--cpu", default="500m", show_default=True, metavar="CPU", help="CPU request per pod.")
+@click.option("--memory", default="512Mi", show_default=True, metavar="MEM", help="Memory request and limit per pod.")
+@click.option("--retries-per-index", type=click.IntRange(0, 100), default=2, show_default=True, metavar="N",
+              help="backoffLimitPerIndex: retries of a failed index (exit 1, 124, 130).")
+@project_options
+@handle_errors
+def kubernetes_manifest_command(job: str, shards: int, image: str, cron: bool, schedule: str | None,
+                                namespace: str | None, config_path: str | None, env_from_secret: str | None,
+                                cpu: str, memory: str, retries_per_index: int, config: str | None,
+                                jobs_dir: str | None, tenants: str | None) -> None:
+    """Print an Indexed Job whose pods each run one shard of a job (`--shard K/N`), with a pod failure
+    policy that follows our exit codes; with --cron, a CronJob wrapping it."""
+    from .errors import ConfigError, UsageError
+    from .kubernetes import NAME, QUANTITY, manifest, to_yaml
+    from .registry import JobRegistry
+
+    settings = load(config, jobs_dir, tenants)
+    spec = JobRegistry(settings).load(job)
+    for option, value in (("--cpu", cpu), ("--memory", memory)):
+        if not QUANTITY.match(value):
+            raise UsageError(f"{option} {value!r} is not a Kubernetes quantity.", "Examples: --cpu 500m --memory 512Mi.")
+    if not NAME.match(spec.name) or len(spec.name) > 40:
+        raise UsageError(f"Job name '{spec.name}' cannot name a Kubernetes object (lowercase letters, digits and "
+                         "hyphens, at most 40 characters).", "Rename the job module.")
+    timezone = None
+    if schedule and not cron:
+        raise UsageError("--schedule only applies with --cron.", "Add --cron, or drop --schedule.")
+    if cron and not schedule:
+        if spec.per_tenant_schedule or len(spec.schedules) != 1:
+            raise ConfigError(f"Job '{spec.name}' has {len(spec.schedules) or 'no'} schedule(s) of its own"
+                              f"{' (per tenant)' if spec.per_tenant_schedule else ''}; a CronJob needs one.",
+                              "Pass --schedule 'CRON', or use a Job (no --cron) fired by your own scheduler.")
+        schedule = spec.schedules[0].cron
+        timezone = spec.timezone if spec.timezone and spec.timezone != "tenant" else settings.timezone
+    if cron:
+        from .schedule import expand, validate_cron
+
+        problem = validate_cron(schedule)
+        if problem:
+            raise UsageError(f"--schedule {schedule!r} is not a cron expression: {problem}.",
+                             "Example: --schedule '0 3 * * *'.")
+        schedule = expand(schedule)
+    click.echo(to_yaml(manifest(job=spec.name, shards=shards, image=image, cron=schedule if cron else None,
+                                timezone=timezone, namespace=namespace, config=config_path,
+                                env_from_secret=env_from_secret, cpu=cpu, memory=memory,
+                                retries_per_index=retries_per_index)))
+
+
 def parse_root_path(ctx: click.Context, param: click.Parameter, value: str) -> str:
     value = (value or "").strip()
     if value in ("", "/"):
