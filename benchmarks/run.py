@@ -21,7 +21,7 @@ BIN = Path(sys.executable).parent
 PINSTRIPE = str(BIN / "pinstripe")
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller sizes, for a smoke run
 # BENCH_ONLY=output,startup runs only those (names: startup, fanout, memory, concurrency, output, due,
-# dashboard)
+# dashboard, fleet)
 
 
 def make_project(root: Path, tenants: int) -> Path:
@@ -323,6 +323,98 @@ def bench_dashboard(tmp: Path) -> dict:
                       f"{failures * 1000:.1f} ms; SQLite state"}
 
 
+SUBMIT_BENCH = r"""
+import sys, time
+from pinstripe_jobs.config import load_settings
+from pinstripe_jobs.fleet import FleetExecutor
+from pinstripe_jobs.plan import NullObserver, RunOptions
+from pinstripe_jobs.results import Summary
+from pinstripe_jobs.runner import Runner
+
+settings = load_settings()
+settings.executor = "celery"
+settings.celery["queue"] = sys.argv[1]  # a queue no worker reads: only the sending is timed
+runner = Runner(settings)
+plan = runner.plan("tenant-noop", RunOptions())
+executor = FleetExecutor(runner)
+executor.check(plan)
+executor._wait = lambda *args, **kwargs: None
+started = time.perf_counter()
+executor.run(plan, plan.tenants(), NullObserver(), Summary("tenant-noop"))
+print(time.perf_counter() - started)
+"""
+
+
+def bench_fleet(tmp: Path) -> list[dict]:
+    """The celery executor on this machine: 2 workers x 8 threads vs --concurrency 16; submitting 100,000
+    tenants; the CLI's memory while 100,000 results come back. Needs PostgreSQL and Redis on loopback."""
+    import uuid
+
+    n, big = (500, 20_000) if QUICK else (2_000, 100_000)
+    schema = f"pinstripe_bench_{uuid.uuid4().hex[:8]}"
+    pg = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "test", "-qc", f"CREATE SCHEMA {schema}"],
+                   check=True, capture_output=True)
+    queue = f"pinstripe-bench-{uuid.uuid4().hex[:8]}"
+    workers = []
+    try:
+        rows = []
+        for size in (n, 1_000, big):
+            root = make_project(tmp / f"fleet-{size}", size)
+            (root / "pinstripe.toml").write_text(
+                f'tenants = "sqlite:///tenants.db"\nstate = "{pg}?options=-csearch_path%3D{schema}"\n\n[celery]\n'
+                f'broker = "redis://127.0.0.1:6379/3"\nqueue = "{queue}"\nbatch_size = 50\n')
+        root = tmp / f"fleet-{big}"  # workers read the largest tenant table: every run's tenants are in it
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PINSTRIPE_")}
+        for index in range(2):
+            log = root / f"worker-{index}.log"
+            workers.append(subprocess.Popen([PINSTRIPE, "worker", "--pool", "threads", "--concurrency", "8",
+                                             "--loglevel", "INFO"], cwd=root, env=env, stdout=open(log, "w"),
+                                            stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.monotonic() + 60
+        while not all("ready." in (root / f"worker-{i}.log").read_text() for i in range(2)):
+            if time.monotonic() > deadline:
+                raise SystemExit("the benchmark's workers did not start")
+            time.sleep(0.1)
+        small = tmp / f"fleet-{n}"
+        fleet = median_of([PINSTRIPE, "run-background-job", "--name", "sleepy", "--executor", "celery"], small, 3)
+        local = median_of([PINSTRIPE, "run-background-job", "--name", "sleepy", "--concurrency", "16"], small, 3)
+        ideal = n * 0.02 / 16
+        rows.append({"name": f"fleet: {n:,} tenants x 20 ms, 2 workers x 8 threads vs local --concurrency 16",
+                     "value": round((fleet - local) / n * 1000, 2), "unit": "ms/tenant", "target": "-", "ok": True,
+                     "detail": f"fleet {fleet:.2f} s, local {local:.2f} s, ideal {ideal:.2f} s; both with "
+                               "PostgreSQL state and history"})
+        out = subprocess.run([sys.executable, "-c", SUBMIT_BENCH, f"{queue}-nobody"], cwd=tmp / f"fleet-{big}",
+                             env=env, capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(out.stderr)
+        submit = float(out.stdout.split()[-1])
+        subprocess.run(["redis-cli", "-n", "3", "DEL", f"{queue}-nobody"], capture_output=True)
+        rows.append({"name": f"fleet: time to submit {big:,} tenants (batches of 50)", "value": round(submit, 2),
+                     "unit": "s", "target": 60, "ok": submit < 60,
+                     "detail": f"{big // 50:,} task messages to Redis, tenants read from SQLite"})
+        peaks = {}
+        for size in (1_000, big):
+            _, peaks[size] = timed([PINSTRIPE, "run-background-job", "--name", "tenant-noop", "--executor", "celery"],
+                                   tmp / f"fleet-{size}")
+        ratio = peaks[big] / peaks[1_000]
+        rows.append({"name": f"fleet: the CLI's peak RSS while {big:,} results come back vs 1,000",
+                     "value": round(ratio, 2), "unit": "x", "target": 1.25, "ok": ratio <= 1.25,
+                     "detail": f"{peaks[big] / 1024:.1f} MiB vs {peaks[1_000] / 1024:.1f} MiB"})
+        return rows
+    finally:
+        import signal
+
+        for proc in workers:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+            except Exception:
+                os.killpg(proc.pid, signal.SIGKILL)
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "test", "-qc",
+                        f"DROP SCHEMA {schema} CASCADE"], capture_output=True)
+
+
 def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "pinstripe_jobs")], check=True)
     with tempfile.TemporaryDirectory(prefix="pinstripe-bench-") as name:
@@ -331,14 +423,14 @@ def main() -> int:
         benches = {"startup": lambda: [bench_startup(root)], "fanout": lambda: [bench_fanout(tmp)],
                    "memory": lambda: [bench_memory(tmp)], "concurrency": lambda: bench_concurrency(tmp),
                    "output": lambda: bench_terminal_output(tmp), "due": lambda: [bench_due_tenants(tmp)],
-                   "dashboard": lambda: [bench_dashboard(tmp)]}
+                   "dashboard": lambda: [bench_dashboard(tmp)], "fleet": lambda: bench_fleet(tmp)}
         only = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name] or list(benches)
         results = [row for name in only for row in benches[name]()]
     width = max(len(r["name"]) for r in results)
     print(f"{'benchmark':<{width}}  {'measured':>14}  {'target':>12}  result")
     for r in results:
         relation = ">=" if r.get("higher_is_better") else "<="
-        print(f"{r['name']:<{width}}  {r['value']:>8} {r['unit']:<5}  {relation} {r['target']:<9}  "
+        print(f"{r['name']:<{width}}  {r['value']:>8} {r['unit']:<5}  {relation} {str(r['target']):<9}  "
               f"{'met' if r['ok'] else 'MISSED'}  ({r['detail']})")
     out = HERE / "results.json"
     out.write_text(json.dumps({"python": sys.version.split()[0], "cpus": os.cpu_count(), "quick": QUICK,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -136,6 +137,7 @@ def test_json_is_one_document_and_job_output_goes_to_stderr(tenant_project):
     assert isinstance(doc["duration_s"], float)
     assert [r["tenant"] for r in doc["runs"]] == [1, 2, 3, 4]
     traceback = doc["runs"][2].pop("traceback")  # --json carries the trimmed traceback of each failure
+    assert doc["runs"][2].pop("host") == os.uname().nodename and doc["runs"][2].pop("pid") == os.getpid()
     assert doc["runs"][2] == {"tenant": 3, "status": "failed", "duration_s": doc["runs"][2]["duration_s"],
                               "error": "KeyError: 'missing'"}
     assert traceback.startswith("Traceback") and "noisy.py\", line 6, in run" in traceback
