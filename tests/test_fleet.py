@@ -157,13 +157,14 @@ def test_a_sqlite_state_store_is_a_configuration_error(project, broker):
     assert calls(project) == []
 
 
-def test_a_broker_that_is_down_is_a_clear_error_before_anything_is_sent(project, pg_schema_url):
+@pytest.mark.parametrize("scheme", ["redis://:secret@127.0.0.1:{port}/0", "amqp://guest:secret@127.0.0.1:{port}//"])
+def test_a_broker_that_is_down_is_a_clear_error_before_anything_is_sent(project, pg_schema_url, scheme):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     project.json_tenants([{"id": 1}, {"id": 2}])
     project.config(f'tenants = "tenants.json"\nstate = "{pg_schema_url}"\n\n[celery]\n'
-                   f'broker = "redis://:secret@127.0.0.1:{port}/0"\n')
+                   f'broker = "{scheme.format(port=port)}"\n')
     project.job("work", FLEET_JOB)
     result = run(project, "run-background-job", "--name", "work", "--executor", "celery", "--json")
     assert result.returncode == 3
