@@ -44,6 +44,7 @@ class FleetExecutor:
         self.app = None
         self.conf: dict = {}
         self.results: dict[str, Any] = {}  # task id -> AsyncResult, for an RPC result backend
+        self.polling = True
 
     def check(self, plan: "Plan") -> None:
         from .celery_app import celery_settings, make_app
@@ -63,6 +64,8 @@ class FleetExecutor:
                 f"longer than the broker's visibility_timeout ({self.conf['visibility_timeout']:g}s): the broker "
                 "would deliver it twice.", "Raise [celery] visibility_timeout, or lower batch_size.")
         self.app = make_app(self.runner.settings)
+        if hasattr(self.app.backend, "get_many"):  # polled (Redis): no pub/sub subscription per task message
+            self.app.backend.on_task_call = lambda *args, **kwargs: None
         try:
             with self.app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.5, timeout=5)
@@ -101,13 +104,15 @@ class FleetExecutor:
                 unsent.extend(batch)
                 batch.clear()
                 return
-            if self.app.backend.is_async:
+            if not self.polling:  # an RPC backend: its replies come to this process's queue
                 self.app.backend.add_pending_result(result)
                 self.results[result.id] = result
             pending[result.id] = list(batch)
             batch.clear()
 
         unsent: list = []
+        collected = time.monotonic()
+        self.polling = hasattr(self.app.backend, "get_many")
         for tenant in tenants:
             tenant_id = None if tenant is None else tenant.id
             if not_sent is None and (runner.stop.requested or self._past_deadline(started)):
@@ -118,7 +123,9 @@ class FleetExecutor:
             batch.append(tenant_id)
             if len(batch) >= self.conf["batch_size"]:
                 send()
-                self._collect(pending, plan, observer, summary, wait=0)
+                if time.monotonic() - collected > 1:  # results of a long send are shown as they come
+                    self._collect(pending, plan, observer, summary, wait=0)
+                    collected = time.monotonic()
         if batch:
             send()
         if unsent:
@@ -162,9 +169,10 @@ class FleetExecutor:
 
     def _collect(self, pending: dict, plan: "Plan", observer: "Observer", summary: Summary, wait: float) -> None:
         """Report every batch whose result is in; wait up to ``wait`` seconds for one. A key-value result
-        backend (Redis) is read many ids at a time; an RPC one (RabbitMQ) is drained from its reply queue."""
+        backend (Redis) is polled many ids at a time (MGET; nothing is kept per batch but its tenant ids);
+        an RPC one (RabbitMQ) is drained from this process's reply queue."""
         backend = self.app.backend
-        if backend.is_async:
+        if not self.polling:
             import socket
 
             try:
