@@ -197,10 +197,20 @@ class FleetExecutor:
 
     def _report(self, task_id: str, meta: dict, pending: dict, plan: "Plan", observer: "Observer",
                 summary: Summary) -> None:
+        value = meta.get("result")
+        if meta.get("status") == "FAILURE" and _worker_lost(value):
+            # its worker was killed: the broker delivers the batch again (acks_late, reject_on_worker_lost),
+            # and its final result replaces this one
+            if not self.polling and task_id in pending:
+                from celery.result import AsyncResult
+
+                again = AsyncResult(task_id, app=self.app)
+                self.app.backend.add_pending_result(again)
+                self.results[task_id] = again
+            return
         tenants = pending.pop(task_id, None)
         if tenants is None:
             return
-        value = meta.get("result")
         if meta.get("status") == "REVOKED":  # cancelled before a worker started it
             self._record_missing(plan, tenants, "cancelled before it started", observer, summary, status=SKIPPED)
             return
@@ -295,6 +305,11 @@ class _Tenant:
 
     def __init__(self, tenant_id: Any):
         self.id = tenant_id
+
+
+def _worker_lost(value: Any) -> bool:
+    name = value.get("exc_type") if isinstance(value, dict) else type(value).__name__
+    return name == "WorkerLostError"
 
 
 def _tenant(tenant_id: Any) -> "_Tenant | None":

@@ -16,7 +16,7 @@ PAGE = 50
 _LATEST = ("job", "tenant_key", "tenant", "tenant_kind", "run_id", "status", "rank", "started_at", "ended_at", "error",
            "invocation", "failing_since")
 _INVOCATION = ("id", "job", "trigger", "tick", "args", "started_at", "ended_at", "status", "exit_code", "counts",
-               "p50_ms", "p95_ms", "max_ms", "host", "pid", "pid_token")
+               "p50_ms", "p95_ms", "max_ms", "host", "pid", "pid_token", "first_id")
 
 
 class BadCursor(ValueError):
@@ -64,9 +64,10 @@ class HistoryQueries:
     def _invocation(self, row: dict) -> dict:
         row["counts"] = _parse_counts(row["counts"])
         token = row.pop("pid_token")
+        first_id = row.pop("first_id") or 0
         if row["ended_at"] is None:  # still going, or its process died: count what it has recorded so far
-            counts = self._rows("SELECT status, count(*) FROM pinstripe_runs WHERE invocation = ? GROUP BY status",
-                                (row["id"],))
+            counts = self._rows("SELECT status, count(*) FROM pinstripe_runs WHERE id > ? AND invocation = ? "
+                                "GROUP BY status", (first_id, row["id"]))
             row["counts"] = {status: n for status, n in counts}
             alive = self.store._holder_alive(row["host"], row["pid"], token, None)
             row["status"] = LIVE if alive else "abandoned"
@@ -151,6 +152,10 @@ class HistoryQueries:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if invocation is not None:  # its runs come after its first_id: a range of the primary key
+            first = self._rows("SELECT first_id FROM pinstripe_invocations WHERE id = ?", (invocation,))
+            where.append("id > ?")
+            params.append((first[0][0] or 0) if first else 0)
         if status in ("abandoned", LIVE):
             where.append("status IN ('abandoned', 'running')")
         elif status:

@@ -33,6 +33,8 @@ LIVE = "running"
 BAD = ("failed", "timed_out", "interrupted", "abandoned", "skipped")  # what --only-failed reruns
 MAX_ERROR = 4000  # characters of an error message kept in history
 MAX_TRACEBACK = 20000
+FOLD_EVERY = 500  # ended runs folded into pinstripe_latest at a time
+FOLD_AFTER_S = 2.0  # ... or this long after the last fold, whichever comes first
 _NO_GUARD = nullcontext()
 OPEN_RETRY_S = 10  # opening the store: a wrong URL should not wait the whole budget to say so
 _NOT_TRANSIENT = ("28000", "28P01", "3D000", "42501", "3F000")  # bad login, no such database/schema, no right
@@ -171,14 +173,13 @@ CREATE TABLE IF NOT EXISTS pinstripe_invocations (
     max_ms DOUBLE PRECISION,
     host TEXT,
     pid INTEGER,
-    pid_token TEXT
+    pid_token TEXT,
+    first_id BIGINT
 )
 """
 # Indexes over columns that older databases gain by migration (created after ADDED_COLUMNS). They serve
 # the dashboard's pages and API: each query reads one page, whatever the size of the history.
 INDEXES = (
-    "CREATE INDEX IF NOT EXISTS pinstripe_runs_job_status ON pinstripe_runs (job, status, id)",
-    "CREATE INDEX IF NOT EXISTS pinstripe_runs_invocation ON pinstripe_runs (invocation, duration_ms)",
     "CREATE INDEX IF NOT EXISTS pinstripe_latest_rank ON pinstripe_latest (job, rank, tenant_key)",
     "CREATE INDEX IF NOT EXISTS pinstripe_invocations_job ON pinstripe_invocations (job, started_at)",
     "CREATE INDEX IF NOT EXISTS pinstripe_ticks_claimed ON pinstripe_ticks (claimed_at)",
@@ -186,8 +187,10 @@ INDEXES = (
 # The grid's order: failing tenants first.
 RANK = {"failed": 0, "timed_out": 0, "abandoned": 1, "interrupted": 1, "skipped": 2, "running": 3, "succeeded": 4}
 _RANK_SQL = "CASE status " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in RANK.items()) + " ELSE 2 END"
-# Each tenant's newest finished run of each job (pinstripe_latest), kept in the same transaction as the run's
-# end: the dashboard's tenant grid reads one indexed page of it instead of grouping the whole history.
+# Each tenant's newest finished run of each job (pinstripe_latest): the dashboard's tenant grid reads one
+# indexed page of it instead of grouping the whole history. Folded in from run ends in groups (at most 500
+# runs or 2 seconds behind), at the end of every invocation, and for an invocation whose process died, by
+# the next invocation of its job.
 LATEST = (
     "INSERT INTO pinstripe_latest (job, tenant_key, tenant, tenant_kind, run_id, status, rank, started_at, ended_at, "
     f"error, invocation, failing_since) SELECT job, COALESCE(tenant, '-'), tenant, tenant_kind, id, status, {_RANK_SQL}, "
@@ -238,6 +241,9 @@ class StateStore:
         self.token = process_token(self.pid)
         self._mutex = threading.RLock()
         self._deferred: list[tuple] = []  # SQLite: run-end updates that ride on the next commit (see end_run)
+        self._unfolded: list[int] = []  # ended runs not yet folded into pinstripe_latest
+        self._folding = 0  # how many of them the open transaction folds
+        self._folded_at = time.monotonic()
         self._leases: set[int] = set()  # run rows this process holds: their heartbeats are renewed
         self._ticks: set[tuple[str, str]] = set()  # tick claims this process is firing
         self._slots: set[tuple[str, int]] = set()  # tenant slots (tenant_concurrency) this process holds
@@ -401,8 +407,7 @@ class StateStore:
             for statement in INDEXES:
                 self._execute(conn, statement)
             if fresh_latest:  # history from before the dashboard: each tenant's newest finished run
-                self._execute(conn, LATEST.format(source="pinstripe_runs", where="id IN (SELECT max(id) FROM pinstripe_runs WHERE status <> "
-                                                        "'running' GROUP BY job, COALESCE(tenant, '-'))"))
+                self._execute(conn, _latest_of("1 = 1"))
             self._execute(conn, "INSERT INTO pinstripe_meta VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET "
                                 "value = excluded.value", (SCHEMA_VERSION,))
             self._execute(conn, "COMMIT")
@@ -539,24 +544,41 @@ class StateStore:
             self._execute(conn, "COMMIT")
         except BaseException:
             _rollback(conn)
+            self._folded(committed=False)
             raise
         self._deferred.clear()
+        self._folded()
         return result
 
     _END = ("UPDATE pinstripe_runs SET status = ?, ended_at = ?, error = ?, traceback = ?, duration_ms = ? "
             "WHERE id = ?")
 
     def _write_ends(self, conn, ends: list[tuple]) -> None:
-        """Run ends, each with its tenant's newest status (``pinstripe_latest``), in the caller's transaction
-        (SQLite) or one statement per run (PostgreSQL)."""
+        """Run ends, in the caller's transaction (SQLite) or one statement each (PostgreSQL); the tenants'
+        newest statuses follow in groups (``_fold``)."""
         if self.is_sqlite:
             conn.executemany(self._END, ends)
-            conn.executemany(LATEST.format(source="pinstripe_runs", where="id = ?"), [(end[-1],) for end in ends])
-            return
-        statement = (f"WITH ended AS ({self._END} RETURNING *) "
-                     + LATEST.format(source="ended", where="true")).replace("?", "%s")
-        for end in ends:
-            conn.cursor().execute(statement, end)
+        else:
+            for end in ends:
+                conn.cursor().execute(self._END.replace("?", "%s"), end)
+        self._unfolded.extend(end[-1] for end in ends)
+        if len(self._unfolded) >= FOLD_EVERY or time.monotonic() - self._folded_at > FOLD_AFTER_S:
+            self._fold(conn)
+
+    def _fold(self, conn) -> None:
+        """Fold ended runs into pinstripe_latest (newer runs win; folding twice changes nothing). They leave
+        the to-do list once the transaction commits (``_folded``)."""
+        ids = list(dict.fromkeys(self._unfolded))
+        self._folded_at = time.monotonic()
+        for chunk in range(0, len(ids), FOLD_EVERY):
+            part = ids[chunk:chunk + FOLD_EVERY]
+            self._execute(conn, _latest_of(f"id IN ({', '.join('?' * len(part))})"), part)
+        self._folding = len(self._unfolded)
+
+    def _folded(self, committed: bool = True) -> None:
+        if committed and self._folding:
+            del self._unfolded[:self._folding]
+        self._folding = 0
 
     def end_run(self, lease: Lease, status: str, error: str | None = None, *, traceback: str | None = None,
                 duration_s: float | None = None, defer: bool = False) -> None:
@@ -577,13 +599,23 @@ class StateStore:
                 self._deferred.append(values)
             self.flush()
             return
-        self._call(lambda conn: self._write_ends(conn, [values]))
+        def write(conn) -> None:  # PostgreSQL, autocommit: each statement is committed as it runs
+            try:
+                self._write_ends(conn, [values])
+            except BaseException:
+                self._folded(committed=False)
+                raise
+            self._folded()
+
+        self._call(write)
 
     def flush(self) -> None:
-        """Commit deferred run ends now."""
+        """Commit deferred run ends now, and fold what ended into the tenants' newest statuses."""
         with self._mutex:
             if self._deferred:
                 self._call(lambda conn: self._in_transaction(conn, lambda: None))
+            if self._unfolded:
+                self._call(lambda conn: self._transaction(conn, lambda: self._fold(conn)))
 
     def record(self, job: str, tenant: Any, trigger: str, status: str, *, error: str | None = None,
                tick: datetime | None = None, invocation: str | None = None) -> None:
@@ -607,7 +639,8 @@ class StateStore:
             conn, "INSERT INTO pinstripe_runs (job, tenant, tenant_kind, trigger, tick, started_at, ended_at, status, "
                   f"error, host, pid, invocation) VALUES {values} RETURNING id",
             [value for row in rows for value in row]).fetchall()]
-        self._execute(conn, LATEST.format(source="pinstripe_runs", where=f"id IN ({', '.join('?' * len(ids))})"), ids)
+        self._unfolded.extend(ids)
+        self._fold(conn)
 
     def _transaction(self, conn, operation: Callable[[], Any]) -> Any:
         """``operation`` in one transaction, with any deferred run ends (SQLite)."""
@@ -619,8 +652,10 @@ class StateStore:
             self._execute(conn, "COMMIT")
         except BaseException:
             _rollback(conn)
+            self._folded(committed=False)
             raise
         self._deferred.clear()
+        self._folded()
         return result
 
     def remember(self, key: str, value: str) -> str | None:
@@ -636,37 +671,62 @@ class StateStore:
     # -- invocations: one per command or tick ------------------------------------------------------
     def begin_invocation(self, invocation: str, job: str, trigger: str, *, tick: datetime | None = None,
                          args: Any = None) -> None:
+        """Record an invocation (one per command or tick). Its runs get ids above ``first_id``, so reading
+        them is a range of the primary key. An earlier invocation of the job whose process died is closed
+        first: its runs are folded into the tenants' newest statuses and it reads ``abandoned``."""
         if args is not None:
             import json
 
             args = storable(json.dumps(args, default=str))
-        self._call(lambda conn: self._execute(
-            conn, "INSERT INTO pinstripe_invocations (id, job, trigger, tick, args, started_at, host, pid, pid_token) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (invocation, job, trigger, iso(tick), args, iso(self.clock()), HOST,
-             self.pid, self.token)))
+
+        def write(conn) -> None:
+            for row in self._execute(conn, "SELECT id, first_id, host, pid, pid_token FROM pinstripe_invocations WHERE "
+                                           "job = ? AND ended_at IS NULL", (job,)).fetchall():
+                if not self._holder_alive(row[2], row[3], row[4], None):
+                    self._close_invocation(conn, row[0], row[1] or 0, "abandoned", None)
+            first = self._execute(conn, "SELECT COALESCE(max(id), 0) FROM pinstripe_runs").fetchone()[0]
+            self._execute(conn, "INSERT INTO pinstripe_invocations (id, job, trigger, tick, args, started_at, host, "
+                                "pid, pid_token, first_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                          (invocation, job, trigger, iso(tick), args, iso(self.clock()), HOST, self.pid, self.token,
+                           first))
+
+        self._call(lambda conn: self._transaction(conn, lambda: write(conn)))
 
     def end_invocation(self, invocation: str, status: str, exit_code: int, counts: dict[str, int]) -> None:
-        """The invocation's outcome, its counts by status and its runs' p50/p95/max duration (read from the
-        (invocation, duration) index: a few index probes, whatever the number of tenants). Counts are kept as
-        ``status=n`` pairs (no JSON on the run path: start-up time)."""
+        """The invocation's outcome, its counts by status and its runs' p50/p95/max duration. Counts are kept
+        as ``status=n`` pairs (no JSON on the run path: start-up time)."""
         self.flush()
 
         def write(conn) -> None:
-            n = self._execute(conn, "SELECT count(duration_ms) FROM pinstripe_runs WHERE invocation = ?",
-                              (invocation,)).fetchone()[0]
-            quantiles = []
-            for q in (0.5, 0.95, 1.0):
-                row = self._execute(conn, "SELECT duration_ms FROM pinstripe_runs WHERE invocation = ? AND duration_ms "
-                                          "IS NOT NULL ORDER BY duration_ms LIMIT 1 OFFSET ?",
-                                    (invocation, max(0, min(n - 1, int(q * n + 0.999999) - 1)))).fetchone() if n else None
-                quantiles.append(row[0] if row else None)
-            self._execute(conn, "UPDATE pinstripe_invocations SET ended_at = ?, status = ?, exit_code = ?, counts = ?, "
-                                "p50_ms = ?, p95_ms = ?, max_ms = ? WHERE id = ?",
-                          (iso(self.clock()), status, exit_code, ",".join(f"{k}={v}" for k, v in sorted(counts.items())), *quantiles,
-                           invocation))
+            row = self._execute(conn, "SELECT first_id FROM pinstripe_invocations WHERE id = ?", (invocation,)).fetchone()
+            self._close_invocation(conn, invocation, (row[0] if row else 0) or 0, status, exit_code,
+                                   ",".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
-        self._call(write)
+        self._call(lambda conn: self._transaction(conn, lambda: write(conn)))
+
+    def _close_invocation(self, conn, invocation: str, first_id: int, status: str, exit_code: int | None,
+                          counts: str | None = None) -> None:
+        where = "id > ? AND invocation = ?"
+        if counts is None:  # its process died: count what it recorded, fold its runs
+            found: dict[str, int] = {}
+            for key, n in self._execute(conn, f"SELECT status, count(*) FROM pinstripe_runs WHERE {where} GROUP BY "
+                                              "status", (first_id, invocation)).fetchall():
+                key = "abandoned" if key == LIVE else key  # its holder is gone
+                found[key] = found.get(key, 0) + n
+            counts = ",".join(f"{k}={v}" for k, v in sorted(found.items()))
+            self._execute(conn, _latest_of(where), (first_id, invocation))
+        n = self._execute(conn, f"SELECT count(duration_ms) FROM pinstripe_runs WHERE {where}",
+                          (first_id, invocation)).fetchone()[0]
+        quantiles = []
+        for q in (0.5, 0.95, 1.0):  # exact, sorted by the database (nothing held in memory here)
+            row = self._execute(conn, f"SELECT duration_ms FROM pinstripe_runs WHERE {where} AND duration_ms IS NOT "
+                                      "NULL ORDER BY duration_ms LIMIT 1 OFFSET ?",
+                                (first_id, invocation, max(0, min(n - 1, int(q * n + 0.999999) - 1)))).fetchone() \
+                if n else None
+            quantiles.append(row[0] if row else None)
+        self._execute(conn, "UPDATE pinstripe_invocations SET ended_at = ?, status = ?, exit_code = ?, counts = ?, "
+                            "p50_ms = ?, p95_ms = ?, max_ms = ? WHERE id = ?",
+                      (iso(self.clock()), status, exit_code, counts, *quantiles, invocation))
 
     def recall(self, key: str) -> str | None:
         """The value stored under ``key`` (the meta table), or None."""
@@ -895,6 +955,14 @@ def open_store(settings, *, read_only: bool = False, **options: Any) -> StateSto
             return None
     return StateStore(url, history_days=settings.history_days, retry_s=settings.state_retry_s,
                       lock_stale_s=settings.lock_stale_s, **options)
+
+
+def _latest_of(where: str) -> str:
+    """Fold the newest finished run per (job, tenant) among the runs ``where`` selects (one row per
+    tenant: PostgreSQL refuses to update a row twice in one statement)."""
+    return LATEST.format(source="pinstripe_runs", where="id IN (SELECT max(id) FROM pinstripe_runs WHERE "
+                                                        f"{where} AND status <> 'running' GROUP BY job, "
+                                                        "COALESCE(tenant, '-'))")
 
 
 def _rollback(conn) -> None:

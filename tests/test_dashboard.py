@@ -188,6 +188,25 @@ def test_running_runs_show_host_and_pid_and_a_killed_one_reads_abandoned(dash):
     assert client.get("/api/jobs/hold").json()["invocations"][0]["status"] == "abandoned"
 
 
+def test_the_runs_of_a_killed_invocation_reach_the_grid_with_the_next_invocation(dash):
+    dash.job("hold", HOLD_JOB.replace("(ROOT / f\"holding-{ctx.tenant.id}\").write_text(\"1\")",
+                                      "(ROOT / f\"holding-{ctx.tenant.id}\").write_text(\"1\")\n    if ctx.tenant.id != 4:\n"
+                                      "        return"))
+    proc = start(dash, "run-background-job", "--name", "hold")
+    wait_for(dash.root / "holding-4")  # tenants 1, 2, 3 ended; 4 holds
+    proc.kill()  # kill -9 before the invocation ended (its ends may not be folded into the grid yet)
+    proc.communicate()
+    (dash.root / "release").write_text("1")
+    assert dash.cli("run-background-job", "--name", "hold", "--tenant", "4").exit_code == 0
+    client = client_for(dash)
+    data = client.get("/api/jobs/hold").json()
+    assert [(t["tenant"], t["status"]) for t in data["grid"]] == [(1, "succeeded"), (2, "succeeded"),
+                                                                 (3, "succeeded"), (4, "succeeded")]
+    killed = data["invocations"][1]
+    assert killed["status"] == "abandoned" and killed["ended_at"] is not None
+    assert killed["counts"] == {"abandoned": 1, "succeeded": 3}
+
+
 def test_ticks_show_what_the_scheduler_fired(dash):
     dash.job("nightly", 'schedule = "0 3 * * *"\n\ndef run(ctx):\n    pass\n')
     from tests.procs import run
