@@ -192,7 +192,7 @@ def test_a_worker_killed_mid_batch_is_redelivered_and_no_tenant_runs_twice(fleet
                            cwd=fleet.root, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     STARTED.append(cli)
     wait_for(fleet.root / "holding-4", timeout=60)
-    victim = int((fleet.root / "holding-4").read_text())
+    victim = int(wait_until(lambda: (fleet.root / "holding-4").read_text(), what="the pid of tenant 4's process"))
     (fleet.root / "hold").unlink()  # the redelivered run of 4 does not hold
     os.kill(victim, signal.SIGKILL)  # kill -9 the pool process in the middle of batch [3, 4]
     out, err = cli.communicate(timeout=120)
