@@ -8,7 +8,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -137,6 +139,22 @@ def test_a_fleet_run_reports_what_a_local_run_does(fleet):
     assert 'failures="1"' in junit.read_text() and 'tests="8"' in junit.read_text()
     history = json.loads(run(fleet, "history", "--json", "--limit", "100").stdout)["runs"]
     assert len(history) == 16 and {r["status"] for r in history} == {"succeeded", "failed"}
+
+
+def test_celery_own_command_runs_the_same_worker(fleet):
+    """`celery -A pinstripe_jobs.celery worker` with PINSTRIPE_CONFIG: the app of that config."""
+    queue = [line for line in (fleet.root / "pinstripe.toml").read_text().splitlines() if line.startswith("queue")]
+    log = open(fleet.root / "celery.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "pinstripe_jobs.celery", "worker",
+                             "--pool", "solo", "--loglevel", "INFO", "-Q", queue[0].split('"')[1]], cwd="/",
+                            env=clean_env({"PINSTRIPE_CONFIG": str(fleet.root / "pinstripe.toml")}), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    WORKERS.append(proc)
+    result = run(fleet, "run-background-job", "--name", "work", "--executor", "celery", "--json")
+    assert result.returncode == 1, result.stderr + (fleet.root / "celery.log").read_text()
+    assert by_tenant(as_json(result)) == {i: "failed" if i == 6 else "succeeded" for i in range(1, 9)}
+    assert {run["pid"] for run in as_json(result)["runs"]} == {proc.pid}  # the solo pool runs in the worker
 
 
 def test_the_plain_output_shows_each_tenant_as_its_result_arrives(fleet):
