@@ -48,7 +48,20 @@ class FleetExecutor:
 
     def check(self, plan: "Plan") -> None:
         from .celery_app import celery_settings, make_app
+        from .errors import UsageError
 
+        asked = [flag for flag, value in (("--fail-fast", plan.options.fail_fast), ("--max-failures",
+                 plan.options.max_failures), ("--spread", plan.options.spread)) if value]
+        if asked:
+            raise UsageError(f"{', '.join(asked)} {'is' if len(asked) == 1 else 'are'} not supported with the celery "
+                             "executor yet: its batches are already queued on the fleet.",
+                             "Drop the option, or run with --executor local.")
+        if plan.spread:
+            import logging
+
+            logging.getLogger("pinstripe.fleet").warning(
+                "%s: spread = %gs is not applied on the celery executor; tenants start as workers take them",
+                plan.spec.name, plan.spread)
         state = self.runner.state
         if state.is_sqlite:
             raise ConfigError("The celery executor needs a state store that every worker host shares; "

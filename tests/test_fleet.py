@@ -323,6 +323,14 @@ def test_the_deadline_reports_tenants_that_never_come_back_as_interrupted(fleet)
     (fleet.root / "release").write_text("1")
 
 
+def test_options_the_fleet_cannot_honour_are_refused(fleet):
+    for option in (["--fail-fast"], ["--max-failures", "2"], ["--spread", "10m"]):
+        result = run(fleet, "run-background-job", "--name", "work", "--executor", "celery", *option)
+        assert result.returncode == 2, result.stderr
+        assert "not supported with the celery executor" in result.stderr and "Traceback" not in result.stderr
+    assert calls(fleet) == []
+
+
 def test_celery_settings_are_checked(project):
     project.json_tenants([{"id": 1}])
     project.config('tenants = "tenants.json"\nexecutor = "kubernetes"\n')
