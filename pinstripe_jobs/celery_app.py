@@ -52,3 +52,18 @@ def make_app(settings):
         worker_redirect_stdouts=False, task_always_eager=False, broker_pool_limit=4,
     )
     return app
+
+
+def check_broker(app, broker: str, after: str = "") -> None:
+    """One quick connection to the broker: an unreachable one is a configuration error (exit 3), before
+    anything is sent or a worker starts."""
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.5, timeout=5)
+    except Exception as exc:
+        from .errors import mask_secrets
+
+        raise ConfigError(f"The Celery broker {mask_secrets(broker)} cannot be reached: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}",
+                          "Check [celery] broker / PINSTRIPE_CELERY_BROKER, and that the broker is running." + after
+                          ) from None

@@ -371,6 +371,9 @@ def worker_command(concurrency: int | None, queue: str | None, pool: str, loglev
     from .celery import worker_app
 
     app = worker_app(settings)
+    from .celery_app import check_broker
+
+    check_broker(app, conf["broker"])  # a worker that cannot reach its broker says so and exits 3
     argv = ["worker", f"--loglevel={loglevel}", f"--queues={queue or conf['queue']}", f"--pool={pool}",
             "--without-gossip", "--without-mingle", "--without-heartbeat", "--hostname", f"pinstripe-{os.getpid()}@%h"]
     if concurrency:

@@ -47,7 +47,7 @@ class FleetExecutor:
         self.polling = True
 
     def check(self, plan: "Plan") -> None:
-        from .celery_app import celery_settings, make_app
+        from .celery_app import celery_settings, check_broker, make_app
         from .errors import UsageError
 
         asked = [flag for flag, value in (("--fail-fast", plan.options.fail_fast), ("--max-failures",
@@ -79,16 +79,7 @@ class FleetExecutor:
         self.app = make_app(self.runner.settings)
         if hasattr(self.app.backend, "get_many"):  # polled (Redis): no pub/sub subscription per task message
             self.app.backend.on_task_call = lambda *args, **kwargs: None
-        try:
-            with self.app.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.5, timeout=5)
-        except Exception as exc:
-            from .errors import mask_secrets
-
-            raise ConfigError(f"The Celery broker {mask_secrets(self.conf['broker'])} cannot be reached: "
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                              "Check [celery] broker / PINSTRIPE_CELERY_BROKER, and that the broker is running. "
-                              "Nothing was sent.") from None
+        check_broker(self.app, self.conf["broker"], " Nothing was sent.")
 
     def run(self, plan: "Plan", tenants: Iterator, observer: "Observer", summary: Summary) -> None:
         from .celery_app import TASK

@@ -192,6 +192,17 @@ def test_a_broker_that_is_down_is_a_clear_error_before_anything_is_sent(project,
     assert json.loads(run(project, "history", "--json").stdout)["runs"] == []
 
 
+def test_a_worker_whose_broker_is_down_says_so_and_exits_3(project):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    project.config(f'[celery]\nbroker = "redis://:secret@127.0.0.1:{port}/0"\n')
+    result = subprocess.run([str(SCRIPT), "worker"], cwd=project.root, env=clean_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 3
+    assert "cannot be reached" in result.stderr and "secret" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_job_module_missing_on_the_worker_is_a_configuration_error(fleet):
     (fleet.root / "other-jobs").mkdir()
     worker(fleet, "--concurrency", "1", "--jobs-dir", "other-jobs")
