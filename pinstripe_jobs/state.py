@@ -311,6 +311,15 @@ class StateStore:
             return False
         return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
 
+    def _driver_error(self, exc: BaseException) -> bool:
+        if self.is_sqlite:
+            import sqlite3
+
+            return isinstance(exc, sqlite3.Error)
+        import psycopg
+
+        return isinstance(exc, psycopg.Error)
+
     def _call(self, operation: Callable[[Any], Any], budget: float | None = None) -> Any:
         """Run ``operation(connection)`` under the lock, retrying transient failures (a dropped connection,
         a server restart, a lock or statement timeout, a full disk) with backoff and a fresh connection
@@ -336,6 +345,12 @@ class StateStore:
                                            "grace period ended.", cause="interrupted") from None
                 except Exception as exc:
                     if not self._transient(exc):
+                        if self._driver_error(exc):  # a refusal, not an outage: say so (exit 3), no traceback
+                            self._discard()
+                            raise StateUnavailable(
+                                f"The state store {mask_secrets(self.url)} refused an operation: {_first_line(exc)}",
+                                "Check the database user's rights on the pinstripe_* tables, and `state` in the "
+                                "config / PINSTRIPE_STATE.", cause=_first_line(exc)) from None
                         raise
                     self._discard()
                     elapsed = time.monotonic() - started

@@ -652,3 +652,39 @@ def test_an_existing_state_database_is_migrated_in_place(project):
         assert store.failed_tenants("job") == ["1"]
     finally:
         store.close()
+
+
+def test_a_state_store_that_refuses_writes_is_a_clear_error_not_a_traceback(project, pg_url, request):
+    """A database user without rights on the history table (a refusal, not an outage): exit 3, every tenant
+    reported, and the message names the fix."""
+    import sqlalchemy as sa
+
+    schema = f"pst_ro_{abs(hash(request.node.nodeid)) % 10**8}_{os.getpid()}"
+    role = f"{schema}_user"
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    project.json_tenants([{"id": 1}, {"id": 2}])
+    state = f"{pg_url}?options=-csearch_path%3D{schema}"
+    project.config(f'tenants = "tenants.json"\nstate = "{state}"\n')
+    project.job("record", "def run(ctx):\n    pass\n")
+    assert run(project, "run-background-job", "--name", "record").returncode == 0  # creates the tables
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
+            conn.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+            conn.execute(sa.text(f"GRANT USAGE ON SCHEMA {schema} TO {role}"))
+            conn.execute(sa.text(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}"))
+        readonly = state.replace("postgres@", f"{role}@")
+        project.config(f'tenants = "tenants.json"\nstate = "{readonly}"\n')
+        result = run(project, "run-background-job", "--name", "record", "--json")
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr and "refused an operation" in result.stderr + result.stdout
+        assert "permission denied" in result.stderr + result.stdout
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            conn.execute(sa.text(f"DROP OWNED BY {role}"))
+            conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
+        engine.dispose()
