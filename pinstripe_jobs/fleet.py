@@ -164,7 +164,7 @@ class FleetExecutor:
                     cancelled = mask_secrets(f"lost the Celery result backend: {type(exc).__name__}: {exc}")[:500]
                     runner.config_error = runner.config_error or cancelled
                     break
-                runner.stop.event.wait(1.0)
+                time.sleep(0.5)  # not the stop event: once set, it would not wait at all
         if pending:
             reason = cancelled or "interrupted"
             missing = [t for tenants in pending.values() for t in tenants]

@@ -8,8 +8,6 @@ naming the last row of the page before. Nothing here writes.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
-
 from .state import COLUMNS, LIVE, RANK, StateStore
 
 PAGE = 50
@@ -75,10 +73,6 @@ class HistoryQueries:
 
     def recent_invocations(self, job: str, limit: int = 20) -> list[dict]:
         return self.invocations(job, limit=limit)[0]
-
-    def invocation(self, invocation: str) -> dict | None:
-        rows = self._rows(f"SELECT {', '.join(_INVOCATION)} FROM pinstripe_invocations WHERE id = ?", (invocation,))
-        return self._invocation(dict(zip(_INVOCATION, rows[0]))) if rows else None
 
     # -- the tenant grid ---------------------------------------------------------------------------
     def grid(self, job: str, *, status: str | None = None, search: str | None = None, cursor: str | None = None,

@@ -20,8 +20,7 @@ QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
 def manifest(*, job: str, shards: int, image: str, cron: str | None = None, timezone: str | None = None,
              namespace: str | None = None, config: str | None = None, env_from_secret: str | None = None,
-             cpu: str = "500m", memory: str = "512Mi", retries_per_index: int = 2, grace: int = 30,
-             extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+             cpu: str = "500m", memory: str = "512Mi", retries_per_index: int = 2, grace: int = 30) -> dict[str, Any]:
     resource = f"pinstripe-{job}"[:52].rstrip("-")  # a CronJob name leaves room for its Jobs' suffix
     labels = {"app.kubernetes.io/name": "pinstripe-jobs", "app.kubernetes.io/component": "background-job",
               "pinstripe.dev/job": job}
@@ -34,8 +33,7 @@ def manifest(*, job: str, shards: int, image: str, cron: str | None = None, time
         "command": ["/bin/sh", "-c"],
         # the shell reads the completion index Kubernetes sets on each pod
         "args": ["exec pinstripe run-background-job --name \"$PINSTRIPE_JOB\" "
-                 "--shard \"$JOB_COMPLETION_INDEX/$PINSTRIPE_SHARD_COUNT\" --grace " + str(grace)
-                 + "".join(f" {_quote(arg)}" for arg in extra_args)],
+                 "--shard \"$JOB_COMPLETION_INDEX/$PINSTRIPE_SHARD_COUNT\" --grace " + str(grace)],
         "env": [{"name": "PINSTRIPE_JOB", "value": job}, *env],
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}},
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
@@ -72,10 +70,6 @@ def manifest(*, job: str, shards: int, image: str, cron: str | None = None, time
     if timezone:
         cron_spec["timeZone"] = timezone
     return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata, "spec": cron_spec}
-
-
-def _quote(arg: str) -> str:
-    return arg if re.fullmatch(r"[\w@%+=:,./-]+", arg) else "'" + arg.replace("'", "'\"'\"'") + "'"
 
 
 def to_yaml(value: Any, indent: int = 0) -> str:

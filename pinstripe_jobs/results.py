@@ -23,7 +23,7 @@ class RunResult:
     """The outcome of one tenant's run (or of the single run of a non-tenant job)."""
 
     __slots__ = ("tenant", "status", "duration_s", "error", "reason", "traceback", "attempts", "value", "exception",
-                 "host", "pid", "output")
+                 "host", "pid")
 
     def __init__(self, tenant: Any, status: str, duration_s: float = 0.0, error: str | None = None,
                  reason: str | None = None, traceback: str | None = None, attempts: int = 1, value: Any = None,
@@ -39,7 +39,6 @@ class RunResult:
         self.exception = exception
         self.host: str | None = None  # where it ran (set by the runner; a worker's, on the fleet)
         self.pid: int | None = None
-        self.output: str | None = None  # what the job printed, when it ran elsewhere (the fleet)
 
     def __repr__(self) -> str:
         return f"RunResult(tenant={self.tenant!r}, status={self.status!r}, error={self.error!r})"

@@ -552,18 +552,7 @@ class StateStore:
         """SQLite: commit run ends deferred by ``end_run`` together with ``operation`` (one commit)."""
         if not (self.is_sqlite and self._deferred):
             return operation()
-        self._execute(conn, "BEGIN IMMEDIATE")
-        try:
-            self._write_ends(conn, self._deferred)
-            result = operation()
-            self._execute(conn, "COMMIT")
-        except BaseException:
-            _rollback(conn)
-            self._folded(committed=False)
-            raise
-        self._deferred.clear()
-        self._folded()
-        return result
+        return self._transaction(conn, operation)
 
     _END = ("UPDATE pinstripe_runs SET status = ?, ended_at = ?, error = ?, traceback = ?, duration_ms = ? "
             "WHERE id = ?")
@@ -749,22 +738,20 @@ class StateStore:
                                                     (key,)).fetchone())
         return row[0] if row else None
 
-    def forget(self, key: str) -> None:
-        self._call(lambda conn: self._execute(conn, "DELETE FROM pinstripe_meta WHERE key = ?", (key,)))
-
     def invocation_outcomes(self, job: str, invocation: str, tenants: list, *, running: bool = False
                             ) -> dict[str, tuple[str, str | None]]:
         """Of ``tenants``, those with a finished run of ``job`` in ``invocation``: tenant (as text) -> (status,
         error). A batch delivered again (its worker was lost) does not run them twice."""
         keys = ["-" if t is None else str(t) for t in tenants]
-        if not keys:
-            return {}
         self.flush()
-        rows = self._call(lambda conn: self._execute(
-            conn, f"SELECT COALESCE(tenant, '-'), status, error FROM pinstripe_runs WHERE job = ? AND "
-                  f"(tenant IN ({', '.join('?' * len(keys))}){' OR tenant IS NULL' if '-' in keys else ''}) "
-                  f"AND invocation = ? {'' if running else 'AND status <> ?'} ORDER BY id",
-            (job, *keys, invocation) + (() if running else (LIVE,))).fetchall())
+        rows: list = []
+        for chunk in range(0, len(keys), 500):  # the database's limit on parameters
+            part = keys[chunk:chunk + 500]
+            rows += self._call(lambda conn: self._execute(
+                conn, f"SELECT COALESCE(tenant, '-'), status, error FROM pinstripe_runs WHERE job = ? AND "
+                      f"(tenant IN ({', '.join('?' * len(part))}){' OR tenant IS NULL' if '-' in part else ''}) "
+                      f"AND invocation = ? {'' if running else 'AND status <> ?'} ORDER BY id",
+                (job, *part, invocation) + (() if running else (LIVE,))).fetchall())
         return {row[0]: (row[1], row[2]) for row in rows}
 
     # -- fairness: slots per tenant ----------------------------------------------------------------

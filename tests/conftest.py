@@ -117,9 +117,9 @@ def postgres_available() -> str | None:
 def pg_url():
     problem = postgres_available()
     if problem:
-        if os.environ.get("PINSTRIPE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required (PINSTRIPE_REQUIRE_POSTGRES=1) but not reachable at {PG_URL}: {problem}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {problem}")
+        from tests.procs import unavailable
+
+        unavailable(f"PostgreSQL not reachable at {PG_URL}: {problem}", "PINSTRIPE_REQUIRE_POSTGRES")
     return PG_URL
 
 
@@ -175,14 +175,12 @@ def _no_stray_processes():
 @pytest.fixture
 def throwaway_pg():
     """A PostgreSQL server of the test's own, to stop and restart (never the shared one)."""
-    from tests.procs import ThrowawayPostgres
+    from tests.procs import ThrowawayPostgres, unavailable
 
     try:
         server = ThrowawayPostgres()
     except Exception as exc:  # pragma: no cover - depends on the machine
-        if os.environ.get("PINSTRIPE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"a throwaway PostgreSQL server is required in CI: {exc}")
-        pytest.skip(f"no throwaway PostgreSQL server: {exc}")
+        unavailable(f"no throwaway PostgreSQL server: {exc}", "PINSTRIPE_REQUIRE_POSTGRES")
     yield server
     server.remove()
 

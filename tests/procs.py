@@ -136,3 +136,24 @@ class ThrowawayPostgres:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def unavailable(problem: str, required_by: str) -> None:
+    """A service or tool a test needs is missing: fail when the environment variable ``required_by`` is
+    "1" (CI requires it), else skip with the reason."""
+    import pytest
+
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"required ({required_by}=1): {problem}")
+    pytest.skip(problem)
+
+
+def modules_after(root: Path, argv: list[str], wanted: str) -> list[str]:
+    """Run the CLI with ``argv`` in a fresh interpreter in ``root``; return the imported modules for which
+    ``wanted`` (a Python expression over ``m``) is true. It must exit 0."""
+    code = ("import sys\nfrom pinstripe_jobs.cli import main\n"
+            f"try:\n    main({argv!r})\n"
+            f"finally:\n    print(sorted(m for m in sys.modules if {wanted}), file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stderr.strip().splitlines()[-1].replace("'", '"'))

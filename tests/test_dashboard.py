@@ -14,8 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import TENANTS
-from tests.procs import SCRIPT, clean_env, pid_alive, start, wait_for, wait_until
+from tests.procs import SCRIPT, clean_env, modules_after, pid_alive, start, wait_for, wait_until
 
 pytest.importorskip("starlette", reason="the dashboard extra is not installed")
 from starlette.testclient import TestClient  # noqa: E402
@@ -103,6 +102,8 @@ def test_the_tenant_grid_puts_failing_tenants_first_and_filters_and_pages(dash):
     bad = client.get("/api/jobs/sync/tenants", params={"status": "nonsense"})
     assert bad.status_code == 400 and "unknown status" in bad.json()["error"]
     assert client.get("/api/jobs/sync/tenants", params={"cursor": "zz"}).status_code == 400
+    too_many = client.get("/api/runs", params={"limit": "0"})
+    assert too_many.status_code == 400 and "limit must be a whole number from 1 to 500" in too_many.json()["error"]
 
 
 def test_failures_are_grouped_by_error_with_traceback_and_since_when_kept(dash):
@@ -351,11 +352,9 @@ def test_a_missing_extra_is_named_with_the_install_command(tenant_project):
     assert "pip install 'pinstripe-jobs[dashboard]'" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_other_commands_never_import_the_dashboard(tenant_project):
-    code = ("import sys\nfrom pinstripe_jobs.cli import main\n"
-            "try:\n    main(['run-background-job', '--name', 'record'])\n"
-            "finally:\n    print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('starlette', 'uvicorn', 'jinja2') or m.startswith('pinstripe_jobs.dashboard')), file=sys.stderr)\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tenant_project.root, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "[]"
+def test_other_commands_never_import_the_dashboard_or_celery(tenant_project):
+    imported = modules_after(tenant_project.root, ["run-background-job", "--name", "record"],
+                             "m.split('.')[0] in ('starlette', 'uvicorn', 'jinja2', 'celery', 'kombu') or "
+                             "m.startswith(('pinstripe_jobs.dashboard', 'pinstripe_jobs.celery', 'pinstripe_jobs.fleet'))")
+    assert imported == []
+    assert len(tenant_project.log()) == 4

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import pid_alive, start, wait_until
+from tests.procs import pid_alive, start, unavailable, wait_until
 from tests.test_dashboard import SYNC_JOB, TOKEN
 
 CHROMIUM = Path(os.environ.get("PINSTRIPE_CHROMIUM", "/usr/bin/chromium"))
@@ -31,9 +31,7 @@ def _missing() -> str | None:
 def browser():
     problem = _missing()
     if problem:
-        if os.environ.get("PINSTRIPE_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser tests are required (PINSTRIPE_REQUIRE_BROWSER=1): {problem}")
-        pytest.skip(problem)
+        unavailable(problem, "PINSTRIPE_REQUIRE_BROWSER")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

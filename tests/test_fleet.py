@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import SCRIPT, STARTED, clean_env, pid_alive, run, wait_for, wait_until
+from tests.procs import SCRIPT, STARTED, clean_env, pid_alive, run, unavailable, wait_for, wait_until
 
 pytest.importorskip("celery", reason="the celery extra is not installed")
 
@@ -60,9 +60,7 @@ def _reachable(host: str, port: int) -> bool:
 def broker(request):
     host, port, url = BROKERS[request.param]
     if not _reachable(host, port):
-        if os.environ.get("PINSTRIPE_REQUIRE_BROKERS") == "1":
-            pytest.fail(f"{request.param} is required (PINSTRIPE_REQUIRE_BROKERS=1) but not reachable at {host}:{port}")
-        pytest.skip(f"{request.param} not reachable at {host}:{port}")
+        unavailable(f"{request.param} not reachable at {host}:{port}", "PINSTRIPE_REQUIRE_BROKERS")
     return url
 
 
@@ -342,6 +340,15 @@ def test_options_the_fleet_cannot_honour_are_refused(fleet):
     assert calls(fleet) == []
 
 
+def test_a_batch_that_could_outlast_the_visibility_timeout_is_refused(fleet):
+    config = (fleet.root / "pinstripe.toml").read_text() + "visibility_timeout = 60\n"
+    (fleet.root / "pinstripe.toml").write_text(config)
+    result = run(fleet, "run-background-job", "--name", "work", "--executor", "celery", "--timeout", "40")
+    assert result.returncode == 3, result.stderr
+    assert "longer than the broker's visibility_timeout (60s)" in result.stderr and "batch_size" in result.stderr
+    assert calls(fleet) == []
+
+
 def test_celery_settings_are_checked(project):
     project.json_tenants([{"id": 1}])
     project.config('tenants = "tenants.json"\nexecutor = "kubernetes"\n')
@@ -351,6 +358,15 @@ def test_celery_settings_are_checked(project):
     project.config('tenants = "tenants.json"\n[celery]\nbroker = "redis://x"\nbatchsize = 5\n')
     result = run(project, "run-background-job", "--name", "work")
     assert result.returncode == 3 and "Unknown key 'batchsize' in [celery]" in result.stderr
+    project.config('tenants = "tenants.json"\n[celery]\nbroker = "redis://x"\nbatch_size = 0\n')
+    result = run(project, "run-background-job", "--name", "work")
+    assert result.returncode == 3 and "batch_size must be at least 1" in result.stderr
+    project.config('tenants = "tenants.json"\n[celery]\nbroker = "redis://x"\nqueue = 5\n')
+    result = run(project, "run-background-job", "--name", "work")
+    assert result.returncode == 3 and "'queue' in [celery]" in result.stderr and "wrong type" in result.stderr
+    project.config('tenants = "tenants.json"\n')
+    result = run(project, "run-background-job", "--name", "work", env={"PINSTRIPE_EXECUTOR": "fleet"})
+    assert result.returncode == 3 and "Unknown executor 'fleet' (PINSTRIPE_EXECUTOR)" in result.stderr
     project.config('tenants = "tenants.json"\nstate = "postgresql://u@127.0.0.1:1/x"\n')
     result = run(project, "run-background-job", "--name", "work", "--executor", "celery")
     assert result.returncode == 3 and "Traceback" not in result.stderr

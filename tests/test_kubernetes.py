@@ -86,6 +86,8 @@ def test_bad_input_is_a_clear_error(tenant_project):
     assert result.returncode == 3 and "a CronJob needs one" in result.stderr and "--schedule" in result.stderr
     result = fails("--name", "record", "--shards", "2", "--image", "app", "--cron", "--schedule", "every day")
     assert result.returncode == 2 and "not a cron expression" in result.stderr
+    result = fails("--name", "record", "--shards", "2", "--image", "app", "--schedule", "0 3 * * *")
+    assert result.returncode == 2 and "--schedule only applies with --cron" in result.stderr
     result = fails("--name", "nope", "--shards", "2", "--image", "app")
     assert result.returncode == 2 and "nope" in result.stderr
     result = fails("--name", "record", "--shards", "0", "--image", "app")

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from .conftest import RECORDING_JOB
+from .procs import modules_after
 
 
 def test_runs_once_per_tenant_in_source_order(tenant_project):
@@ -322,16 +323,9 @@ def test_unsupported_state_store_is_a_config_error(tenant_project):
 
 def test_a_manual_run_imports_only_what_it_needs(tenant_project):
     """Start-up is a feature: no SQLAlchemy for a SQLite source, no croniter, no rich, no asyncio on a pipe."""
-    import subprocess
-    import sys
-
-    code = ("import sys\nfrom pinstripe_jobs.cli import main\n"
-            "try:\n    main(['run-background-job', '--name', 'record'])\n"
-            "finally:\n    print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('sqlalchemy', 'croniter', 'rich', 'asyncio', 'logging', 'json')), file=sys.stderr)\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tenant_project.root, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "[]"
+    imported = modules_after(tenant_project.root, ["run-background-job", "--name", "record"],
+                             "m.split('.')[0] in ('sqlalchemy', 'croniter', 'rich', 'asyncio', 'logging', 'json')")
+    assert imported == []
     assert len(tenant_project.log()) == 4
 
 

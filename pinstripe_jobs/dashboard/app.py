@@ -38,6 +38,10 @@ class NotFound(Exception):
     pass
 
 
+class BadRequest(ValueError):
+    """A query parameter the API does not accept (400)."""
+
+
 class Dashboard:
     """What the routes share: the project, its store (opened on first use), auth and the launcher."""
 
@@ -73,30 +77,36 @@ class Dashboard:
             self._store.close()
 
     # -- what the pages and the API show -----------------------------------------------------------
-    def jobs(self) -> dict[str, Any]:
+    def _described(self) -> tuple[list[dict], list[dict]]:
+        """Every job (also jobs known only from history, whose module is gone) and the broken modules."""
         from ..listing import describe_jobs
 
         jobs, broken = describe_jobs(self.settings, now=self.now())
         history = self.history
         known = {job["name"] for job in jobs}
         for name in (history.job_names() if history else []):
-            if name not in known:  # history of a job whose module is gone
+            if name not in known:
                 jobs.append({"name": name, "description": "(no module: history only)", "schedules": [],
                              "next_run": None, "timezone": None, "multi_tenant": None, "file": None})
+        return jobs, [{"name": b.job_name, "file": b.path, "line": b.line, "error": b.error} for b in broken]
+
+    def jobs(self) -> dict[str, Any]:
+        """The jobs page: every job with its last invocation and its recent p50 durations."""
+        jobs, broken = self._described()
+        history = self.history
         for job in jobs:
             recent = history.recent_invocations(job["name"], 20) if history else []
             job["last_invocation"] = recent[0] if recent else None
             job["durations_ms"] = [inv["p50_ms"] for inv in reversed(recent)]
-        return {"jobs": jobs, "broken": [{"name": b.job_name, "file": b.path, "line": b.line, "error": b.error}
-                                         for b in broken]}
+        return {"jobs": jobs, "broken": broken}
 
     def job(self, name: str) -> dict[str, Any]:
-        jobs = self.jobs()
-        found = next((job for job in jobs["jobs"] if job["name"] == name), None)
-        broken = next((b for b in jobs["broken"] if b["name"] == name), None)
-        if found is None and broken is None:
+        jobs, broken = self._described()
+        found = next((job for job in jobs if job["name"] == name), None)
+        failed = next((b for b in broken if b["name"] == name), None)
+        if found is None and failed is None:
             raise NotFound(f"No job named '{name}' (and no history of one).")
-        return found or {"name": name, "description": None, "schedules": [], "broken": broken}
+        return found or {"name": name, "description": None, "schedules": [], "broken": failed}
 
 
 def create_app(dashboard: Dashboard, root_path: str = "") -> Starlette:
@@ -264,7 +274,7 @@ def create_app(dashboard: Dashboard, root_path: str = "") -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={
-        404: not_found, NotFound: not_found, BadCursor: bad_request, ValueError: bad_request,
+        404: not_found, NotFound: not_found, BadCursor: bad_request, BadRequest: bad_request,
         StateUnavailable: unavailable, PinstripeError: unavailable})
     return app
 
@@ -273,7 +283,7 @@ def _job_data(dashboard: Dashboard, name: str, query, invocations: bool = True) 
     history = dashboard.history
     status = query.get("status") or None
     if status is not None and status not in RANK:
-        raise ValueError(f"unknown status '{status}' (one of {', '.join(RANK)})")
+        raise BadRequest(f"unknown status '{status}' (one of {', '.join(RANK)})")
     search = query.get("q") or None
     limit = _limit(query)
     if history is None:
@@ -300,7 +310,7 @@ def _limit(query) -> int:
     if raw is None:
         return PAGE
     if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        raise ValueError("limit must be a whole number from 1 to 500")
+        raise BadRequest("limit must be a whole number from 1 to 500")
     return int(raw)
 
 
