@@ -172,6 +172,8 @@ class Runner:
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
             first = next(tenants, _END)  # a broken tenant source fails here, before anything is printed or run
         tenants = _guarded(itertools.chain([first], tenants) if first is not _END else iter(()), summary, self.stop)
+        if executor is None and plan.multi_tenant and not plan.spread:
+            tenants = self._claiming(plan, tenants, summary)
         observer.started(plan)
         started = self.clock()
         begun = self._quietly(lambda: self.state.begin_invocation(
@@ -184,6 +186,8 @@ class Runner:
             else:
                 fan_out(self, plan, tenants, observer, summary)
         finally:
+            if plan.claims and not self.state_error:  # claimed, then never reached (a bug of ours): not lost
+                self.record_skipped(plan, list(plan.claims), "not started: the run ended first")
             if self._state is not None:
                 self._quietly(self._state.flush)
             summary.duration_s = self.clock() - started
@@ -204,6 +208,28 @@ class Runner:
 
         return FleetExecutor(self, plan.options.deadline)
 
+    def _claiming(self, plan: Plan, tenants: Iterator[Tenant | None], summary: Summary) -> Iterator[Tenant | None]:
+        """Claim tenants a page ahead of running them (locks and ``queued`` rows in one transaction; see
+        ``StateStore.claim``). Pages start at the concurrency and double while they go by fast (up to
+        ``MAX_PAGE``), so slow jobs do not hold many tenants queued. Claiming stops with the run."""
+        size = plan.concurrency
+        while True:
+            if self.stop_reason(plan, summary):
+                yield from tenants
+                return
+            page = list(itertools.islice(tenants, size))
+            if not page:
+                return
+            started = self.clock()
+            self._quietly(lambda: plan.claims.update(self.state.claim(
+                plan.spec.name, [_tid(t) for t in page], plan.options.trigger, tick=plan.options.tick,
+                lock=plan.spec.overlap != "allow", invocation=plan.invocation)))
+            yield from page
+            if self.clock() - started < PAGE_FAST_S:
+                size = min(size * 2, max(MAX_PAGE, plan.concurrency))
+            else:
+                size = max(plan.concurrency, size // 2)
+
     def _quietly(self, operation: Callable[[], Any]) -> bool:
         """Run a state store write; if the store is unavailable past its budget, note it (the run ends with
         exit 3 and every outcome still reported) and return False."""
@@ -219,10 +245,19 @@ class Runner:
     def record_skipped(self, plan: Plan, tenants: list[Any], reason: str) -> None:
         """Tenants never started (a stop, --fail-fast, --max-failures): written to history, so that
         ``--only-failed`` picks them up."""
-        if tenants and reason != STATE_DOWN:
-            self._quietly(lambda: self.state.record_many(plan.spec.name, tenants, plan.options.trigger, SKIPPED,
-                                                         invocation=plan.invocation,
-                                                         error=reason, tick=plan.options.tick))
+        if not tenants or reason == STATE_DOWN:
+            return  # claimed rows stay queued: never started, resumable
+        unclaimed = []
+        for tenant in tenants:
+            lease = plan.claims.pop(_key(tenant), None)
+            if lease is None:
+                unclaimed.append(tenant)
+            else:  # claimed ahead: its queued row ends skipped
+                self._quietly(lambda: self.state.end_run(lease, SKIPPED, reason, defer=True))
+        if unclaimed:
+            self._quietly(lambda: self.state.record_many(plan.spec.name, unclaimed, plan.options.trigger, SKIPPED,
+                                                         invocation=plan.invocation, error=reason,
+                                                         tick=plan.options.tick))
 
     def wait_for_start(self, plan: Plan, tenant: Tenant | None) -> bool:
         """With a spread: wait until this tenant's offset. False when a stop came first."""
@@ -260,6 +295,9 @@ class Runner:
     def _lock(self, plan: Plan, tenant: Tenant | None, attempt: int) -> "Lease | None":
         """Start the run's history row, taking the (job, tenant) lock unless overlap = "allow".
         Returns the lease, or None when another live run holds the lock."""
+        claimed = plan.claims.pop(_key(_tid(tenant)), None) if attempt == 1 and plan.claims else None
+        if claimed is not None and self.state.start(claimed):
+            return claimed
         return self.state.begin_run(plan.spec.name, _tid(tenant), plan.options.trigger, tick=plan.options.tick,
                                     attempt=attempt, lock=plan.spec.overlap != "allow", invocation=plan.invocation)
 
@@ -313,8 +351,7 @@ class Runner:
 
     def _locked_out(self, plan: Plan, tenant: Tenant | None, why: str = ALREADY_RUNNING) -> RunResult:
         reason = "interrupted while waiting for the lock" if self.stop.requested else why
-        self._quietly(lambda: self.state.record(plan.spec.name, _tid(tenant), plan.options.trigger, SKIPPED,
-                                                error=reason, tick=plan.options.tick, invocation=plan.invocation))
+        self.record_skipped(plan, [_tid(tenant)], reason)
         return RunResult(_tid(tenant), SKIPPED, reason=reason)
 
     def _take_lock(self, plan: Plan, tenant: Tenant | None, attempt: int) -> "Lease | None | RunResult":
@@ -505,6 +542,13 @@ class Runner:
 
 
 _END = object()
+PAGE_FAST_S = 0.1  # a page of claimed tenants that went by faster than this: claim twice as many next
+MAX_PAGE = 256
+
+
+def _key(tenant_id: Any) -> str:
+    """A tenant id as the state store keys it."""
+    return "-" if tenant_id is None else str(tenant_id)
 
 
 def _placed(result: RunResult) -> RunResult:

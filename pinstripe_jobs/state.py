@@ -30,11 +30,15 @@ from .signals import RunInterrupted
 
 HOST = os.uname().nodename
 LIVE = "running"
-BAD = ("failed", "timed_out", "interrupted", "abandoned", "skipped")  # what --only-failed reruns
+QUEUED = "queued"  # claimed ahead (its lock taken, its row written) but not started yet
+HELD = (QUEUED, LIVE)  # the statuses that hold a (job, tenant) lock
+_HELD_SQL = "('queued', 'running')"
+BAD = ("failed", "timed_out", "interrupted", "abandoned", "skipped", QUEUED)  # what --only-failed reruns
 MAX_ERROR = 4000  # characters of an error message kept in history
 MAX_TRACEBACK = 20000
 FOLD_EVERY = 500  # ended runs folded into pinstripe_latest at a time
 FOLD_AFTER_S = 2.0  # ... or this long after the last fold, whichever comes first
+DEFERRED_S = 1.0  # a deferred run end is committed by the heartbeat thread after this long
 _NO_GUARD = nullcontext()
 OPEN_RETRY_S = 10  # opening the store: a wrong URL should not wait the whole budget to say so
 _NOT_TRANSIENT = ("28000", "28P01", "3D000", "42501", "3F000")  # bad login, no such database/schema, no right
@@ -94,11 +98,12 @@ class Lease:
     """A started run: its row id (the lock, when it took one), and the tenant slot it holds under
     ``tenant_concurrency`` (tenant, slot number), if any."""
 
-    __slots__ = ("run_id", "slot")
+    __slots__ = ("run_id", "slot", "claimed")
 
-    def __init__(self, run_id: int, slot: tuple[str, int] | None = None):
+    def __init__(self, run_id: int, slot: tuple[str, int] | None = None, claimed: bool = False):
         self.run_id = run_id
         self.slot = slot
+        self.claimed = claimed  # claimed ahead and not started yet: its row reads ``queued``
 
 
 SCHEMA = """
@@ -120,7 +125,7 @@ CREATE TABLE IF NOT EXISTS pinstripe_runs (
     lock_key TEXT
 );
 CREATE INDEX IF NOT EXISTS pinstripe_runs_job_tenant ON pinstripe_runs (job, tenant, id);
-CREATE UNIQUE INDEX IF NOT EXISTS pinstripe_runs_lock ON pinstripe_runs (job, lock_key) WHERE status = 'running';
+CREATE UNIQUE INDEX IF NOT EXISTS pinstripe_runs_held ON pinstripe_runs (job, lock_key) WHERE status IN ('queued', 'running');
 CREATE TABLE IF NOT EXISTS pinstripe_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -185,7 +190,8 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS pinstripe_ticks_claimed ON pinstripe_ticks (claimed_at)",
 )
 # The grid's order: failing tenants first.
-RANK = {"failed": 0, "timed_out": 0, "abandoned": 1, "interrupted": 1, "skipped": 2, "running": 3, "succeeded": 4}
+RANK = {"failed": 0, "timed_out": 0, "abandoned": 1, "interrupted": 1, "skipped": 2, "queued": 2, "running": 3,
+        "succeeded": 4}
 _RANK_SQL = "CASE status " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in RANK.items()) + " ELSE 2 END"
 # Each tenant's newest finished run of each job (pinstripe_latest): the dashboard's tenant grid reads one
 # indexed page of it instead of grouping the whole history. Folded in from run ends in groups (at most 500
@@ -214,7 +220,7 @@ ADDED_COLUMNS = (
     ("pinstripe_runs", "duration_ms", "DOUBLE PRECISION"),
     ("pinstripe_ticks", "kind", "TEXT"),  # fired, caught_up (coalesced into a later run), resumed, missed
 )
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 COLUMNS = ("id", "job", "tenant", "trigger", "tick", "attempt", "started_at", "ended_at", "status", "error",
            "host", "pid", "pid_token", "heartbeat_at", "tenant_kind", "invocation", "duration_ms")
 
@@ -240,7 +246,10 @@ class StateStore:
         self.pid = os.getpid()
         self.token = process_token(self.pid)
         self._mutex = threading.RLock()
-        self._deferred: list[tuple] = []  # SQLite: run-end updates that ride on the next commit (see end_run)
+        self._deferred: list[tuple] = []  # run-end updates that ride on the next commit (see end_run)
+        self._deferred_since = 0.0  # when the oldest of them was deferred (the heartbeat commits them)
+        self._starting: dict[int, None] = {}  # claimed runs about to start (see start): committed together
+        self._started: dict[int, bool] = {}  # ... of those, the few whose claim was taken over: False
         self._unfolded: list[int] = []  # ended runs not yet folded into pinstripe_latest
         self._folding = 0  # how many of them the open transaction folds
         self._folded_at = time.monotonic()
@@ -412,6 +421,7 @@ class StateStore:
             if self.is_postgres:
                 self._execute(conn, "SELECT pg_advisory_xact_lock(?)", (_advisory_key("schema"),))
             fresh_latest = not self._columns(conn, "pinstripe_latest")
+            self._execute(conn, "DROP INDEX IF EXISTS pinstripe_runs_lock")  # v4: running rows only held locks
             for statement in statements:
                 self._execute(conn, statement)
             for table, column, kind in ADDED_COLUMNS:
@@ -463,11 +473,16 @@ class StateStore:
             self._heartbeat.start()
 
     def _beat(self) -> None:
-        while not self._closed.wait(self.heartbeat_every):
+        renewed = time.monotonic()
+        while not self._closed.wait(min(self.heartbeat_every, DEFERRED_S)):
             if os.getpid() != self.pid:
                 return
             try:
-                self.renew()
+                if self._deferred_since and time.monotonic() - self._deferred_since >= DEFERRED_S:
+                    self.flush()  # run ends wait at most about a second for a commit to ride on
+                if time.monotonic() - renewed >= self.heartbeat_every:
+                    renewed = time.monotonic()
+                    self.renew()
             except Exception as exc:  # the store is down: the next beat tries again; the lock row stands
                 _log().warning("could not renew leases: %s", getattr(exc, "message", exc))
 
@@ -520,18 +535,16 @@ class StateStore:
                 row = self._in_transaction(conn, lambda: self._execute(conn, insert, values).fetchone())
                 if row is not None:
                     return row[0]
-                holder = self._execute(conn, "SELECT id, host, pid, pid_token, heartbeat_at, lease FROM "
-                                             "pinstripe_runs WHERE job = ? AND lock_key = ? AND status = ?",
-                                       (job, key, LIVE)).fetchone()
+                holder = self._execute(conn, "SELECT id, host, pid, pid_token, heartbeat_at, lease, status FROM "
+                                             f"pinstripe_runs WHERE job = ? AND lock_key = ? AND status IN {_HELD_SQL}",
+                                       (job, key)).fetchone()
                 if holder is None:
                     continue
                 if holder[5] == lease:  # our own insert, committed before the connection dropped
                     return holder[0]
                 if self._holder_alive(*holder[1:5]):
                     return None
-                self._execute(conn, "UPDATE pinstripe_runs SET status = 'abandoned', ended_at = ?, error = ? "
-                                    "WHERE id = ? AND status = ?",
-                              (holder[4] or now, "its process is gone (taken over by a later run)", holder[0], LIVE))
+                self._take_over(conn, holder[0], holder[6], holder[4] or now)
             return None
 
         run_id = self._call(attempt_lock)
@@ -540,17 +553,114 @@ class StateStore:
         self._hold(run_id)
         return Lease(run_id)
 
+    def _take_over(self, conn, run_id: int, status: str, since: str) -> None:
+        """The lock of a holder that is provably gone: its run reads ``abandoned``, or ``skipped`` when it
+        was only claimed and never started."""
+        if status == QUEUED:
+            self._execute(conn, "UPDATE pinstripe_runs SET status = 'skipped', ended_at = ?, error = ? WHERE id = ? "
+                                "AND status = ?", (since, "never started: its process is gone (claimed ahead, then "
+                                                          "taken over by a later run)", run_id, QUEUED))
+        else:
+            self._execute(conn, "UPDATE pinstripe_runs SET status = 'abandoned', ended_at = ?, error = ? WHERE id = ? "
+                                "AND status = ?", (since, "its process is gone (taken over by a later run)", run_id, LIVE))
+        self._unfolded.append(run_id)
+
+    def claim(self, job: str, tenants: list[Any], trigger: str, *, tick: datetime | None = None, lock: bool = True,
+              invocation: str | None = None) -> dict[str, Lease]:
+        """Claim a page of tenants ahead of running them, in one transaction: each gets its lock and a
+        ``queued`` history row. Returns tenant key -> lease for those claimed; a tenant whose lock is held
+        (or that appears twice) is left out and goes through ``begin_run`` when its turn comes. A claimed
+        tenant runs after ``start`` (which marks it ``running``, durably, before its job is called); one
+        that never starts is ended as skipped, or, if this process dies first, stays ``queued`` (never
+        started: resumed by the next tick, rerun by ``--only-failed``)."""
+        now = iso(self.clock())
+        rows, keys = [], []
+        for tenant in tenants:
+            key = "-" if tenant is None else str(tenant)
+            if key in keys:
+                continue
+            keys.append(key)
+            rows.append((job, None if tenant is None else str(tenant), _kind(tenant), trigger, iso(tick), now, QUEUED,
+                         HOST, self.pid, self.token, key if lock else None, now, invocation))
+        if not rows:
+            return {}
+        values = ", ".join(["(?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+        insert = ("INSERT INTO pinstripe_runs (job, tenant, tenant_kind, trigger, tick, attempt, started_at, status, "
+                  f"host, pid, pid_token, lock_key, heartbeat_at, invocation) VALUES {values} ON CONFLICT DO NOTHING "
+                  "RETURNING id, COALESCE(tenant, '-')")
+        flat = [value for row in rows for value in row]
+        found = self._call(lambda conn: self._transaction(conn, lambda: self._execute(conn, insert, flat).fetchall()))
+        if lock:
+            claimed = {key: Lease(run_id, claimed=True) for run_id, key in found}
+        else:  # no lock, no conflict: ids in the order of the values
+            claimed = {key: Lease(run_id, claimed=True) for key, run_id in zip(keys, sorted(r[0] for r in found))}
+        for lease in claimed.values():
+            self._leases.add(lease.run_id)
+        if claimed:
+            self._hold()
+        return claimed
+
+    def start(self, lease: Lease) -> bool:
+        """Mark a claimed run ``running``, durably, before its job is called. Starts of concurrent runs are
+        committed together (with any deferred run ends): whoever holds the connection commits them all.
+        False when the claim was taken over meanwhile (this process looked dead: it must not run)."""
+        with self._mutex:
+            self._starting[lease.run_id] = None
+        try:
+            self._call(lambda conn: self._commit_pending(conn) if lease.run_id in self._starting else None)
+        except BaseException:
+            with self._mutex:  # not started: its row stays queued, it must not be marked running later
+                self._starting.pop(lease.run_id, None)
+            raise
+        lease.claimed = False
+        with self._mutex:
+            return self._started.pop(lease.run_id, True)
+
+    def _commit_pending(self, conn) -> None:
+        """Commit pending starts and deferred run ends. PostgreSQL: pipelined (one round trip), and
+        committed like SQLite's WAL with synchronous=NORMAL (``synchronous_commit = off`` for this
+        transaction only): durable against any crash of this process, and against a database crash all but
+        the last fraction of a second. Claims (locks) are always committed synchronously."""
+        if self.is_sqlite:
+            self._transaction(conn, lambda: None)
+            return
+        with conn.pipeline():
+            self._transaction(conn, lambda: None, relaxed=True)
+
+    def _write_starts(self, conn, ids: list[int]) -> list[tuple[Any, list[int]]]:
+        """Mark claimed runs running. Returns what tells, once committed, which claims were taken over
+        meanwhile (``_lost``): rows at once on SQLite, a cursor read after the pipeline's one round trip on
+        PostgreSQL."""
+        now = iso(self.clock())
+        marked = []
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            cursor = self._execute(conn, f"UPDATE pinstripe_runs SET status = ?, started_at = ?, heartbeat_at = ? "
+                                         f"WHERE id IN ({', '.join('?' * len(part))}) AND status IN {_HELD_SQL} RETURNING id",
+                                   (LIVE, now, now, *part))  # running already: our own commit, retried
+            marked.append((cursor.fetchall() if self.is_sqlite else cursor, part))
+        return marked
+
+    @staticmethod
+    def _lost(marked: list[tuple[Any, list[int]]]) -> set[int]:
+        lost: set[int] = set()
+        for rows, part in marked:
+            live = {row[0] for row in (rows if isinstance(rows, list) else rows.fetchall())}
+            lost.update(run_id for run_id in part if run_id not in live)
+        return lost
+
     def holder(self, job: str, tenant: Any) -> str | None:
         """Who holds the lock of (job, tenant): host, pid and since when, for a person who waits."""
         key = "-" if tenant is None else str(tenant)
         row = self._call(lambda conn: self._execute(conn, "SELECT host, pid, started_at FROM pinstripe_runs WHERE "
-                                                          "job = ? AND lock_key = ? AND status = ?",
-                                                    (job, key, LIVE)).fetchone())
+                                                          f"job = ? AND lock_key = ? AND status IN {_HELD_SQL}",
+                                                    (job, key)).fetchone())
         return f"host {row[0]}, pid {row[1]}, since {row[2]}" if row else None
 
     def _in_transaction(self, conn, operation: Callable[[], Any]) -> Any:
-        """SQLite: commit run ends deferred by ``end_run`` together with ``operation`` (one commit)."""
-        if not (self.is_sqlite and self._deferred):
+        """Commit run ends deferred by ``end_run`` and pending starts together with ``operation`` (one
+        commit)."""
+        if not (self._deferred or self._starting):
             return operation()
         return self._transaction(conn, operation)
 
@@ -562,9 +672,8 @@ class StateStore:
         newest statuses follow in groups (``_fold``)."""
         if self.is_sqlite:
             conn.executemany(self._END, ends)
-        else:
-            for end in ends:
-                conn.cursor().execute(self._END.replace("?", "%s"), end)
+        else:  # psycopg sends them pipelined: one round trip
+            conn.cursor().executemany(self._END.replace("?", "%s"), ends)
         self._unfolded.extend(end[-1] for end in ends)
         if len(self._unfolded) >= FOLD_EVERY or time.monotonic() - self._folded_at > FOLD_AFTER_S:
             self._fold(conn)
@@ -586,38 +695,26 @@ class StateStore:
 
     def end_run(self, lease: Lease, status: str, error: str | None = None, *, traceback: str | None = None,
                 duration_s: float | None = None, defer: bool = False) -> None:
-        """Record how a run ended and release its lock. With ``defer`` (SQLite), the update is committed
-        together with this store's next write, at the latest by ``flush()``: back-to-back runs then cost one
-        commit each instead of two. Callers flush when their batch of runs is done."""
+        """Record how a run ended and release its lock. With ``defer``, the update is committed together
+        with this store's next write (the next run's start), at the latest by ``flush()`` or a second later
+        (the heartbeat thread): back-to-back runs then cost one commit each instead of two."""
         values = (status, iso(self.clock()), storable(error), storable(traceback, MAX_TRACEBACK),
                   None if duration_s is None else round(duration_s * 1000, 3), lease.run_id)
         self._leases.discard(lease.run_id)
         if lease.slot is not None:  # at once, not deferred: another run of this tenant may be waiting
             self.release_slot(lease.slot)
-        if defer and self.is_sqlite:
-            with self._mutex:
-                self._deferred.append(values)
-            return
-        if self.is_sqlite:
-            with self._mutex:
-                self._deferred.append(values)
+        with self._mutex:
+            self._deferred.append(values)
+            if not self._deferred_since:
+                self._deferred_since = time.monotonic()
+        if not defer:
             self.flush()
-            return
-        def write(conn) -> None:  # PostgreSQL, autocommit: each statement is committed as it runs
-            try:
-                self._write_ends(conn, [values])
-            except BaseException:
-                self._folded(committed=False)
-                raise
-            self._folded()
-
-        self._call(write)
 
     def flush(self) -> None:
         """Commit deferred run ends now, and fold what ended into the tenants' newest statuses."""
         with self._mutex:
-            if self._deferred:
-                self._call(lambda conn: self._in_transaction(conn, lambda: None))
+            if self._deferred or self._starting:
+                self._call(self._commit_pending)
             if self._unfolded:
                 self._call(lambda conn: self._transaction(conn, lambda: self._fold(conn)))
 
@@ -646,19 +743,29 @@ class StateStore:
         self._unfolded.extend(ids)
         self._fold(conn)
 
-    def _transaction(self, conn, operation: Callable[[], Any]) -> Any:
-        """``operation`` in one transaction, with any deferred run ends (SQLite)."""
+    def _transaction(self, conn, operation: Callable[[], Any], relaxed: bool = False) -> Any:
+        """``operation`` in one transaction, with any deferred run ends and pending starts."""
         self._execute(conn, "BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
+        if relaxed:
+            self._execute(conn, "SET LOCAL synchronous_commit = off")
+        starts = list(self._starting)
         try:
             if self._deferred:
                 self._write_ends(conn, self._deferred)
+            marked = self._write_starts(conn, starts) if starts else []
             result = operation()
             self._execute(conn, "COMMIT")
+            lost = self._lost(marked)
         except BaseException:
             _rollback(conn)
             self._folded(committed=False)
             raise
         self._deferred.clear()
+        self._deferred_since = 0.0
+        for run_id in starts:
+            self._starting.pop(run_id, None)
+        for run_id in lost:
+            self._started[run_id] = False
         self._folded()
         return result
 
@@ -750,7 +857,7 @@ class StateStore:
             rows += self._call(lambda conn: self._execute(
                 conn, f"SELECT COALESCE(tenant, '-'), status, error FROM pinstripe_runs WHERE job = ? AND "
                       f"(tenant IN ({', '.join('?' * len(part))}){' OR tenant IS NULL' if '-' in part else ''}) "
-                      f"AND invocation = ? {'' if running else 'AND status <> ?'} ORDER BY id",
+                      f"AND invocation = ? AND status <> 'queued' {'' if running else 'AND status <> ?'} ORDER BY id",
                 (job, *part, invocation) + (() if running else (LIVE,))).fetchall())
         return {row[0]: (row[1], row[2]) for row in rows}
 
@@ -850,10 +957,12 @@ class StateStore:
         return taken
 
     def tick_tenants(self, job: str, tick: datetime) -> set[str | None]:
-        """Tenants that already have a run row for this tick (done, or abandoned mid-run)."""
+        """Tenants that already have a run row for this tick (done, or abandoned mid-run; not those only
+        claimed ahead, ``queued``: they never started)."""
         self.flush()
         rows = self._call(lambda conn: self._execute(conn, "SELECT DISTINCT tenant FROM pinstripe_runs WHERE job = ? "
-                                                          "AND tick = ?", (job, iso(tick))).fetchall())
+                                                          "AND tick = ? AND status <> ?", (job, iso(tick), QUEUED)
+                                                    ).fetchall())
         return {row[0] for row in rows}
 
     def last_claimed_tick(self, key: str) -> datetime | None:
@@ -933,8 +1042,8 @@ class StateStore:
         self.flush()
 
         def delete(conn) -> int:
-            removed = self._execute(conn, "DELETE FROM pinstripe_runs WHERE started_at < ? AND status <> ?",
-                                    (cutoff, LIVE)).rowcount
+            removed = self._execute(conn, f"DELETE FROM pinstripe_runs WHERE started_at < ? AND status NOT IN "
+                                          f"{_HELD_SQL}", (cutoff,)).rowcount
             self._execute(conn, "DELETE FROM pinstripe_ticks WHERE claimed_at < ? AND finished_at IS NOT NULL",
                           (cutoff,))
             self._execute(conn, "DELETE FROM pinstripe_invocations WHERE started_at < ? AND ended_at IS NOT NULL",
@@ -963,7 +1072,7 @@ def _latest_of(where: str) -> str:
     """Fold the newest finished run per (job, tenant) among the runs ``where`` selects (one row per
     tenant: PostgreSQL refuses to update a row twice in one statement)."""
     return LATEST.format(source="pinstripe_runs", where="id IN (SELECT max(id) FROM pinstripe_runs WHERE "
-                                                        f"{where} AND status <> 'running' GROUP BY job, "
+                                                        f"{where} AND status NOT IN {_HELD_SQL} GROUP BY job, "
                                                         "COALESCE(tenant, '-'))")
 
 
