@@ -14,7 +14,7 @@ from pinstripe_jobs.tenants import Tenant, TenantQuery, open_source
 from .conftest import TENANTS
 
 ROWS = TENANTS + [{"id": 5, "name": "Hooli", "active": True, "plan": None}]
-SOURCES = ["sqlite", "sqlite-sqlalchemy", "postgres", "json", "jsonl", "csv", "callable", "inline"]
+SOURCES = ["sqlite", "sqlite-sqlalchemy", "postgres", "postgres-sqlalchemy", "json", "jsonl", "csv", "callable", "inline"]
 
 
 def make_source(kind, rows, tmp_path, request, table="tenants"):
@@ -28,13 +28,20 @@ def make_source(kind, rows, tmp_path, request, table="tenants"):
 
             return SqlSource(f"sqlite:///{path}", table)
         return open_source(f"sqlite:///{path}", table)
-    if kind == "postgres":
+    if kind in ("postgres", "postgres-sqlalchemy"):
         import sqlalchemy as sa
 
         engine, pg_table = request.getfixturevalue("pg_table")
         with engine.begin() as conn:
             conn.execute(sa.text(f"INSERT INTO {pg_table} VALUES (:id, :name, :active, :plan)"), rows)
-        return open_source(str(engine.url.render_as_string(hide_password=False)), pg_table)
+        url = str(engine.url.render_as_string(hide_password=False))
+        if kind == "postgres-sqlalchemy":  # the same database through another driver name: SQLAlchemy
+            from pinstripe_jobs.tenants.sql import SqlSource
+
+            return SqlSource(url, pg_table)
+        source = open_source(url, pg_table)
+        assert type(source).__name__ == "PostgresSource"  # psycopg directly
+        return source
     if kind == "json":
         path = tmp_path / "t.json"
         path.write_text(json.dumps(rows))
@@ -212,16 +219,24 @@ def test_sql_streams_in_pages(tmp_path, request):
     assert len([s for s in statements if "FROM tenants" in s]) == 3
 
 
-def test_postgres_streams_and_pushes_down(pg_table, tmp_path, request):
+@pytest.mark.parametrize("driver", ["psycopg", "sqlalchemy"])
+def test_postgres_streams_and_pushes_down(pg_table, tmp_path, request, driver):
     import sqlalchemy as sa
 
     engine, table = pg_table
     with engine.begin() as conn:
         conn.execute(sa.text(f"INSERT INTO {table} SELECT g, 't' || g, g % 2 = 0, 'free' FROM generate_series(1, 2500) g"))
-    src = open_source(engine.url.render_as_string(hide_password=False), table)
+    url = engine.url.render_as_string(hide_password=False)
     statements = []
-    sa.event.listen(src.engine, "before_cursor_execute",
-                    lambda conn, cur, stmt, params, ctx, many: statements.append(stmt))
+    if driver == "psycopg":
+        src = open_source(url, table)
+        src.trace = statements.append
+    else:
+        from pinstripe_jobs.tenants.sql import SqlSource
+
+        src = SqlSource(url, table)
+        sa.event.listen(src.engine, "before_cursor_execute",
+                        lambda conn, cur, stmt, params, ctx, many: statements.append(stmt))
     q = TenantQuery(src).where(active=True).order_by("-name").limit(3)
     assert ids(q) == [998, 996, 994]  # 't998' > 't996' > ... as text
     assert "LIMIT" in statements[-1].upper() and "WHERE" in statements[-1].upper()

@@ -1,7 +1,7 @@
 """Tenant sources behind one protocol, and the lazy ``TenantQuery``.
 
-Sources: ``sqlite`` (a ``sqlite:///file`` URL, through the standard library), ``sql`` (any other
-SQLAlchemy URL), ``file`` (.json/.jsonl/.csv), ``memory`` (an inline array, or a ``"module:callable"``).
+Sources: ``sqlite`` (a ``sqlite:///file`` URL, through the standard library), ``postgres`` (a
+``postgresql://`` URL, through psycopg), ``sql`` (any other SQLAlchemy URL), ``file`` (.json/.jsonl/.csv), ``memory`` (an inline array, or a ``"module:callable"``).
 Only the source in use is imported.
 """
 from __future__ import annotations
@@ -25,6 +25,10 @@ def open_source(value: Any, table: str = "tenants") -> TenantSource:
             from .sqlite import SqliteSource
 
             return SqliteSource(path, table)
+    if value.split("://", 1)[0] in ("postgresql", "postgres", "postgresql+psycopg"):
+        from .postgres import PostgresSource
+
+        return PostgresSource(value, table)
     if "://" in value:
         from .sql import SqlSource
 

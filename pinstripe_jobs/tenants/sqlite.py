@@ -21,6 +21,8 @@ def _quote(name: str) -> str:
 
 
 class SqliteSource:
+    errors: tuple = (sqlite3.Error,)  # the driver's errors: a read that fails is a TenantSourceError
+
     def __init__(self, path: str, table: str = "tenants"):
         self.path = Path(path)
         self.table_name = table
@@ -125,7 +127,7 @@ class SqliteSource:
             else:
                 rows = self._stream(select, clauses, params, self._order(query), limit)
             yield from checked_rows((Tenant(dict(zip(names, row))) for row in rows), query, self.description)
-        except sqlite3.Error as exc:
+        except self.errors as exc:
             raise TenantSourceError(f"Reading tenants failed: {self.description}: {exc}") from None
 
     def _keyset(self, select: str, clauses: list[str], params: list, descending: bool,
