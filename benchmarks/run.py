@@ -1,4 +1,5 @@
-"""`make bench`: the four figures of the scale-and-speed issue, each beside its target.
+"""`make bench`: every figure with a target (start-up, fan-out, concurrency, memory, output, due tenants,
+dashboard, fleet), each beside its target.
 
 Everything is measured side by side in one run, as medians of repeated runs and as ratios (machines
 are noisy). Figures are printed as a table and saved to benchmarks/results.json. Nothing here is tuned
@@ -20,8 +21,8 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 PINSTRIPE = str(BIN / "pinstripe")
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller sizes, for a smoke run
-# BENCH_ONLY=output,startup runs only those (names: startup, fanout, memory, concurrency, output, due,
-# dashboard, fleet)
+# BENCH_ONLY=output,startup runs only those (names: startup, fanout, fanout-pg, concurrency, memory,
+# one-tenant, output, due, dashboard, fleet). The speed issue's six figures are numbered 1-6 (speed.py).
 
 
 def make_project(root: Path, tenants: int) -> Path:
@@ -38,9 +39,9 @@ def make_project(root: Path, tenants: int) -> Path:
     return root
 
 
-def timed(cmd: list[str], cwd: Path, stdout=subprocess.PIPE) -> tuple[float, int]:
+def timed(cmd: list[str], cwd: Path, stdout=subprocess.PIPE, env: dict | None = None) -> tuple[float, int]:
     """Wall time and peak RSS (KiB) of one command; its output is read from a pipe (or sent to ``stdout``)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PINSTRIPE_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PINSTRIPE_")}, **(env or {})}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=stdout, stderr=subprocess.DEVNULL, env=env)
     if stdout is subprocess.PIPE:
@@ -57,43 +58,6 @@ def median_of(cmd: list[str], cwd: Path, runs: int, **kw) -> float:
     return statistics.median(timed(cmd, cwd, **kw)[0] for _ in range(runs))
 
 
-def bench_startup(root: Path) -> dict:
-    runs = 7 if QUICK else 21
-    ours, base = [], []
-    for _ in range(runs):  # interleaved, so drift hits both alike
-        ours.append(timed([PINSTRIPE, "run-background-job", "--name", "noop"], root)[0])
-        base.append(timed([sys.executable, "-c", "import click"], root)[0])
-    ratio = statistics.median(ours) / statistics.median(base)
-    return {"name": "start-up: run-background-job --name noop vs python -c 'import click'",
-            "value": round(ratio, 2), "unit": "x", "target": 1.5, "ok": ratio <= 1.5,
-            "detail": f"{statistics.median(ours) * 1e3:.1f} ms vs {statistics.median(base) * 1e3:.1f} ms"}
-
-
-BARE_LOOP = """
-import sqlite3, sys, importlib.util
-spec = importlib.util.spec_from_file_location("tenant_noop", "jobs/tenant_noop.py")
-job = importlib.util.module_from_spec(spec); spec.loader.exec_module(job)
-db = sqlite3.connect("tenants.db")
-for row in db.execute("SELECT * FROM tenants ORDER BY id"):
-    job.run(row)
-"""
-
-
-def bench_fanout(tmp: Path) -> dict:
-    n = 2_000 if QUICK else 10_000
-    root = make_project(tmp / "fanout", n)
-    runs = 3 if QUICK else 5
-    ours, bare = [], []
-    for _ in range(runs):
-        ours.append(timed([PINSTRIPE, "run-background-job", "--name", "tenant-noop"], root)[0])
-        bare.append(timed([sys.executable, "-c", BARE_LOOP], root)[0])
-    per_tenant = (statistics.median(ours) - statistics.median(bare)) / n * 1e6
-    return {"name": f"fan-out overhead: no-op job over {n:,} SQLite tenants, sequential, to a pipe",
-            "value": round(per_tenant, 1), "unit": "µs/tenant", "target": 30, "ok": per_tenant <= 30,
-            "detail": f"{statistics.median(ours):.2f} s vs bare loop {statistics.median(bare):.2f} s "
-                      "(includes start-up, and the run history and lock rows written per tenant)"}
-
-
 def bench_memory(tmp: Path) -> dict:
     small, large = 1_000, (50_000 if QUICK else 1_000_000)
     peaks = {}
@@ -103,24 +67,9 @@ def bench_memory(tmp: Path) -> dict:
             _, peaks[n] = timed([PINSTRIPE, "run-background-job", "--name", "tenant-noop", "--json"], root,
                                 stdout=devnull)
     ratio = peaks[large] / peaks[small]
-    return {"name": f"memory: peak RSS over {large:,} tenants vs {small:,} (--json to /dev/null)",
+    return {"name": f"5. memory: peak RSS over {large:,} tenants vs {small:,} (--json to /dev/null)",
             "value": round(ratio, 2), "unit": "x", "target": 1.25, "ok": ratio <= 1.25,
             "detail": f"{peaks[large] / 1024:.1f} MiB vs {peaks[small] / 1024:.1f} MiB"}
-
-
-def bench_concurrency(tmp: Path) -> list[dict]:
-    n = 100 if QUICK else 500
-    root = make_project(tmp / "concurrency", n)
-    rows = []
-    for job in ("sleepy", "async-sleepy"):
-        one = timed([PINSTRIPE, "run-background-job", "--name", job, "--concurrency", "1"], root)[0]
-        fifty = median_of([PINSTRIPE, "run-background-job", "--name", job, "--concurrency", "50"], root, 3)
-        speedup = one / fifty
-        kind = "async" if job.startswith("async") else "plain"
-        rows.append({"name": f"concurrency: {n} tenants x 20 ms, {kind} job, --concurrency 50 vs 1",
-                     "value": round(speedup, 1), "unit": "x faster", "target": 35, "ok": speedup >= 35,
-                     "detail": f"{one:.2f} s vs {fifty:.2f} s", "higher_is_better": True})
-    return rows
 
 
 PRINTER = """
@@ -419,11 +368,12 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "pinstripe_jobs")], check=True)
     with tempfile.TemporaryDirectory(prefix="pinstripe-bench-") as name:
         tmp = Path(name)
-        root = make_project(tmp / "startup", 10)
-        benches = {"startup": lambda: [bench_startup(root)], "fanout": lambda: [bench_fanout(tmp)],
-                   "memory": lambda: [bench_memory(tmp)], "concurrency": lambda: bench_concurrency(tmp),
-                   "output": lambda: bench_terminal_output(tmp), "due": lambda: [bench_due_tenants(tmp)],
-                   "dashboard": lambda: [bench_dashboard(tmp)], "fleet": lambda: bench_fleet(tmp)}
+        from speed import BENCHES
+
+        benches = {name: (lambda bench=bench: bench(tmp)) for name, bench in BENCHES.items()}
+        benches.update({"memory": lambda: [bench_memory(tmp)], "output": lambda: bench_terminal_output(tmp),
+                        "due": lambda: [bench_due_tenants(tmp)], "dashboard": lambda: [bench_dashboard(tmp)],
+                        "fleet": lambda: bench_fleet(tmp)})
         only = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name] or list(benches)
         results = [row for name in only for row in benches[name]()]
     width = max(len(r["name"]) for r in results)

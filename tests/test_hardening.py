@@ -202,7 +202,7 @@ def run(ctx):
 
 
 def test_backoff_is_exponential_with_jitter():
-    from pinstripe_jobs.runner import backoff_delay
+    from pinstripe_jobs.attempts import backoff_delay
 
     assert backoff_delay(1.0, 1, lambda: 0.5) == 1.0
     assert backoff_delay(1.0, 3, lambda: 0.5) == 4.0
