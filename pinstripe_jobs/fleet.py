@@ -128,7 +128,12 @@ class FleetExecutor:
             if len(batch) >= self.conf["batch_size"]:
                 send()
                 if time.monotonic() - collected > 1:  # results of a long send are shown as they come
-                    self._collect(pending, plan, observer, summary, wait=0)
+                    try:
+                        arrived = self._collect(pending, wait=0)
+                    except Exception:  # the result backend: the wait below retries and says so
+                        arrived = []
+                    for task_id, meta in arrived:
+                        self._report(task_id, meta, pending, plan, observer, summary)
                     collected = time.monotonic()
         if batch:
             send()
@@ -154,7 +159,7 @@ class FleetExecutor:
             if cancelled and runner.stop.grace_over():
                 break
             try:
-                self._collect(pending, plan, observer, summary, wait=POLL_S)
+                arrived = self._collect(pending, wait=POLL_S)
                 failing_since = None
             except Exception as exc:  # the result backend went away: retry for a while, then say so
                 failing_since = failing_since or time.monotonic()
@@ -165,14 +170,17 @@ class FleetExecutor:
                     runner.config_error = runner.config_error or cancelled
                     break
                 time.sleep(0.5)  # not the stop event: once set, it would not wait at all
+                continue
+            for task_id, meta in arrived:  # outside the try: a bug of ours is not taken for a backend fault
+                self._report(task_id, meta, pending, plan, observer, summary)
         if pending:
             reason = cancelled or "interrupted"
             missing = [t for tenants in pending.values() for t in tenants]
             self._record_missing(plan, missing, reason, observer, summary)
             pending.clear()
 
-    def _collect(self, pending: dict, plan: "Plan", observer: "Observer", summary: Summary, wait: float) -> None:
-        """Report every batch whose result is in; wait up to ``wait`` seconds for one. A key-value result
+    def _collect(self, pending: dict, wait: float) -> list[tuple[str, dict]]:
+        """The batches whose result is in (task id, result meta); wait up to ``wait`` seconds for one. A key-value result
         backend (Redis) is polled many ids at a time (MGET; nothing is kept per batch but its tenant ids);
         an RPC one (RabbitMQ) is drained from this process's reply queue."""
         backend = self.app.backend
@@ -183,21 +191,21 @@ class FleetExecutor:
                 backend.result_consumer.drain_events(timeout=wait or 0.01)
             except (socket.timeout, TimeoutError):
                 pass
-            for task_id in [task_id for task_id, result in self.results.items() if result._cache]:
-                meta = self.results.pop(task_id)._cache
-                self._report(task_id, meta, pending, plan, observer, summary)
-            return
+            return [(task_id, self.results.pop(task_id)._cache)
+                    for task_id in [task_id for task_id, result in self.results.items() if result._cache]]
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         ids = list(pending)[:500]
+        arrived: list[tuple[str, dict]] = []
         if not ids:
-            return
+            return arrived
         try:
             for task_id, meta in backend.get_many(ids, timeout=wait or 0.001, interval=0.05, no_ack=True):
                 self.results.pop(task_id, None)
-                self._report(task_id, meta, pending, plan, observer, summary)
+                arrived.append((task_id, meta))
         except CeleryTimeout:
             pass
+        return arrived
 
     def _report(self, task_id: str, meta: dict, pending: dict, plan: "Plan", observer: "Observer",
                 summary: Summary) -> None:

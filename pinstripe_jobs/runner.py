@@ -65,10 +65,18 @@ class Runner:
         """The state store became unavailable during this run (exit 3)."""
         return self.leases.state_error
 
+    @state_error.setter
+    def state_error(self, value: str | None) -> None:
+        self.leases.state_error = value
+
     @property
     def config_error(self) -> str | None:
         """A service could not be set up: a configuration error, not the job's (exit 3)."""
         return self.attempts.config_error
+
+    @config_error.setter
+    def config_error(self, value: str | None) -> None:
+        self.attempts.config_error = value
 
     def close(self) -> None:
         """Release the state store's connection and the tenant source; runs still open (the caller was
