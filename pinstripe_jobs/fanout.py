@@ -10,7 +10,7 @@ import itertools
 import threading
 from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
-from .results import INTERRUPTED, SKIPPED, RunResult, Summary
+from .results import FAILED, INTERRUPTED, SKIPPED, RunResult, Summary
 from .results import tenant_id as _tid
 from .signals import RunInterrupted
 
@@ -52,6 +52,10 @@ def fan_out(runner: Runner, plan: "Plan", tenants: Iterator, observer: "Observer
         _threads(runner, plan, tenants, observer, summary)
     else:
         _inline(runner, plan, tenants, observer, summary)
+
+
+def _internal_error(tenant: "Tenant | None", exc: BaseException) -> RunResult:
+    return RunResult(_tid(tenant), FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _record(result: RunResult, observer: "Observer", summary: Summary) -> None:
@@ -99,7 +103,7 @@ def _threads(runner: Runner, plan: "Plan", tenants: Iterator, observer: "Observe
             except RunInterrupted:  # landed outside the job's own code
                 result = RunResult(_tid(tenant), INTERRUPTED, error="interrupted before it finished")
             except BaseException as exc:  # never lose a tenant, even to a bug of ours
-                result = RunResult(_tid(tenant), "failed", error=f"internal error: {type(exc).__name__}: {exc}")
+                result = _internal_error(tenant, exc)
             running.pop(threading.get_ident(), None)
             done.put(result)
 
@@ -167,6 +171,8 @@ async def _async_tasks(runner: Runner, plan: "Plan", tenants: Iterator, observer
             result = await runner.arun_one(plan, tenant)
         except asyncio.CancelledError:
             result = RunResult(_tid(tenant), INTERRUPTED, error="interrupted before it finished")
+        except Exception as exc:  # never lose a tenant, even to a bug of ours
+            result = _internal_error(tenant, exc)
         finally:
             slots.release()
         _record(result, observer, summary)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 STATE_DOWN = "state store unavailable"
 PAGE_FAST_S = 0.1  # a page of claimed tenants that went by faster than this: claim twice as many next
 MAX_PAGE = 256
+LINGER_S = 0.001  # under concurrency, a start waits this long for others to share its commit
 
 
 def key(tenant_id: Any) -> str:
@@ -117,6 +118,19 @@ class Leases:
         self.active[lease.run_id] = lease
         return lease
 
+    async def aacquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str]
+                       ) -> "Lease | RunResult | None":
+        """``acquire`` for an asyncio task: its database work runs on a thread of the plan's own pool (one
+        per concurrent task), never on the event loop, and concurrent starts share commits."""
+        import asyncio
+
+        if plan.io_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            plan.io_pool = ThreadPoolExecutor(max_workers=plan.concurrency, thread_name_prefix="pinstripe-io")
+        return await asyncio.get_running_loop().run_in_executor(plan.io_pool, self.acquire, plan, tenant, attempt,
+                                                                told)
+
     def _take_lock(self, plan: Plan, tenant: Tenant | None, attempt: int) -> "Lease | None | RunResult":
         """The lease (a claimed one, marked running; or a new row), None when another live run holds the
         lock, or a skipped result when the state store is unavailable (nothing runs without its history
@@ -125,7 +139,7 @@ class Leases:
 
         try:
             claimed = plan.claims.pop(key(_tid(tenant)), None) if attempt == 1 and plan.claims else None
-            if claimed is not None and self.state.start(claimed):
+            if claimed is not None and self.state.start(claimed, LINGER_S if plan.concurrency > 1 else 0.0):
                 return claimed
             return self.state.begin_run(plan.spec.name, _tid(tenant), plan.options.trigger, tick=plan.options.tick,
                                         attempt=attempt, lock=plan.spec.overlap != "allow",

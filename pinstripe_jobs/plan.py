@@ -83,6 +83,7 @@ class Plan:
         self.fixed: list[Tenant] | None = None  # tenants already read (--tenant, --only-failed, nested)
         self.done: set[str] = set()  # tenants (as text) a resumed tick already ran: left out
         self.claims: dict[str, Any] = {}  # tenant (as text) -> lease claimed ahead, not started yet
+        self.io_pool: Any = None  # async jobs: threads for the leases' database work (see Leases.aacquire)
         # the id that groups this run's history rows (one per command or tick)
         self.invocation: str = options.invocation or new_invocation_id()
         self.observer: Observer = NullObserver()  # set by ``Runner.execute``: retries and waits are told to it

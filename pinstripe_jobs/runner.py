@@ -126,6 +126,8 @@ class Runner:
             else:
                 fan_out(self, plan, tenants, observer, summary)
         finally:
+            if plan.io_pool is not None:
+                plan.io_pool.shutdown(wait=True)
             if plan.claims:  # claimed, then never reached (a bug of ours): recorded, not lost
                 self.record_skipped(plan, list(plan.claims), "not started: the run ended first")
             if self._state is not None:
@@ -215,10 +217,10 @@ class Runner:
         attempts = 1 + plan.retries
         for attempt in range(1, attempts + 1):
             told: set[str] = set()
-            lease = self.leases.acquire(plan, tenant, attempt, told)
+            lease = await self.leases.aacquire(plan, tenant, attempt, told)
             while lease is None:
                 await asyncio.sleep(LOCK_POLL_S)
-                lease = self.leases.acquire(plan, tenant, attempt, told)
+                lease = await self.leases.aacquire(plan, tenant, attempt, told)
             if isinstance(lease, RunResult):
                 return lease
             result = await self.attempts.as_task(plan, tenant, attempt)

@@ -600,21 +600,21 @@ class StateStore:
             self._hold()
         return claimed
 
-    def start(self, lease: Lease) -> bool:
+    def start(self, lease: Lease, linger: float = 0.0) -> bool:
         """Mark a claimed run ``running``, durably, before its job is called. Starts of concurrent runs are
-        committed together (with any deferred run ends): whoever holds the connection commits them all.
+        committed together (with any deferred run ends): whoever holds the connection commits them all;
+        ``linger`` (under concurrency) waits that long first, so that the starts around it join one commit.
         False when the claim was taken over meanwhile (this process looked dead: it must not run)."""
-        with self._mutex:
-            self._starting[lease.run_id] = None
+        self._starting[lease.run_id] = None  # no lock: a dict's item assignment is atomic
+        if linger:
+            time.sleep(linger)
         try:
             self._call(lambda conn: self._commit_pending(conn) if lease.run_id in self._starting else None)
         except BaseException:
-            with self._mutex:  # not started: its row stays queued, it must not be marked running later
-                self._starting.pop(lease.run_id, None)
+            self._starting.pop(lease.run_id, None)  # not started: its row stays queued, never marked later
             raise
         lease.claimed = False
-        with self._mutex:
-            return self._started.pop(lease.run_id, True)
+        return self._started.pop(lease.run_id, True)
 
     def _commit_pending(self, conn) -> None:
         """Commit pending starts and deferred run ends. PostgreSQL: pipelined (one round trip), and
@@ -703,10 +703,11 @@ class StateStore:
         self._leases.discard(lease.run_id)
         if lease.slot is not None:  # at once, not deferred: another run of this tenant may be waiting
             self.release_slot(lease.slot)
-        with self._mutex:
-            self._deferred.append(values)
-            if not self._deferred_since:
-                self._deferred_since = time.monotonic()
+        # No lock: the list's append is atomic, and a commit takes only the ends it wrote off its front. An
+        # event loop that ends a run never waits here for another thread's commit.
+        self._deferred.append(values)
+        if not self._deferred_since:
+            self._deferred_since = time.monotonic()
         if not defer:
             self.flush()
 
@@ -749,9 +750,10 @@ class StateStore:
         if relaxed:
             self._execute(conn, "SET LOCAL synchronous_commit = off")
         starts = list(self._starting)
+        ends = self._deferred[:]
         try:
-            if self._deferred:
-                self._write_ends(conn, self._deferred)
+            if ends:
+                self._write_ends(conn, ends)
             marked = self._write_starts(conn, starts) if starts else []
             result = operation()
             self._execute(conn, "COMMIT")
@@ -760,8 +762,8 @@ class StateStore:
             _rollback(conn)
             self._folded(committed=False)
             raise
-        self._deferred.clear()
-        self._deferred_since = 0.0
+        del self._deferred[:len(ends)]
+        self._deferred_since = time.monotonic() if self._deferred else 0.0
         for run_id in starts:
             self._starting.pop(run_id, None)
         for run_id in lost:
