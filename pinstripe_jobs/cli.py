@@ -262,7 +262,7 @@ def generate_background_job_command(name: str, config: str | None, jobs_dir: str
     click.echo(f"Created {path}")
 
 
-STATUSES = ("running", "succeeded", "failed", "skipped", "timed_out", "interrupted", "abandoned")
+STATUSES = ("queued", "running", "succeeded", "failed", "skipped", "timed_out", "interrupted", "abandoned")
 
 
 @main.command("history", short_help="Show recorded runs, newest first.", epilog=epilog(

@@ -200,3 +200,29 @@ def run(ctx):
     rest, _ = proc.communicate(timeout=30)
     doc = json.loads(head + rest)
     assert [r["tenant"] for r in doc["runs"]] == [1, 2, 3, 4] and doc["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("kind", ["thread", "async"])
+def test_a_bug_of_ours_in_one_tenant_fails_that_tenant_and_loses_none(project, kind, monkeypatch):
+    """An internal error on the per-tenant path (here: taking the lease) is that tenant's failure, and
+    every other tenant still runs and is reported."""
+    from pinstripe_jobs.leases import Leases
+
+    many_tenants(project, 6)
+    body = "async def run(ctx):\n    return ctx.tenant.id\n" if kind == "async" else "def run(ctx):\n    return ctx.tenant.id\n"
+    project.job("work", body)
+    real = Leases.acquire
+
+    def acquire(self, plan, tenant, attempt, told):
+        if tenant.id == 3:
+            raise RuntimeError("a bug of ours")
+        return real(self, plan, tenant, attempt, told)
+
+    monkeypatch.setattr(Leases, "acquire", acquire)
+    runner = Runner(load_settings(cwd=project.root, env={}))
+    summary = runner.run("work", RunOptions(keep_runs=True, concurrency=3))
+    runner.close()
+    outcome = {r.tenant: (r.status, r.error) for r in summary.runs}
+    assert sorted(outcome) == [1, 2, 3, 4, 5, 6]
+    assert outcome[3] == ("failed", "internal error: RuntimeError: a bug of ours")
+    assert all(status == "succeeded" for t, (status, _) in outcome.items() if t != 3)

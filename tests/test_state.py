@@ -127,8 +127,7 @@ def test_deferred_run_ends_ride_on_the_next_write(store, state_url):
     other = StateStore(state_url)
     first = store.begin_run("job", 1, "manual")
     store.end_run(first, "succeeded", defer=True)
-    if store.is_sqlite:  # not committed yet: another process still sees the run going
-        assert other.runs()[0]["status"] == "running"
+    assert other.runs()[0]["status"] == "running"  # not committed yet: another process still sees it going
     second = store.begin_run("job", 1, "manual")  # the deferred end is committed first, so the lock is free
     assert second is not None
     assert [r["status"] for r in other.runs()] == ["running", "succeeded"]
@@ -149,3 +148,61 @@ def test_many_processes_can_open_a_new_store_at_once(state_url):
     store = StateStore(state_url)
     assert len(store.runs()) == 6
     store.close()
+
+
+def test_claimed_tenants_are_queued_hold_their_locks_and_start_durably(store, state_url):
+    other = StateStore(state_url)
+    claimed = store.claim("job", [1, 2, 2, "x"], "manual", invocation="inv")  # a repeated id is claimed once
+    assert sorted(claimed) == ["1", "2", "x"]
+    assert {r["tenant"]: r["status"] for r in other.runs()} == {1: "queued", 2: "queued", "x": "queued"}
+    assert other.begin_run("job", 2, "manual") is None  # a queued row holds the lock, like a running one
+    assert other.claim("job", [1, 3], "manual") .keys() == {"3"}  # only what is free
+    assert store.start(claimed["1"]) is True
+    assert {r["tenant"]: r["status"] for r in other.runs(job="job")}[1] == "running"  # committed before the job
+    store.end_run(claimed["1"], "succeeded", defer=True)
+    assert store.start(claimed["2"], linger=0.001)  # the deferred end rides on this start's commit
+    assert [r["status"] for r in other.runs(tenant="1")] == ["succeeded"]
+    assert other.tick_tenants("job", T0) == set()  # queued rows never started: a resumed tick runs them
+    other.close()
+
+
+def test_a_claim_taken_over_before_it_starts_is_not_started(state_url):
+    clock = [T0]
+    mine = StateStore(state_url, clock=lambda: clock[0], lock_stale_s=60)
+    claimed = mine.claim("job", [1], "manual")["1"]
+    # the claimer looks gone: as if on another host whose heartbeat stopped two minutes ago
+    mine._call(lambda conn: mine._execute(conn, "UPDATE pinstripe_runs SET host = 'elsewhere'"))
+    clock[0] = T0 + timedelta(minutes=2)
+    other = StateStore(state_url, clock=lambda: clock[0], lock_stale_s=60)
+    lease = other.begin_run("job", 1, "manual")
+    assert lease is not None
+    rows = other.runs(tenant="1")
+    assert [r["status"] for r in rows] == ["running", "skipped"] and rows[1]["error"].startswith("never started")
+    assert mine.start(claimed) is False  # it must not run: another run holds the tenant now
+    other.end_run(lease, "succeeded")
+    mine.close()
+    other.close()
+
+
+def test_concurrent_starts_share_commits(store):
+    import threading
+
+    claimed = store.claim("job", list(range(40)), "manual")
+    commits = []
+    real = store._commit_pending
+    store._commit_pending = lambda conn: (commits.append(1), real(conn))[1]
+    barrier = threading.Barrier(40)
+    results = []
+
+    def start(lease):
+        barrier.wait()
+        results.append(store.start(lease, linger=0.005))
+
+    threads = [threading.Thread(target=start, args=(lease,)) for lease in claimed.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 40
+    assert {r["status"] for r in store.runs(limit=None)} == {"running"}
+    assert len(commits) < 20, len(commits)  # 40 starts, a handful of commits

@@ -71,6 +71,8 @@ class PostgresSource(SqliteSource):
         self._columns = None
         self._id_is_rowid = False
         self._id_not_null = False
+        self._conn: _Connection | None = None  # kept between pages and reads; replaced when it drops
+        self._reached = False  # connected once: a later failure is a drop, retried
 
     def _connect(self) -> _Connection:
         try:
@@ -107,30 +109,31 @@ class PostgresSource(SqliteSource):
 
     # -- reading -----------------------------------------------------------------------------------
     def _retrying(self, read: Callable[[Any], Any]) -> Any:
-        """``read(connection)`` on a fresh connection; a lost one is replaced with backoff for ``RETRY_S``."""
+        """``read(connection)`` on the source's connection (one for the whole run: a connection costs a
+        server process); a lost one is replaced with backoff for up to ``RETRY_S``. A source that cannot be
+        reached at all (a wrong URL, a server that is down) is an error at once."""
         started = time.monotonic()
         delay = 0.1
         while True:
             try:
-                conn = self._connect()
-            except TenantSourceError:
-                if time.monotonic() - started + delay > RETRY_S:
+                if self._conn is None:
+                    self._conn = self._connect()
+                    self._reached = True
+                return read(self._conn)
+            except (TenantSourceError, self._psycopg.OperationalError, self._psycopg.InterfaceError):
+                self.close()
+                if not self._reached or time.monotonic() - started + delay > RETRY_S:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-                continue
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
             try:
-                return read(conn)
-            except (self._psycopg.OperationalError, self._psycopg.InterfaceError):
-                if time.monotonic() - started + delay > RETRY_S:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-            finally:
-                try:
-                    conn.close()
-                except Exception:
-                    pass
+                conn.close()
+            except Exception:
+                pass
 
     def _keyset(self, select: str, clauses: list[str], params: list, descending: bool,
                 remaining: int | None) -> Iterator[tuple]:
