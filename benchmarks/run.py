@@ -19,7 +19,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-PINSTRIPE = str(BIN / "pinstripe")
+# BENCH_PINSTRIPE=/path/to/other/venv/bin/pinstripe measures another build (a previous release) the same way
+PINSTRIPE = os.environ.get("BENCH_PINSTRIPE") or str(BIN / "pinstripe")
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller sizes, for a smoke run
 # BENCH_ONLY=output,startup runs only those (names: startup, fanout, fanout-pg, concurrency, memory,
 # one-tenant, output, due, dashboard, fleet). The speed issue's six figures are numbered 1-6 (speed.py).

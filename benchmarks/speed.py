@@ -17,7 +17,8 @@ from typing import Callable
 
 from run import PINSTRIPE, QUICK, make_project, timed
 
-ROOT = Path(__file__).resolve().parent.parent
+# BENCH_SOURCE=/path/to/a/checkout: the start-up figure installs that (a previous release) instead of this tree
+ROOT = Path(os.environ.get("BENCH_SOURCE") or Path(__file__).resolve().parent.parent)
 PG = "postgresql://postgres@127.0.0.1:5432"
 
 
