@@ -617,26 +617,44 @@ class StateStore:
         return self._started.pop(lease.run_id, True)
 
     def _commit_pending(self, conn) -> None:
-        """Commit pending starts and deferred run ends. PostgreSQL: pipelined (one round trip), and
-        committed like SQLite's WAL with synchronous=NORMAL (``synchronous_commit = off`` for this
-        transaction only): durable against any crash of this process, and against a database crash all but
-        the last fraction of a second. Claims (locks) are always committed synchronously."""
-        if self.is_sqlite:
-            self._transaction(conn, lambda: None)
-            return
-        with conn.pipeline():
-            self._transaction(conn, lambda: None, relaxed=True)
+        """Commit pending starts, with the deferred run ends (each run's end rides on the next start's
+        commit, so that a run that finished is recorded as finished even if this process is killed next;
+        grouping them further was measured 1.7x faster on PostgreSQL but would leave finished runs reading
+        ``abandoned`` after a kill -9). A start with no end to carry is one statement: one round trip.
 
-    def _write_starts(self, conn, ids: list[int]) -> list[tuple[Any, list[int]]]:
+        On PostgreSQL starts and ends are committed like SQLite's WAL with synchronous=NORMAL
+        (``synchronous_commit = off`` for that transaction only): durable against any crash of this
+        process, and against a crash of the database server all but its last fraction of a second. Claims
+        and other lock-taking writes are always committed synchronously."""
+        if self._deferred or not self._starting:
+            if self.is_sqlite:
+                self._transaction(conn, lambda: None)
+            else:
+                with conn.pipeline():  # one round trip
+                    self._transaction(conn, lambda: None, relaxed=True)
+            return
+        starts = list(self._starting)
+        marked = self._write_starts(conn, starts, relaxed=self.is_postgres)  # autocommit: its own transaction
+        lost = self._lost(marked)
+        for run_id in starts:
+            self._starting.pop(run_id, None)
+        for run_id in lost:
+            self._started[run_id] = False
+
+    def _write_starts(self, conn, ids: list[int], relaxed: bool = False) -> list[tuple[Any, list[int]]]:
         """Mark claimed runs running. Returns what tells, once committed, which claims were taken over
         meanwhile (``_lost``): rows at once on SQLite, a cursor read after the pipeline's one round trip on
-        PostgreSQL."""
+        PostgreSQL. ``relaxed`` (PostgreSQL, one statement in autocommit): committed with
+        ``synchronous_commit = off``, set for that statement's own transaction."""
         now = iso(self.clock())
         marked = []
+        relax = ("WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true) AS value) " if relaxed
+                 else "")
         for chunk in range(0, len(ids), 500):
             part = ids[chunk:chunk + 500]
-            cursor = self._execute(conn, f"UPDATE pinstripe_runs SET status = ?, started_at = ?, heartbeat_at = ? "
-                                         f"WHERE id IN ({', '.join('?' * len(part))}) AND status IN {_HELD_SQL} RETURNING id",
+            cursor = self._execute(conn, f"{relax}UPDATE pinstripe_runs SET status = ?, started_at = ?, heartbeat_at = ? "
+                                         f"WHERE id IN ({', '.join('?' * len(part))}) AND status IN {_HELD_SQL} "
+                                         f"{'AND (SELECT count(*) FROM relaxed) = 1 ' if relaxed else ''}RETURNING id",
                                    (LIVE, now, now, *part))  # running already: our own commit, retried
             marked.append((cursor.fetchall() if self.is_sqlite else cursor, part))
         return marked
