@@ -589,7 +589,10 @@ class StateStore:
                   f"host, pid, pid_token, lock_key, heartbeat_at, invocation) VALUES {values} ON CONFLICT DO NOTHING "
                   "RETURNING id, COALESCE(tenant, '-')")
         flat = [value for row in rows for value in row]
-        found = self._call(lambda conn: self._transaction(conn, lambda: self._execute(conn, insert, flat).fetchall()))
+        # Committed like a start (see _commit_pending): a claim whose commit a database crash loses is never
+        # run, as its start mark finds no row; only tick claims must be durable at once (two schedulers).
+        found = self._call(lambda conn: self._transaction(conn, lambda: self._execute(conn, insert, flat).fetchall(),
+                                                          relaxed=self.is_postgres))
         if lock:
             claimed = {key: Lease(run_id, claimed=True) for run_id, key in found}
         else:  # no lock, no conflict: ids in the order of the values
@@ -624,8 +627,8 @@ class StateStore:
 
         On PostgreSQL starts and ends are committed like SQLite's WAL with synchronous=NORMAL
         (``synchronous_commit = off`` for that transaction only): durable against any crash of this
-        process, and against a crash of the database server all but its last fraction of a second. Claims
-        and other lock-taking writes are always committed synchronously."""
+        process, and against a crash of the database server all but its last fraction of a second. Tick
+        claims are always committed synchronously."""
         if self._deferred or not self._starting:
             if self.is_sqlite:
                 self._transaction(conn, lambda: None)
@@ -654,8 +657,9 @@ class StateStore:
             part = ids[chunk:chunk + 500]
             cursor = self._execute(conn, f"{relax}UPDATE pinstripe_runs SET status = ?, started_at = ?, heartbeat_at = ? "
                                          f"WHERE id IN ({', '.join('?' * len(part))}) AND status IN {_HELD_SQL} "
+                                         "AND host = ? AND pid = ? AND pid_token = ? "  # ours, not a reused id
                                          f"{'AND (SELECT count(*) FROM relaxed) = 1 ' if relaxed else ''}RETURNING id",
-                                   (LIVE, now, now, *part))  # running already: our own commit, retried
+                                   (LIVE, now, now, *part, HOST, self.pid, self.token))  # running: ours, retried
             marked.append((cursor.fetchall() if self.is_sqlite else cursor, part))
         return marked
 
