@@ -8,7 +8,8 @@ naming the last row of the page before. Nothing here writes.
 from __future__ import annotations
 
 from datetime import datetime
-from .state import COLUMNS, LIVE, RANK, StateStore
+from .state import COLUMNS, HELD_SQL as HELD, LIVE, RANK, StateStore  # HELD: written as the lock index's own
+# condition, so that SQLite reads the running runs from that small partial index, not the whole history
 
 PAGE = 50
 _LATEST = ("job", "tenant_key", "tenant", "tenant_kind", "run_id", "status", "rank", "started_at", "ended_at", "error",
@@ -98,7 +99,7 @@ class HistoryQueries:
         if items:
             keys = [item["tenant_key"] for item in items]
             live = self._rows(f"SELECT COALESCE(tenant, '-'), host, pid, pid_token, heartbeat_at FROM pinstripe_runs "
-                              f"WHERE job = ? AND status = 'running' AND COALESCE(tenant, '-') IN "
+                              f"WHERE job = ? AND status IN {HELD} AND status = 'running' AND COALESCE(tenant, '-') IN "
                               f"({', '.join('?' * len(keys))})", [job, *keys])
             running = {row[0] for row in live if self.store._holder_alive(*row[1:5])}
         for item in items:
@@ -187,7 +188,7 @@ class HistoryQueries:
 
     def running(self, now: datetime) -> list[dict]:
         """Runs going now, and ``running`` rows whose holder is gone (abandoned), oldest first."""
-        rows = self._rows(f"SELECT {', '.join(COLUMNS)} FROM pinstripe_runs WHERE status = 'running' "
+        rows = self._rows(f"SELECT {', '.join(COLUMNS)} FROM pinstripe_runs WHERE status IN {HELD} AND status = 'running' "
                           "ORDER BY started_at LIMIT 1000")
         items = []
         for row in rows:

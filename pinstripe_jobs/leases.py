@@ -18,6 +18,8 @@ from .signals import StopFlag
 from .tenants import Tenant
 
 if TYPE_CHECKING:
+    import threading
+
     from .state import Lease, StateStore
 
 STATE_DOWN = "state store unavailable"
@@ -60,27 +62,55 @@ class Leases:
     # -- claiming ahead -----------------------------------------------------------------------------
     def claiming(self, plan: Plan, tenants: Iterator[Tenant | None], stopped: Callable[[], Any]
                  ) -> Iterator[Tenant | None]:
-        """Claim tenants a page ahead of running them (see ``StateStore.claim``). Pages start at the
-        concurrency and double while they go by fast (up to ``MAX_PAGE``), so slow jobs do not hold many
-        tenants queued. Claiming ends when ``stopped()`` says why nothing more starts."""
+        """Claim tenants a page ahead of running them (see ``StateStore.claim``). The next page is read and
+        claimed on a thread of its own when half of the current one has started, so the claim overlaps
+        the jobs instead of holding up the next start. Pages start at the concurrency and double while
+        they go by fast (up to ``MAX_PAGE``), so slow jobs never hold many tenants queued. Claiming ends
+        when ``stopped()`` says why nothing more starts; the tenants after that pass through unclaimed."""
         size = plan.concurrency
-        while True:
-            if stopped():
-                yield from tenants
-                return
-            page = list(itertools.islice(tenants, size))
-            if not page:
-                return
-            begun = self.clock()
-            if len(page) > 1:  # one tenant: its own begin_run is one transaction, a claim and a start two
-                self.quietly(lambda: plan.claims.update(self.state.claim(
-                    plan.spec.name, [_tid(t) for t in page], plan.options.trigger, tick=plan.options.tick,
-                    lock=plan.spec.overlap != "allow", invocation=plan.invocation)))
-            yield from page
-            if self.clock() - begun < PAGE_FAST_S:
-                size = min(size * 2, max(MAX_PAGE, plan.concurrency))
-            else:
-                size = max(plan.concurrency, size // 2)
+        page: list = [] if stopped() else list(itertools.islice(tenants, size))
+        claim = self._claim(plan, page)
+        last_page_s = 0.0  # how long the page before went by
+        try:
+            while page:
+                begun = self.clock()
+                upcoming: list = []
+                upcoming_claim = None
+                # the next page is claimed halfway through this one; after a lone tenant (not claimed: its
+                # row is written when it starts), so that history ids follow the order tenants start in
+                halfway = len(page) // 2 if len(page) > 1 else 1
+                for index, tenant in enumerate(page + [None] if len(page) == 1 else page):
+                    if claim is not None:  # a tenant runs only once its page's claim is in
+                        claim.join()
+                        claim = None
+                    if index == halfway and not stopped():
+                        size = min(size * 2, max(MAX_PAGE, plan.concurrency)) if last_page_s < PAGE_FAST_S else \
+                            max(plan.concurrency, size // 2)
+                        upcoming = list(itertools.islice(tenants, size))
+                        upcoming_claim = self._claim(plan, upcoming)
+                    if index < len(page):
+                        yield tenant
+                last_page_s = self.clock() - begun
+                page, claim = upcoming, upcoming_claim
+            yield from tenants
+        finally:
+            if claim is not None:
+                claim.join()
+
+    def _claim(self, plan: Plan, page: list) -> "threading.Thread | None":
+        """Claim ``page`` on a thread (one tenant: nothing to claim, its begin_run is one transaction)."""
+        if len(page) < 2:
+            return None
+        import threading
+
+        def claim() -> None:
+            self.quietly(lambda: plan.claims.update(self.state.claim(
+                plan.spec.name, [_tid(t) for t in page], plan.options.trigger, tick=plan.options.tick,
+                lock=plan.spec.overlap != "allow", invocation=plan.invocation)))
+
+        thread = threading.Thread(target=claim, name="pinstripe-claim", daemon=True)
+        thread.start()
+        return thread
 
     # -- taking -------------------------------------------------------------------------------------
     def acquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str]) -> "Lease | RunResult | None":

@@ -126,6 +126,7 @@ class Runner:
             else:
                 fan_out(self, plan, tenants, observer, summary)
         finally:
+            tenants.close()  # a claim still in flight is in before what was never started is recorded
             if plan.io_pool is not None:
                 plan.io_pool.shutdown(wait=True)
             if plan.claims:  # claimed, then never reached (a bug of ours): recorded, not lost

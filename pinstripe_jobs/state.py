@@ -32,7 +32,7 @@ HOST = os.uname().nodename
 LIVE = "running"
 QUEUED = "queued"  # claimed ahead (its lock taken, its row written) but not started yet
 HELD = (QUEUED, LIVE)  # the statuses that hold a (job, tenant) lock
-_HELD_SQL = "('queued', 'running')"
+HELD_SQL = "('queued', 'running')"
 BAD = ("failed", "timed_out", "interrupted", "abandoned", "skipped", QUEUED)  # what --only-failed reruns
 MAX_ERROR = 4000  # characters of an error message kept in history
 MAX_TRACEBACK = 20000
@@ -536,7 +536,7 @@ class StateStore:
                 if row is not None:
                     return row[0]
                 holder = self._execute(conn, "SELECT id, host, pid, pid_token, heartbeat_at, lease, status FROM "
-                                             f"pinstripe_runs WHERE job = ? AND lock_key = ? AND status IN {_HELD_SQL}",
+                                             f"pinstripe_runs WHERE job = ? AND lock_key = ? AND status IN {HELD_SQL}",
                                        (job, key)).fetchone()
                 if holder is None:
                     continue
@@ -574,6 +574,7 @@ class StateStore:
         that never starts is ended as skipped, or, if this process dies first, stays ``queued`` (never
         started: resumed by the next tick, rerun by ``--only-failed``)."""
         now = iso(self.clock())
+        token = os.urandom(12).hex()  # this claim's rows: found again if a dropped connection hid its commit
         rows, keys = [], []
         for tenant in tenants:
             key = "-" if tenant is None else str(tenant)
@@ -581,18 +582,28 @@ class StateStore:
                 continue
             keys.append(key)
             rows.append((job, None if tenant is None else str(tenant), _kind(tenant), trigger, iso(tick), now, QUEUED,
-                         HOST, self.pid, self.token, key if lock else None, now, invocation))
+                         HOST, self.pid, self.token, key if lock else None, now, invocation, token))
         if not rows:
             return {}
-        values = ", ".join(["(?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+        values = ", ".join(["(?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
         insert = ("INSERT INTO pinstripe_runs (job, tenant, tenant_kind, trigger, tick, attempt, started_at, status, "
-                  f"host, pid, pid_token, lock_key, heartbeat_at, invocation) VALUES {values} ON CONFLICT DO NOTHING "
-                  "RETURNING id, COALESCE(tenant, '-')")
+                  f"host, pid, pid_token, lock_key, heartbeat_at, invocation, lease) VALUES {values} ON CONFLICT DO "
+                  "NOTHING RETURNING id, COALESCE(tenant, '-')")
         flat = [value for row in rows for value in row]
-        # Committed like a start (see _commit_pending): a claim whose commit a database crash loses is never
-        # run, as its start mark finds no row; only tick claims must be durable at once (two schedulers).
-        found = self._call(lambda conn: self._transaction(conn, lambda: self._execute(conn, insert, flat).fetchall(),
-                                                          relaxed=self.is_postgres))
+        named = [k for k in keys if k != "-"]
+        mine = (f"SELECT id, COALESCE(tenant, '-') FROM pinstripe_runs WHERE job = ? AND (tenant IN "
+                f"({', '.join('?' * len(named)) or 'NULL'}){' OR tenant IS NULL' if '-' in keys else ''}) AND lease = ?")
+        tries = []
+
+        def write(conn) -> list:
+            tries.append(1)
+            if len(tries) > 1:  # a retry: the try before may have committed before its connection dropped
+                found = self._execute(conn, mine, (job, *named, token)).fetchall()
+                if found:
+                    return found
+            return self._execute(conn, insert, flat).fetchall()
+
+        found = self._call(lambda conn: self._transaction(conn, lambda: write(conn), pipelined=True))
         if lock:
             claimed = {key: Lease(run_id, claimed=True) for run_id, key in found}
         else:  # no lock, no conflict: ids in the order of the values
@@ -623,42 +634,32 @@ class StateStore:
         """Commit pending starts, with the deferred run ends (each run's end rides on the next start's
         commit, so that a run that finished is recorded as finished even if this process is killed next;
         grouping them further was measured 1.7x faster on PostgreSQL but would leave finished runs reading
-        ``abandoned`` after a kill -9). A start with no end to carry is one statement: one round trip.
-
-        On PostgreSQL starts and ends are committed like SQLite's WAL with synchronous=NORMAL
-        (``synchronous_commit = off`` for that transaction only): durable against any crash of this
-        process, and against a crash of the database server all but its last fraction of a second. Tick
-        claims are always committed synchronously."""
+        ``abandoned`` after a kill -9). On PostgreSQL that is one pipelined round trip; a start with no end
+        to carry is one statement. Every commit is synchronous: ``synchronous_commit = off`` was measured
+        and dropped, as a database restart right after it lost committed run ends (the fault test)."""
         if self._deferred or not self._starting:
-            if self.is_sqlite:
-                self._transaction(conn, lambda: None)
-            else:
-                with conn.pipeline():  # one round trip
-                    self._transaction(conn, lambda: None, relaxed=True)
+            self._transaction(conn, lambda: None, pipelined=True)
             return
         starts = list(self._starting)
-        marked = self._write_starts(conn, starts, relaxed=self.is_postgres)  # autocommit: its own transaction
+        marked = self._write_starts(conn, starts)  # autocommit: one statement, its own transaction
         lost = self._lost(marked)
         for run_id in starts:
             self._starting.pop(run_id, None)
         for run_id in lost:
             self._started[run_id] = False
 
-    def _write_starts(self, conn, ids: list[int], relaxed: bool = False) -> list[tuple[Any, list[int]]]:
+    def _write_starts(self, conn, ids: list[int]) -> list[tuple[Any, list[int]]]:
         """Mark claimed runs running. Returns what tells, once committed, which claims were taken over
         meanwhile (``_lost``): rows at once on SQLite, a cursor read after the pipeline's one round trip on
-        PostgreSQL. ``relaxed`` (PostgreSQL, one statement in autocommit): committed with
-        ``synchronous_commit = off``, set for that statement's own transaction."""
+        PostgreSQL."""
         now = iso(self.clock())
         marked = []
-        relax = ("WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true) AS value) " if relaxed
-                 else "")
         for chunk in range(0, len(ids), 500):
             part = ids[chunk:chunk + 500]
-            cursor = self._execute(conn, f"{relax}UPDATE pinstripe_runs SET status = ?, started_at = ?, heartbeat_at = ? "
-                                         f"WHERE id IN ({', '.join('?' * len(part))}) AND status IN {_HELD_SQL} "
+            cursor = self._execute(conn, f"UPDATE pinstripe_runs SET status = ?, started_at = ?, heartbeat_at = ? "
+                                         f"WHERE id IN ({', '.join('?' * len(part))}) AND status IN {HELD_SQL} "
                                          "AND host = ? AND pid = ? AND pid_token = ? "  # ours, not a reused id
-                                         f"{'AND (SELECT count(*) FROM relaxed) = 1 ' if relaxed else ''}RETURNING id",
+                                         "RETURNING id",
                                    (LIVE, now, now, *part, HOST, self.pid, self.token))  # running: ours, retried
             marked.append((cursor.fetchall() if self.is_sqlite else cursor, part))
         return marked
@@ -675,7 +676,7 @@ class StateStore:
         """Who holds the lock of (job, tenant): host, pid and since when, for a person who waits."""
         key = "-" if tenant is None else str(tenant)
         row = self._call(lambda conn: self._execute(conn, "SELECT host, pid, started_at FROM pinstripe_runs WHERE "
-                                                          f"job = ? AND lock_key = ? AND status IN {_HELD_SQL}",
+                                                          f"job = ? AND lock_key = ? AND status IN {HELD_SQL}",
                                                     (job, key)).fetchone())
         return f"host {row[0]}, pid {row[1]}, since {row[2]}" if row else None
 
@@ -766,20 +767,21 @@ class StateStore:
         self._unfolded.extend(ids)
         self._fold(conn)
 
-    def _transaction(self, conn, operation: Callable[[], Any], relaxed: bool = False) -> Any:
-        """``operation`` in one transaction, with any deferred run ends and pending starts."""
-        self._execute(conn, "BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
-        if relaxed:
-            self._execute(conn, "SET LOCAL synchronous_commit = off")
+    def _transaction(self, conn, operation: Callable[[], Any], pipelined: bool = False) -> Any:
+        """``operation`` in one transaction, with any deferred run ends and pending starts. ``pipelined``
+        (PostgreSQL): its statements go in one round trip. What was written leaves the to-do lists only
+        once the commit is known to have happened."""
         starts = list(self._starting)
         ends = self._deferred[:]
         try:
-            if ends:
-                self._write_ends(conn, ends)
-            marked = self._write_starts(conn, starts) if starts else []
-            result = operation()
-            self._execute(conn, "COMMIT")
-            lost = self._lost(marked)
+            with conn.pipeline() if pipelined and self.is_postgres else _NO_GUARD:
+                self._execute(conn, "BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
+                if ends:
+                    self._write_ends(conn, ends)
+                marked = self._write_starts(conn, starts) if starts else []
+                result = operation()
+                self._execute(conn, "COMMIT")
+            lost = self._lost(marked)  # after the pipeline's sync: the commit's outcome is known
         except BaseException:
             _rollback(conn)
             self._folded(committed=False)
@@ -1067,7 +1069,7 @@ class StateStore:
 
         def delete(conn) -> int:
             removed = self._execute(conn, f"DELETE FROM pinstripe_runs WHERE started_at < ? AND status NOT IN "
-                                          f"{_HELD_SQL}", (cutoff,)).rowcount
+                                          f"{HELD_SQL}", (cutoff,)).rowcount
             self._execute(conn, "DELETE FROM pinstripe_ticks WHERE claimed_at < ? AND finished_at IS NOT NULL",
                           (cutoff,))
             self._execute(conn, "DELETE FROM pinstripe_invocations WHERE started_at < ? AND ended_at IS NOT NULL",
@@ -1096,7 +1098,7 @@ def _latest_of(where: str) -> str:
     """Fold the newest finished run per (job, tenant) among the runs ``where`` selects (one row per
     tenant: PostgreSQL refuses to update a row twice in one statement)."""
     return LATEST.format(source="pinstripe_runs", where="id IN (SELECT max(id) FROM pinstripe_runs WHERE "
-                                                        f"{where} AND status NOT IN {_HELD_SQL} GROUP BY job, "
+                                                        f"{where} AND status NOT IN {HELD_SQL} GROUP BY job, "
                                                         "COALESCE(tenant, '-'))")
 
 
