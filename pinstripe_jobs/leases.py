@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 STATE_DOWN = "state store unavailable"
 PAGE_FAST_S = 0.1  # a page of claimed tenants that went by faster than this: claim twice as many next
 MAX_PAGE = 256
-LINGER_S = 0.001  # under concurrency, a start waits this long for others to share its commit
+LINGER_S = 0.001  # under concurrency (PostgreSQL), a start waits this long for others to share its commit
 
 
 def key(tenant_id: Any) -> str:
@@ -151,10 +151,13 @@ class Leases:
 
     async def aacquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str]
                        ) -> "Lease | RunResult | None":
-        """``acquire`` for an asyncio task: its database work runs on a thread of the plan's own pool (one
-        per concurrent task), never on the event loop, and concurrent starts share commits."""
+        """``acquire`` for an asyncio task. PostgreSQL: its round trips run on a thread of the plan's own
+        pool (one per concurrent task), never on the event loop, and concurrent starts share commits.
+        SQLite: on the loop (a local commit costs less than a thread handoff; measured)."""
         import asyncio
 
+        if self.state.is_sqlite:
+            return self.acquire(plan, tenant, attempt, told)
         if plan.io_pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -170,7 +173,8 @@ class Leases:
 
         try:
             claimed = plan.claims.pop(key(_tid(tenant)), None) if attempt == 1 and plan.claims else None
-            if claimed is not None and self.state.start(claimed, LINGER_S if plan.concurrency > 1 else 0.0):
+            linger = LINGER_S if plan.concurrency > 1 and self.state.is_postgres else 0.0
+            if claimed is not None and self.state.start(claimed, linger):
                 return claimed
             return self.state.begin_run(plan.spec.name, _tid(tenant), plan.options.trigger, tick=plan.options.tick,
                                         attempt=attempt, lock=plan.spec.overlap != "allow",

@@ -95,15 +95,14 @@ def storable(text: str | None, limit: int = MAX_ERROR) -> str | None:
 
 
 class Lease:
-    """A started run: its row id (the lock, when it took one), and the tenant slot it holds under
+    """A claimed or started run: its row id (the lock, when it took one), and the tenant slot it holds under
     ``tenant_concurrency`` (tenant, slot number), if any."""
 
-    __slots__ = ("run_id", "slot", "claimed")
+    __slots__ = ("run_id", "slot")
 
-    def __init__(self, run_id: int, slot: tuple[str, int] | None = None, claimed: bool = False):
+    def __init__(self, run_id: int, slot: tuple[str, int] | None = None):
         self.run_id = run_id
         self.slot = slot
-        self.claimed = claimed  # claimed ahead and not started yet: its row reads ``queued``
 
 
 SCHEMA = """
@@ -605,9 +604,9 @@ class StateStore:
 
         found = self._call(lambda conn: self._transaction(conn, lambda: write(conn), pipelined=True))
         if lock:
-            claimed = {key: Lease(run_id, claimed=True) for run_id, key in found}
+            claimed = {key: Lease(run_id) for run_id, key in found}
         else:  # no lock, no conflict: ids in the order of the values
-            claimed = {key: Lease(run_id, claimed=True) for key, run_id in zip(keys, sorted(r[0] for r in found))}
+            claimed = {key: Lease(run_id) for key, run_id in zip(keys, sorted(r[0] for r in found))}
         for lease in claimed.values():
             self._leases.add(lease.run_id)
         if claimed:
@@ -627,7 +626,6 @@ class StateStore:
         except BaseException:
             self._starting.pop(lease.run_id, None)  # not started: its row stays queued, never marked later
             raise
-        lease.claimed = False
         return self._started.pop(lease.run_id, True)
 
     def _commit_pending(self, conn) -> None:
