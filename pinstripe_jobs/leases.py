@@ -104,9 +104,15 @@ class Leases:
         import threading
 
         def claim() -> None:
-            self.quietly(lambda: plan.claims.update(self.state.claim(
-                plan.spec.name, [_tid(t) for t in page], plan.options.trigger, tick=plan.options.tick,
-                lock=plan.spec.overlap != "allow", invocation=plan.invocation)))
+            try:
+                self.quietly(lambda: plan.claims.update(self.state.claim(
+                    plan.spec.name, [_tid(t) for t in page], plan.options.trigger, tick=plan.options.tick,
+                    lock=plan.spec.overlap != "allow", invocation=plan.invocation)))
+            except Exception as exc:  # not fatal: each tenant of the page then takes its own lock and row
+                import logging
+
+                logging.getLogger("pinstripe.state").warning("could not claim tenants ahead: %s: %s",
+                                                             type(exc).__name__, exc)
 
         thread = threading.Thread(target=claim, name="pinstripe-claim", daemon=True)
         thread.start()
