@@ -83,14 +83,16 @@ def bench_startup(tmp: Path) -> dict:
 
 
 # -- 2. fan-out, SQLite tenants and state ----------------------------------------------------------------
-SQLITE_LOOP = """
-import sqlite3, importlib.util
+BARE_LOOP = """
+import importlib.util, sys
 spec = importlib.util.spec_from_file_location("tenant_noop", "jobs/tenant_noop.py")
 job = importlib.util.module_from_spec(spec); spec.loader.exec_module(job)
-db = sqlite3.connect("tenants.db")
+{connect}
 for row in db.execute("SELECT * FROM tenants ORDER BY id"):
     job.run(row)
 """
+SQLITE_LOOP = BARE_LOOP.format(connect='import sqlite3; db = sqlite3.connect("tenants.db")')
+PG_LOOP = BARE_LOOP.format(connect="import psycopg; db = psycopg.connect(sys.argv[1])")
 
 
 def bench_fanout_sqlite(tmp: Path) -> dict:
@@ -108,14 +110,6 @@ def bench_fanout_sqlite(tmp: Path) -> dict:
 
 
 # -- 3. fan-out, PostgreSQL tenants and state, and django-tenants ----------------------------------------
-PG_LOOP = """
-import importlib.util, sys, psycopg
-spec = importlib.util.spec_from_file_location("tenant_noop", "jobs/tenant_noop.py")
-job = importlib.util.module_from_spec(spec); spec.loader.exec_module(job)
-with psycopg.connect(sys.argv[1]) as db:
-    for row in db.execute("SELECT * FROM tenants ORDER BY id"):
-        job.run(row)
-"""
 DJANGO_SETTINGS = """
 SECRET_KEY = "bench"
 USE_TZ = True

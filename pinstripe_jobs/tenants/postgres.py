@@ -172,16 +172,8 @@ class PostgresSource(SqliteSource):
         finally:
             conn.close()
 
-    def count(self, query: TenantQuery) -> int:
-        if query.predicates:
-            return sum(1 for _ in self.iterate(query))
-        clauses, params = self._where(query)
-        sql = f"SELECT count(*) FROM {_quote(self.table_name)}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
-        try:
-            total = self._retrying(lambda conn: conn.execute(sql, params).fetchone()[0])
-        except self._psycopg.Error as exc:
-            raise TenantSourceError(f"Counting tenants failed: {self.description}: {_first_line(exc)}") from None
-        return total if query.max_rows is None else min(total, query.max_rows)
+    def _scalar(self, sql: str, params: list) -> Any:
+        return self._retrying(lambda conn: conn.execute(sql, params).fetchone()[0])
 
 
 def _first_line(exc: Exception) -> str:

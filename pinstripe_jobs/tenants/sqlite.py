@@ -180,14 +180,19 @@ class SqliteSource:
             return sum(1 for _ in self.iterate(query))
         clauses, params = self._where(query)
         sql = f"SELECT count(*) FROM {_quote(self.table_name)}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        try:
+            total = self._scalar(sql, params)
+        except self.errors as exc:
+            raise TenantSourceError(f"Counting tenants failed: {self.description}: {str(exc).strip().splitlines()[0]}"
+                                    ) from None
+        return total if query.max_rows is None else min(total, query.max_rows)
+
+    def _scalar(self, sql: str, params: list) -> Any:
         conn = self._connect()
         try:
-            total = conn.execute(sql, params).fetchone()[0]
-        except sqlite3.Error as exc:
-            raise TenantSourceError(f"Counting tenants failed: {self.description}: {exc}") from None
+            return conn.execute(sql, params).fetchone()[0]
         finally:
             conn.close()
-        return total if query.max_rows is None else min(total, query.max_rows)
 
     def close(self) -> None:
         pass
