@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .aio import is_coroutine, run_coroutine
 from .errors import cap, mask_secrets
@@ -15,8 +15,10 @@ from .loading import describe_exception
 from .plan import Plan
 from .results import FAILED, INTERRUPTED, SUCCEEDED, TIMED_OUT, RunResult, job_traceback, tenant_id as _tid
 from .signals import RunInterrupted, StopFlag
-from .tenants import Tenant
 from .workspace import ServiceCleanupError, ServiceConfigError, ServiceFactories, Workspace, current_workspace
+
+if TYPE_CHECKING:
+    from .tenants import Tenant
 
 MAX_ERROR = 4000  # what is kept of a job's error message and traceback (linear to handle, bounded to keep)
 MAX_TRACEBACK = 20000

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from .plan import Plan
 from .results import ALREADY_RUNNING, AT_CAP, INTERRUPTED, SKIPPED, RunResult, tenant_id as _tid
 from .signals import StopFlag
-from .tenants import Tenant
 
 if TYPE_CHECKING:
     import threading
+
+    from .tenants import Tenant
 
     from .state import Lease, StateStore
 

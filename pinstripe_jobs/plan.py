@@ -4,7 +4,6 @@ numbers (shard, spread offset). Knows nothing of running: the runner and the fan
 """
 from __future__ import annotations
 
-import zlib
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 if TYPE_CHECKING:
@@ -128,10 +127,14 @@ class Plan:
 
 def shard_of(tenant_id: Any, shards: int) -> int:
     """A stable shard number for a tenant id (CRC-32 of its text: the same on every machine and run)."""
+    import zlib
+
     return zlib.crc32(str(tenant_id).encode("utf-8")) % shards
 
 
 def spread_offset(tenant_id: Any, window: float) -> float:
     """A tenant's stable start offset within ``window`` seconds (CRC-32 of its id, like ``--shard``: the
     same in every process and on every machine)."""
+    import zlib
+
     return (zlib.crc32(str(tenant_id).encode("utf-8")) % 1_000_000) / 1_000_000 * window

@@ -3,7 +3,7 @@ tenant query narrowed by the job's ``tenants_filter``, --tenant, --exclude-tenan
 Nothing runs and nothing is written here."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .arguments import bind_arguments
 from .config import Settings
@@ -11,7 +11,9 @@ from .errors import ConfigError, UsageError
 from .loading import describe_exception, error_location
 from .plan import Plan, RunOptions
 from .registry import JobRegistry, JobSpec
-from .tenants import Tenant, TenantQuery, TenantSource, open_source
+
+if TYPE_CHECKING:  # imported when a plan runs per tenant: a job that does not never loads a source
+    from .tenants import Tenant, TenantQuery, TenantSource
 
 
 class Planner:
@@ -27,6 +29,8 @@ class Planner:
             if self.settings.tenants is None:
                 raise ConfigError("No tenant source is configured.",
                                   "Set `tenants` in pinstripe.toml or pass --tenants / PINSTRIPE_TENANTS.")
+            from .tenants import open_source
+
             self._source = open_source(self.settings.tenants, self.settings.tenants_table)
         return self._source
 
@@ -36,6 +40,8 @@ class Planner:
             self._source = None
 
     def tenant_query(self, spec: JobSpec) -> TenantQuery:
+        from .tenants import TenantQuery
+
         query = TenantQuery(self.source)
         if spec.tenants_filter is None:
             return query

@@ -23,11 +23,11 @@ from .planner import Planner
 from .registry import JobRegistry, JobSpec
 from .results import INTERRUPTED, SKIPPED, RunResult, Summary
 from .signals import RunInterrupted, StopFlag
-from .tenants import Tenant, TenantQuery
 from .workspace import ServiceFactories, Workspace
 
 if TYPE_CHECKING:
     from .state import StateStore
+    from .tenants import Tenant, TenantQuery
 
 LOCK_POLL_S = 0.2
 _OPEN_LOCK = threading.Lock()

@@ -329,6 +329,14 @@ def test_a_manual_run_imports_only_what_it_needs(tenant_project):
     assert len(tenant_project.log()) == 4
 
 
+def test_a_job_that_does_not_run_per_tenant_never_loads_a_tenant_source(tenant_project):
+    """The no-op start-up path: no tenant source, no psycopg or SQLAlchemy, no crc32 (shards)."""
+    tenant_project.job("noop", "multi_tenant = False\n\ndef run(ctx):\n    pass\n")
+    imported = modules_after(tenant_project.root, ["run-background-job", "--name", "noop"],
+                             "m.startswith(('pinstripe_jobs.tenants', 'psycopg', 'sqlalchemy')) or m == 'zlib'")
+    assert imported == []
+
+
 def test_run_due_jobs_reports_a_broken_module_and_fires_the_rest(tenant_project):
     tenant_project.job("hourly", "schedule = '0 * * * *'\nmulti_tenant = False\ndef run(ctx):\n    print('fired')\n")
     tenant_project.job("broken", "schedule = '0 * * * *'\nraise ImportError('missing dependency')\n")
