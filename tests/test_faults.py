@@ -263,7 +263,7 @@ TICK_JOB = '''
 import time
 from pathlib import Path
 ROOT = Path(__file__).parent.parent
-schedule = "* * * * *"
+schedule = "0 0 * * *"  # daily: a bot killed within seconds never reaches its next tick (a minute's could)
 catch_up = True
 
 def log(text):
@@ -289,9 +289,9 @@ def test_a_tick_whose_runner_is_killed_is_resumed_exactly_once(project, store, k
     project.config(f'tenants = "tenants.json"\n{state}')
     project.job("tick", TICK_JOB)
     if killed == "run-due-jobs":
-        proc = start(project, "run-due-jobs", "--at", "2026-11-29T10:00:30+00:00")
-    else:  # the bot fires the last minute's tick at once
-        since = (datetime.now(timezone.utc) - timedelta(seconds=90)).isoformat()
+        proc = start(project, "run-due-jobs", "--at", "2026-11-29T00:00:30+00:00")
+    else:  # the bot fires the last day's tick at once
+        since = (datetime.now(timezone.utc) - timedelta(hours=25)).isoformat()
         proc = start(project, "start-bot", "--since", since)
     wait_for(project.root / "started-2")
     tick = wait_until(lambda: (project.root / "started-2").read_text())
