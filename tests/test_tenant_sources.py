@@ -255,6 +255,14 @@ def test_missing_table_and_missing_file_are_config_errors(tmp_path):
         open_source(str(tmp_path / "nope.json"))
 
 
+def test_a_malformed_postgres_url_is_a_clear_error_at_once(tenant_project):
+    tenant_project.config('tenants = "postgresql://app:s3cret@[::1/db"\n')
+    result = tenant_project.cli("run-background-job", "--name", "record")
+    assert result.exit_code == 3
+    assert "is not a valid database URL" in result.output and "s3cret" not in result.output
+    assert "Traceback" not in result.output
+
+
 def test_unreachable_postgres_masks_the_password():
     src = open_source("postgresql+psycopg://app:s3cret@127.0.0.1:1/nodb")
     with pytest.raises(TenantSourceError) as info:
