@@ -154,8 +154,8 @@ DUE_BENCH = """
 import sys, time
 from datetime import datetime, timezone
 from pinstripe_jobs.config import load_settings
-from pinstripe_jobs.runner import Runner
-from pinstripe_jobs.scheduler import Scheduler
+from pinstripe_jobs.execution.runner import Runner
+from pinstripe_jobs.scheduling.bot import Scheduler
 
 runner = Runner(load_settings())
 scheduler = Scheduler(runner)
@@ -203,7 +203,7 @@ def bench_due_tenants(tmp: Path) -> dict:
 DASHBOARD_BENCH = r"""
 import statistics, sys, time
 from pinstripe_jobs.config import load_settings
-from pinstripe_jobs.dashboard.app import Dashboard, create_app
+from pinstripe_jobs.web.app import Dashboard, create_app
 from starlette.testclient import TestClient
 
 client = TestClient(create_app(Dashboard(load_settings("pinstripe.toml"))))
@@ -235,7 +235,7 @@ def bench_dashboard(tmp: Path) -> dict:
     (root / "pinstripe.toml").write_text('tenants = "tenants.json"\n')
     (root / "tenants.json").write_text("[]")
     sys.path.insert(0, str(HERE.parent))
-    from pinstripe_jobs.state import LATEST, StateStore
+    from pinstripe_jobs.store.state import LATEST, StateStore
 
     store = StateStore(f"sqlite:///{root / '.pinstripe' / 'state.db'}", history_days=0)
     conn = store._conn
@@ -276,10 +276,10 @@ def bench_dashboard(tmp: Path) -> dict:
 SUBMIT_BENCH = r"""
 import sys, time
 from pinstripe_jobs.config import load_settings
-from pinstripe_jobs.fleet import FleetExecutor
-from pinstripe_jobs.plan import NullObserver, RunOptions
-from pinstripe_jobs.results import Summary
-from pinstripe_jobs.runner import Runner
+from pinstripe_jobs.fleet.executor import FleetExecutor
+from pinstripe_jobs.model.plan import NullObserver, RunOptions
+from pinstripe_jobs.model.results import Summary
+from pinstripe_jobs.execution.runner import Runner
 
 settings = load_settings()
 settings.executor = "celery"

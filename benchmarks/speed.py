@@ -7,13 +7,12 @@ same rows from the same database and calls the same function.
 from __future__ import annotations
 
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
 import venv
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from run import PINSTRIPE, QUICK, make_project, timed
 
@@ -34,7 +33,7 @@ class Database:
         self.name = f"pinstripe_bench_{name}_{os.getpid()}"
         self.url = f"{PG}/{self.name}"
 
-    def __enter__(self) -> "Database":
+    def __enter__(self) -> Database:
         _psql("postgres", f"DROP DATABASE IF EXISTS {self.name}")
         _psql("postgres", f"CREATE DATABASE {self.name}")
         return self

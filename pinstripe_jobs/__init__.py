@@ -12,11 +12,11 @@ __all__ = ["run_background_job", "arun_background_job", "JobFailed", "PinstripeE
 def __getattr__(name: str) -> Any:
     # Lazy, so that `pinstripe --version` and the CLI do not pay for what they do not use.
     if name in ("run_background_job", "arun_background_job"):
-        from . import api
+        from pinstripe_jobs import api
 
         return getattr(api, name)
     if name in __all__:
-        from . import errors
+        from pinstripe_jobs import errors
 
         return getattr(errors, name)
     raise AttributeError(f"module 'pinstripe_jobs' has no attribute {name!r}")

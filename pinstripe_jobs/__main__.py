@@ -1,4 +1,4 @@
 """``python -m pinstripe_jobs``: the same as the ``pinstripe`` command."""
-from .cli import main
+from pinstripe_jobs.cli import main
 
 main(prog_name="pinstripe")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import JobFailed
-from .results import Summary
-from .workspace import current_workspace
+from pinstripe_jobs.errors import JobFailed
+from pinstripe_jobs.execution.workspace import current_workspace
+from pinstripe_jobs.model.results import Summary
 
 
 def run_background_job(name: str, *args: Any, config: str | os.PathLike | None = None, **params: Any) -> Summary:
@@ -18,9 +18,9 @@ def run_background_job(name: str, *args: Any, config: str | os.PathLike | None =
     workspace = current_workspace.get()
     if workspace is not None and config is None:
         return workspace.run_background_job(name, *args, **params)
-    from .config import load_settings
-    from .plan import RunOptions
-    from .runner import Runner
+    from pinstripe_jobs.config import load_settings
+    from pinstripe_jobs.execution.runner import Runner
+    from pinstripe_jobs.model.plan import RunOptions
 
     runner = Runner(load_settings(config))
     try:
@@ -28,7 +28,7 @@ def run_background_job(name: str, *args: Any, config: str | os.PathLike | None =
     finally:
         runner.close()
     if summary.error:  # the tenant source, the state store or a service broke mid-run (exit 3 on the CLI)
-        from .errors import ConfigError
+        from pinstripe_jobs.errors import ConfigError
 
         label, _, rest = summary.error.partition(": ")
         message, _, hint = (rest if label.endswith("error") else summary.error).partition("\n")

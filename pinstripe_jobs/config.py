@@ -4,10 +4,11 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from .errors import ConfigError
+from pinstripe_jobs.errors import ConfigError
 
 KNOWN_KEYS = {
     "jobs_dir": str,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pinstripe_jobs.config import load_settings
-from pinstripe_jobs.plan import RunOptions, shard_of
-from pinstripe_jobs.runner import Runner
+from pinstripe_jobs.execution.runner import Runner
+from pinstripe_jobs.model.plan import RunOptions, shard_of
 
 SCRIPT = Path(sys.executable).parent / "pinstripe"
 
@@ -144,7 +144,7 @@ def test_shards_cover_every_tenant_exactly_once(project):
     assert all(len(shard) > 25 for shard in seen)  # roughly even
     # Stable across processes and machines (not Python's salted hash): fixed values.
     assert [shard_of(i, 4) for i in (1, 2, 3, "acme")] == [shard_of(str(i), 4) for i in (1, 2, 3, "acme")]
-    code = "from pinstripe_jobs.plan import shard_of; print([shard_of(i, 7) for i in range(20)])"
+    code = "from pinstripe_jobs.model.plan import shard_of; print([shard_of(i, 7) for i in range(20)])"
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(runs) == 1 and runs.pop().strip() == str([shard_of(i, 7) for i in range(20)])
@@ -206,7 +206,7 @@ def run(ctx):
 def test_a_bug_of_ours_in_one_tenant_fails_that_tenant_and_loses_none(project, kind, monkeypatch):
     """An internal error on the per-tenant path (here: taking the lease) is that tenant's failure, and
     every other tenant still runs and is reported."""
-    from pinstripe_jobs.leases import Leases
+    from pinstripe_jobs.execution.leases import Leases
 
     many_tenants(project, 6)
     body = "async def run(ctx):\n    return ctx.tenant.id\n" if kind == "async" else "def run(ctx):\n    return ctx.tenant.id\n"

@@ -7,7 +7,7 @@ import pytest
 
 from pinstripe_jobs.config import load_settings
 from pinstripe_jobs.errors import ConfigError
-from pinstripe_jobs.registry import normalize_name
+from pinstripe_jobs.registry.jobs import normalize_name
 
 from .conftest import RECORDING_JOB
 

@@ -20,7 +20,7 @@ pytest.importorskip("starlette", reason="the dashboard extra is not installed")
 from starlette.testclient import TestClient  # noqa: E402
 
 from pinstripe_jobs.config import load_settings  # noqa: E402
-from pinstripe_jobs.dashboard.app import Dashboard, create_app  # noqa: E402
+from pinstripe_jobs.web.app import Dashboard, create_app  # noqa: E402
 
 TOKEN = "correct-horse-battery"
 
@@ -267,8 +267,8 @@ def test_rerun_failed_tenants_through_the_api_runs_only_them_and_is_recorded(das
 
 
 def test_a_store_from_before_the_dashboard_is_migrated_without_losing_history(tmp_path):
-    from pinstripe_jobs.history import HistoryQueries
-    from pinstripe_jobs.state import StateStore
+    from pinstripe_jobs.store.reads import HistoryQueries
+    from pinstripe_jobs.store.state import StateStore
 
     path = tmp_path / "state.db"
     with sqlite3.connect(path) as db:  # the version-3 schema, as the previous release left it
@@ -355,6 +355,6 @@ def test_a_missing_extra_is_named_with_the_install_command(tenant_project):
 def test_other_commands_never_import_the_dashboard_or_celery(tenant_project):
     imported = modules_after(tenant_project.root, ["run-background-job", "--name", "record"],
                              "m.split('.')[0] in ('starlette', 'uvicorn', 'jinja2', 'celery', 'kombu') or "
-                             "m.startswith(('pinstripe_jobs.dashboard', 'pinstripe_jobs.celery', 'pinstripe_jobs.fleet'))")
+                             "m.startswith(('pinstripe_jobs.web', 'pinstripe_jobs.fleet.worker', 'pinstripe_jobs.fleet.executor'))")
     assert imported == []
     assert len(tenant_project.log()) == 4

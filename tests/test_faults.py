@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -224,9 +224,9 @@ def test_a_live_holder_keeps_its_lock_through_a_dropped_connection(project, stor
 def test_only_a_provably_gone_holder_loses_its_lock(state_url):
     """Another host's lock is taken over only when its heartbeat is stale; this host's, when its process
     is dead."""
-    from pinstripe_jobs.state import StateStore
+    from pinstripe_jobs.store.state import StateStore
 
-    now = [datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)]
+    now = [datetime(2026, 11, 29, 10, 0, tzinfo=UTC)]
     store = StateStore(state_url, clock=lambda: now[0], lock_stale_s=60)
     try:
         lease = store.begin_run("job", 1, "manual")
@@ -246,7 +246,7 @@ def test_only_a_provably_gone_holder_loses_its_lock(state_url):
 
 
 def test_the_holder_renews_its_heartbeat(state_url):
-    from pinstripe_jobs.state import StateStore
+    from pinstripe_jobs.store.state import StateStore
 
     store = StateStore(state_url, lock_stale_s=0.2)
     try:
@@ -291,7 +291,7 @@ def test_a_tick_whose_runner_is_killed_is_resumed_exactly_once(project, store, k
     if killed == "run-due-jobs":
         proc = start(project, "run-due-jobs", "--at", "2026-11-29T00:00:30+00:00")
     else:  # the bot fires the last day's tick at once
-        since = (datetime.now(timezone.utc) - timedelta(hours=25)).isoformat()
+        since = (datetime.now(UTC) - timedelta(hours=25)).isoformat()
         proc = start(project, "start-bot", "--since", since)
     wait_for(project.root / "started-2")
     tick = wait_until(lambda: (project.root / "started-2").read_text())
@@ -343,14 +343,14 @@ def test_the_bot_recovers_when_its_store_comes_back(project, pg_app):
     import logging
 
     from pinstripe_jobs.config import load_settings
-    from pinstripe_jobs.runner import Runner
-    from pinstripe_jobs.scheduler import Scheduler
+    from pinstripe_jobs.execution.runner import Runner
+    from pinstripe_jobs.scheduling.bot import Scheduler
 
     url, app = pg_app
     project.json_tenants([{"id": 1}])
     project.config(f'tenants = "tenants.json"\nstate = "{url}"\n')
     project.job("minutely", 'schedule = "* * * * *"\n' + FAULT_JOB.replace("    spec = json", "    return\n    spec = json"))
-    clock = [datetime(2026, 11, 29, 10, 0, 30, tzinfo=timezone.utc)]
+    clock = [datetime(2026, 11, 29, 10, 0, 30, tzinfo=UTC)]
     runner = Runner(load_settings())
     ticks = []
 
@@ -636,7 +636,7 @@ def run(ctx):
 def test_an_existing_state_database_is_migrated_in_place(project):
     import sqlite3
 
-    from pinstripe_jobs.state import StateStore
+    from pinstripe_jobs.store.state import StateStore
 
     path = project.root / "old.db"
     with sqlite3.connect(path) as db:  # the first release's tables

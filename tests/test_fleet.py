@@ -143,10 +143,10 @@ def test_a_fleet_run_reports_what_a_local_run_does(fleet):
 
 
 def test_celery_own_command_runs_the_same_worker(fleet):
-    """`celery -A pinstripe_jobs.celery worker` with PINSTRIPE_CONFIG: the app of that config."""
+    """`celery -A pinstripe_jobs.fleet.worker worker` with PINSTRIPE_CONFIG: the app of that config."""
     queue = [line for line in (fleet.root / "pinstripe.toml").read_text().splitlines() if line.startswith("queue")]
     log = open(fleet.root / "celery.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "pinstripe_jobs.celery", "worker",
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "pinstripe_jobs.fleet.worker", "worker",
                              "--pool", "solo", "--loglevel", "INFO", "-Q", queue[0].split('"')[1]], cwd="/",
                             env=clean_env({"PINSTRIPE_CONFIG": str(fleet.root / "pinstripe.toml")}), stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)

@@ -10,8 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pinstripe_jobs.results import RunResult, Summary
-
+from pinstripe_jobs.model.results import RunResult, Summary
 from tests.procs import SCRIPT, start, wait_for
 
 SERVICE = '''
@@ -170,8 +169,8 @@ def test_process_isolation_does_not_leak_global_state_and_returns_values(tenant_
 def test_process_isolation_with_concurrency(tenant_project):
     tenant_project.job("pids", "import os, time\ndef run(ctx):\n    time.sleep(0.5)\n    return os.getpid()\n")
     from pinstripe_jobs.config import load_settings
-    from pinstripe_jobs.plan import RunOptions
-    from pinstripe_jobs.runner import Runner
+    from pinstripe_jobs.execution.runner import Runner
+    from pinstripe_jobs.model.plan import RunOptions
 
     began = time.time()
     summary = Runner(load_settings(env={})).run("pids", RunOptions(isolation="process", concurrency=4, keep_runs=True))
@@ -202,7 +201,7 @@ def run(ctx):
 
 
 def test_backoff_is_exponential_with_jitter():
-    from pinstripe_jobs.attempts import backoff_delay
+    from pinstripe_jobs.execution.attempts import backoff_delay
 
     assert backoff_delay(1.0, 1, lambda: 0.5) == 1.0
     assert backoff_delay(1.0, 3, lambda: 0.5) == 4.0

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pinstripe_jobs.arguments import bind_arguments, parse_params
 from pinstripe_jobs.cli import main
 from pinstripe_jobs.config import KNOWN_KEYS, _from_table
 from pinstripe_jobs.errors import ConfigError, TenantSourceError, UsageError
-from pinstripe_jobs.schedule import next_tick, validate_cron
+from pinstripe_jobs.registry.arguments import bind_arguments, parse_params
+from pinstripe_jobs.scheduling.cron import next_tick, validate_cron
 from pinstripe_jobs.tenants import TenantQuery, open_source
 
 # In CI the examples are derandomized (the same every run: a landing never depends on luck); locally they
@@ -42,7 +42,7 @@ def test_any_job_name_is_a_clean_usage_error(tenant_project, name):
 
 
 def normalized_exists(project, name):
-    from pinstripe_jobs.registry import _VALID_NAME, normalize_name
+    from pinstripe_jobs.registry.jobs import _VALID_NAME, normalize_name
 
     return bool(_VALID_NAME.match(name)) and normalize_name(name) == "record"
 
@@ -54,8 +54,8 @@ def normalized_exists(project, name):
 def test_any_cron_string_is_valid_or_explained(cron):
     problem = validate_cron(cron)
     if problem is None:
-        tick = next_tick(cron, timezone.utc, datetime(2026, 1, 1, tzinfo=timezone.utc))
-        assert tick > datetime(2026, 1, 1, tzinfo=timezone.utc)
+        tick = next_tick(cron, UTC, datetime(2026, 1, 1, tzinfo=UTC))
+        assert tick > datetime(2026, 1, 1, tzinfo=UTC)
     else:
         assert isinstance(problem, str) and problem
 

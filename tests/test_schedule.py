@@ -1,14 +1,14 @@
 """Cron math: validation, due ticks, and the daylight-saving rule in several zones."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from pinstripe_jobs.schedule import next_tick, ticks_between, validate_cron
+from pinstripe_jobs.scheduling.cron import next_tick, ticks_between, validate_cron
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def local(ticks, tz):

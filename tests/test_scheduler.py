@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
-
+from datetime import UTC, datetime, timedelta
 
 from pinstripe_jobs.config import load_settings
-from pinstripe_jobs.runner import Runner
-from pinstripe_jobs.scheduler import Scheduler
+from pinstripe_jobs.execution.runner import Runner
+from pinstripe_jobs.scheduling.bot import Scheduler
 
-UTC = timezone.utc
+UTC = UTC
 TICK_JOB = '''
 from pathlib import Path
 schedule = {schedule!r}

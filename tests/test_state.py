@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from pinstripe_jobs.errors import ConfigError
-from pinstripe_jobs.state import StateStore
+from pinstripe_jobs.store.state import StateStore
 
-T0 = datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_prune_removes_old_finished_runs(state_url):
 
 HOLD_LOCK = """
 import sys, time
-from pinstripe_jobs.state import StateStore
+from pinstripe_jobs.store.state import StateStore
 store = StateStore(sys.argv[1])
 lease = store.begin_run("job", 1, "manual")
 print("locked" if lease else "busy", flush=True)
@@ -139,7 +139,7 @@ def test_deferred_run_ends_ride_on_the_next_write(store, state_url):
 
 def test_many_processes_can_open_a_new_store_at_once(state_url):
     """Schema creation and the daily prune race safely when several processes start together."""
-    code = ("import sys\nfrom pinstripe_jobs.state import StateStore\n"
+    code = ("import sys\nfrom pinstripe_jobs.store.state import StateStore\n"
             "s = StateStore(sys.argv[1])\ns.end_run(s.begin_run('job', None, 'manual', lock=False), 'succeeded')\n")
     procs = [subprocess.Popen([sys.executable, "-c", code, state_url], stderr=subprocess.PIPE, text=True)
              for _ in range(6)]

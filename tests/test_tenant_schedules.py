@@ -91,7 +91,7 @@ def test_two_schedulers_fire_each_tenant_once_per_tick(zoned, store, request):
 
 
 def test_spread_offsets_are_stable_across_processes():
-    code = ("from pinstripe_jobs.plan import spread_offset\n"
+    code = ("from pinstripe_jobs.model.plan import spread_offset\n"
             "print([round(spread_offset(t, 600), 6) for t in (1, 'acme', 42)])")
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env={"PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "random")}
@@ -101,7 +101,7 @@ def test_spread_offsets_are_stable_across_processes():
 
 
 def test_spread_starts_tenants_at_their_offsets(tenant_project):
-    from pinstripe_jobs.plan import spread_offset
+    from pinstripe_jobs.model.plan import spread_offset
 
     tenant_project.job("spready", '''
 import time

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .query import Tenant, TenantQuery, TenantSource
+from pinstripe_jobs.tenants.query import Tenant, TenantQuery, TenantSource
 
 __all__ = ["Tenant", "TenantQuery", "TenantSource", "open_source"]
 
@@ -16,27 +16,27 @@ __all__ = ["Tenant", "TenantQuery", "TenantSource", "open_source"]
 def open_source(value: Any, table: str = "tenants") -> TenantSource:
     """Build the source named by a resolved ``tenants`` config value (see ``config.resolve_tenants_value``)."""
     if isinstance(value, list):
-        from .memory import InlineSource
+        from pinstripe_jobs.tenants.memory import InlineSource
 
         return InlineSource(value)
     if value.startswith(("sqlite:///", "sqlite+pysqlite:///")) and "?" not in value:
         path = value.split(":///", 1)[1]
         if path and path != ":memory:":
-            from .sqlite import SqliteSource
+            from pinstripe_jobs.tenants.sqlite import SqliteSource
 
             return SqliteSource(path, table)
     if value.split("://", 1)[0] in ("postgresql", "postgres", "postgresql+psycopg"):
-        from .postgres import PostgresSource
+        from pinstripe_jobs.tenants.postgres import PostgresSource
 
         return PostgresSource(value, table)
     if "://" in value:
-        from .sql import SqlSource
+        from pinstripe_jobs.tenants.sql import SqlSource
 
         return SqlSource(value, table)
     if value.lower().endswith((".json", ".jsonl", ".csv")):
-        from .file import FileSource
+        from pinstripe_jobs.tenants.file import FileSource
 
         return FileSource(value)
-    from .memory import CallableSource
+    from pinstripe_jobs.tenants.memory import CallableSource
 
     return CallableSource(value)

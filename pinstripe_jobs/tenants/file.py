@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-from ..errors import TenantSourceError
-from .memory import PythonSource
-from .query import PATH_HINT
-
+from pinstripe_jobs.errors import TenantSourceError
+from pinstripe_jobs.tenants.memory import PythonSource
+from pinstripe_jobs.tenants.query import PATH_HINT
 
 
 def convert_cell(text: str) -> Any:

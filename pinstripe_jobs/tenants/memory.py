@@ -1,11 +1,12 @@
 """Sources evaluated in Python: an inline array of tables, a ``"module:callable"``; base for files."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-from ..errors import TenantSourceError
-from ..loading import describe_exception, import_ref
-from .query import Tenant, TenantQuery, make_tenant
+from pinstripe_jobs.errors import TenantSourceError
+from pinstripe_jobs.registry.loading import describe_exception, import_ref
+from pinstripe_jobs.tenants.query import Tenant, TenantQuery, make_tenant
 
 
 class PythonSource:

@@ -10,11 +10,12 @@ for up to ``RETRY_S`` seconds.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from ..errors import TenantSourceError, mask_secrets
-from .query import Condition, TenantQuery, check_id, keyset_pages
-from .sqlite import SqliteSource, _quote
+from pinstripe_jobs.errors import TenantSourceError, mask_secrets
+from pinstripe_jobs.tenants.query import Condition, TenantQuery, check_id, keyset_pages
+from pinstripe_jobs.tenants.sqlite import SqliteSource, _quote
 
 RETRY_S = 30  # how long a lost connection to the tenant database is retried before the run stops (exit 3)
 SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")

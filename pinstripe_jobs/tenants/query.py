@@ -1,11 +1,10 @@
 """``Tenant`` (a read-only row) and ``TenantQuery`` (a lazy, immutable query over a tenant source)."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
-from ..errors import TenantSourceError
-
+from pinstripe_jobs.errors import TenantSourceError
 
 
 class TenantSource(Protocol):
@@ -81,7 +80,7 @@ class TenantQuery:
 
     __slots__ = ("source", "wheres", "excludes", "predicates", "ids", "excluded_ids", "ordering", "max_rows")
 
-    def __init__(self, source: "TenantSource", wheres: tuple = (), excludes: tuple = (), predicates: tuple = (),
+    def __init__(self, source: TenantSource, wheres: tuple = (), excludes: tuple = (), predicates: tuple = (),
                  ids: tuple[str, ...] | None = None, excluded_ids: tuple[str, ...] = (),
                  ordering: tuple[str, ...] = ("id",), max_rows: int | None = None):
         self.source = source
@@ -93,12 +92,12 @@ class TenantQuery:
         self.ordering = ordering
         self.max_rows = max_rows
 
-    def _with(self, **changes: Any) -> "TenantQuery":
+    def _with(self, **changes: Any) -> TenantQuery:
         values = {name: getattr(self, name) for name in self.__slots__}
         values.update(changes)
         return TenantQuery(**values)
 
-    def where(self, predicate: Callable[[Tenant], bool] | None = None, /, **fields: Any) -> "TenantQuery":
+    def where(self, predicate: Callable[[Tenant], bool] | None = None, /, **fields: Any) -> TenantQuery:
         query = self
         if predicate is not None:
             if not callable(predicate):
@@ -108,32 +107,32 @@ class TenantQuery:
             query = query._with(wheres=query.wheres + tuple(Condition(k, _in_value(v)) for k, v in fields.items()))
         return query
 
-    def exclude(self, **fields: Any) -> "TenantQuery":
+    def exclude(self, **fields: Any) -> TenantQuery:
         """Leave out tenants matching all of ``fields``."""
         if not fields:
             return self
         group = tuple(Condition(k, _in_value(v)) for k, v in fields.items())
         return self._with(excludes=self.excludes + (group,))
 
-    def order_by(self, *fields: str) -> "TenantQuery":
+    def order_by(self, *fields: str) -> TenantQuery:
         """Order by fields; a leading '-' sorts that field descending. Missing values sort last."""
         for field in fields:
             if not isinstance(field, str) or not field.lstrip("-"):
                 raise TypeError(f"order_by() takes field names such as 'name' or '-created_at', got {field!r}")
         return self._with(ordering=tuple(fields) or ("id",))
 
-    def limit(self, n: int) -> "TenantQuery":
+    def limit(self, n: int) -> TenantQuery:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"limit() takes a whole number >= 0, got {n!r}")
         return self._with(max_rows=n if self.max_rows is None else min(n, self.max_rows))
 
-    def only_ids(self, ids: Iterable[Any]) -> "TenantQuery":
+    def only_ids(self, ids: Iterable[Any]) -> TenantQuery:
         return self._with(ids=tuple(str(i) for i in ids))
 
-    def without_ids(self, ids: Iterable[Any]) -> "TenantQuery":
+    def without_ids(self, ids: Iterable[Any]) -> TenantQuery:
         return self._with(excluded_ids=self.excluded_ids + tuple(str(i) for i in ids))
 
-    def unfiltered(self) -> "TenantQuery":
+    def unfiltered(self) -> TenantQuery:
         return TenantQuery(self.source)
 
     def __iter__(self) -> Iterator[Tenant]:

@@ -7,10 +7,11 @@ order, through one streaming cursor.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from ..errors import TenantSourceError, mask_secrets
-from .query import PATH_HINT, Condition, Tenant, TenantQuery, check_id, checked_rows, keyset_pages
+from pinstripe_jobs.errors import TenantSourceError, mask_secrets
+from pinstripe_jobs.tenants.query import PATH_HINT, Condition, Tenant, TenantQuery, check_id, checked_rows, keyset_pages
 
 PAGE = 1000
 RETRY_S = 30  # how long a lost connection to the tenant database is retried before the run stops (exit 3)

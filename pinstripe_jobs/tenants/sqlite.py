@@ -7,11 +7,12 @@ than a whole run of a small job. Used for plain ``sqlite:///path`` URLs.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from ..errors import TenantSourceError
-from .query import PATH_HINT, Condition, Tenant, TenantQuery, check_id, checked_rows, keyset_pages
+from pinstripe_jobs.errors import TenantSourceError
+from pinstripe_jobs.tenants.query import PATH_HINT, Condition, Tenant, TenantQuery, check_id, checked_rows, keyset_pages
 
 PAGE = 1000
 

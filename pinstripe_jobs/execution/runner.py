@@ -1,0 +1,292 @@
+"""Runs one job over its tenants and returns a ``Summary``. The CLI, the Python API, nested calls, the
+scheduler and Celery workers all go through it. Never imports rich: progress goes to an ``Observer``.
+
+The pieces, each with one job: ``planner`` (a checked plan and its tenant query), ``leases`` (claims,
+locks, slots and the history rows that record each run), ``attempts`` (one call of the job: workspace,
+timeout, child process). How tenants are spread (one by one, threads, asyncio tasks) is in ``fanout``;
+they receive the per-tenant path (``run_one``), which reads top to bottom here.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from pinstripe_jobs.config import Settings
+from pinstripe_jobs.errors import JobFailed, PinstripeError
+from pinstripe_jobs.execution.attempts import Attempts, backoff_delay, end_of_output
+from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
+from pinstripe_jobs.execution.planner import Planner
+from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
+from pinstripe_jobs.execution.workspace import ServiceFactories, Workspace
+from pinstripe_jobs.model.plan import NullObserver, Observer, Plan, RunOptions, spread_offset
+from pinstripe_jobs.model.results import INTERRUPTED, SKIPPED, RunResult, Summary
+from pinstripe_jobs.registry.jobs import JobRegistry, JobSpec
+
+if TYPE_CHECKING:
+    from pinstripe_jobs.store.state import StateStore
+    from pinstripe_jobs.tenants import Tenant, TenantQuery
+
+LOCK_POLL_S = 0.2
+_OPEN_LOCK = threading.Lock()
+_END = object()
+_HOST = os.uname().nodename
+
+
+class Runner:
+    def __init__(self, settings: Settings, registry: JobRegistry | None = None, *, stop: StopFlag | None = None,
+                 clock: Callable[[], float] = time.perf_counter, state: StateStore | None = None,
+                 sleep: Callable[[float], Any] | None = None):
+        self.settings = settings
+        self.registry = registry or JobRegistry(settings)
+        self.stop = stop or StopFlag()
+        self.clock = clock
+        self.sleep = sleep or self.stop.event.wait  # wakes at once when a stop is requested
+        self._state = state
+        self.planner = Planner(settings, self.registry, lambda job: self.state.failed_tenants(job))
+        self.leases = Leases(lambda: self.state, self.stop, settings.tenant_concurrency, clock)
+        self.attempts = Attempts(ServiceFactories(settings.services), self.stop, clock, self.run_nested)
+
+    @property
+    def state(self) -> StateStore:
+        if self._state is None:
+            with _OPEN_LOCK:
+                if self._state is None:
+                    from pinstripe_jobs.store.state import open_store
+
+                    self._state = open_store(self.settings, cancelled=self.stop.grace_over,
+                                             guard=self.stop.interruptible_write)
+        return self._state
+
+    @property
+    def state_error(self) -> str | None:
+        """The state store became unavailable during this run (exit 3)."""
+        return self.leases.state_error
+
+    @state_error.setter
+    def state_error(self, value: str | None) -> None:
+        self.leases.state_error = value
+
+    @property
+    def config_error(self) -> str | None:
+        """A service could not be set up: a configuration error, not the job's (exit 3)."""
+        return self.attempts.config_error
+
+    @config_error.setter
+    def config_error(self, value: str | None) -> None:
+        self.attempts.config_error = value
+
+    def close(self) -> None:
+        """Release the state store's connection and the tenant source; runs still open (the caller was
+        interrupted) are recorded as interrupted."""
+        if self._state is not None:
+            self.interrupt_active("stopped before it finished")
+            self._state.close()
+            self._state = None
+        self.planner.close()
+
+    # -- planning ----------------------------------------------------------------------------------
+    def plan(self, job: str | JobSpec, options: RunOptions) -> Plan:
+        return self.planner.plan(job, options)
+
+    def tenant_query(self, spec: JobSpec) -> TenantQuery:
+        return self.planner.tenant_query(spec)
+
+    # -- running -----------------------------------------------------------------------------------
+    def run(self, job: str | JobSpec, options: RunOptions | None = None, observer: Observer | None = None) -> Summary:
+        plan = self.plan(job, options or RunOptions())
+        return self.execute(plan, observer or NullObserver())
+
+    def execute(self, plan: Plan, observer: Observer) -> Summary:
+        from pinstripe_jobs.execution.executors.local import fan_out
+
+        summary = Summary(plan.spec.name, runs=[] if plan.options.keep_runs else None)
+        plan.observer = observer
+        executor = self.executor(plan)
+        if executor is not None:
+            with self.stop.interruptible():
+                executor.check(plan)  # a fleet that cannot work is a configuration error before anything runs
+        tenants = plan.tenants()
+        with self.stop.interruptible():  # a source that never answers does not outlast a signal
+            first = next(tenants, _END)  # a broken tenant source fails here, before anything is printed or run
+        tenants = _guarded(itertools.chain([first], tenants) if first is not _END else iter(()), summary, self.stop)
+        if executor is None and plan.multi_tenant and not plan.spread:
+            tenants = self.leases.claiming(plan, tenants, lambda: self.stop_reason(plan, summary))
+        observer.started(plan)
+        started = self.clock()
+        begun = self.leases.quietly(lambda: self.state.begin_invocation(
+            plan.invocation, plan.spec.name, plan.options.trigger, tick=plan.options.tick,
+            args={"args": list(plan.options.args), "params": plan.options.params} if plan.options.args
+            or plan.options.params else None))
+        try:
+            if executor is not None:
+                executor.run(plan, tenants, observer, summary)
+            else:
+                fan_out(self, plan, tenants, observer, summary)
+        finally:
+            tenants.close()  # a claim still in flight is in before what was never started is recorded
+            if plan.io_pool is not None:
+                plan.io_pool.shutdown(wait=True)
+            if plan.claims:  # claimed, then never reached (a bug of ours): recorded, not lost
+                self.record_skipped(plan, list(plan.claims), "not started: the run ended first")
+            if self._state is not None:
+                self.leases.quietly(self._state.flush)
+            summary.duration_s = self.clock() - started
+            summary.signal = self.stop.signal
+            if (self.state_error or self.config_error) and not summary.error:
+                summary.error = self.state_error or self.config_error
+            if begun and self._state is not None and not self.state_error:
+                self.leases.quietly(lambda: self._state.end_invocation(plan.invocation, summary.status,
+                                                                       int(summary.exit_code), summary.counts))
+        observer.finished(summary)
+        return summary
+
+    def executor(self, plan: Plan):
+        """Where the tenants run: None for this machine (the fan-out strategies), or the Celery fleet."""
+        if self.settings.executor != "celery":
+            return None
+        from pinstripe_jobs.fleet.executor import FleetExecutor
+
+        return FleetExecutor(self, plan.options.deadline)
+
+    def record_skipped(self, plan: Plan, tenants: list[Any], reason: str) -> None:
+        self.leases.record_skipped(plan, tenants, reason)
+
+    def interrupt_active(self, reason: str) -> int:
+        return self.leases.interrupt_active(reason)
+
+    def wait_for_start(self, plan: Plan, tenant: Tenant | None) -> bool:
+        """With a spread: wait until this tenant's offset. False when a stop came first."""
+        if not plan.spread or tenant is None:
+            return True
+        if plan.spread_base is None:
+            plan.spread_base = plan.options.tick.timestamp() if plan.options.tick else time.time()
+        delay = plan.spread_base + spread_offset(tenant.id, plan.spread) - time.time()
+        if delay > 0:
+            self.stop.event.wait(delay)
+        return not self.stop.requested
+
+    def stop_reason(self, plan: Plan, summary: Summary) -> str | None:
+        """Why no further tenant should start, or None."""
+        if self.stop.requested:
+            return "interrupted"
+        if self.state_error:
+            return STATE_DOWN
+        if self.config_error:
+            return "configuration error"
+        if plan.options.skip_reason:
+            return plan.options.skip_reason
+        if not plan.multi_tenant and plan.options.shard and plan.options.shard[0] != 0:
+            return "not this shard: a job that does not run per tenant runs on shard 0 only"
+        if plan.options.fail_fast and summary.failures:
+            return "fail-fast: an earlier tenant failed"
+        limit = plan.options.max_failures
+        if limit is not None and len(summary.failures) >= limit:
+            return f"max failures ({limit}) reached"
+        return None
+
+    # -- one tenant: lease, attempt, record, retry ---------------------------------------------------
+    def run_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
+        """All attempts of one tenant's run, in this thread."""
+        attempts = 1 + plan.retries
+        for attempt in range(1, attempts + 1):
+            told: set[str] = set()
+            lease = self.leases.acquire(plan, tenant, attempt, told)
+            while lease is None:  # overlap = "wait": the lock or the tenant's slots are held
+                self.sleep(LOCK_POLL_S)
+                lease = self.leases.acquire(plan, tenant, attempt, told)
+            if isinstance(lease, RunResult):  # not run: skipped (and recorded)
+                return lease
+            if plan.isolated:
+                result = self.attempts.in_child(plan, tenant, attempt, self._forget_parent)
+            else:
+                result = self.attempts.here(plan, tenant, attempt)
+            end_of_output()
+            self.leases.end(lease, result, attempt)
+            if not self._retry(plan, result, attempt, attempts):
+                return _placed(result)
+            self.sleep(self._backoff(plan, tenant, result, attempt, attempts))
+        raise AssertionError("unreachable")
+
+    async def arun_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
+        """All attempts of one tenant's run of an ``async def`` job, as an asyncio task (not isolated:
+        isolated async jobs go through ``run_one``, their child process runs the event loop)."""
+        import asyncio
+
+        attempts = 1 + plan.retries
+        for attempt in range(1, attempts + 1):
+            told: set[str] = set()
+            lease = await self.leases.aacquire(plan, tenant, attempt, told)
+            while lease is None:
+                await asyncio.sleep(LOCK_POLL_S)
+                lease = await self.leases.aacquire(plan, tenant, attempt, told)
+            if isinstance(lease, RunResult):
+                return lease
+            result = await self.attempts.as_task(plan, tenant, attempt)
+            end_of_output()
+            self.leases.end(lease, result, attempt)
+            if not self._retry(plan, result, attempt, attempts):
+                return _placed(result)
+            await asyncio.sleep(self._backoff(plan, tenant, result, attempt, attempts))
+        raise AssertionError("unreachable")
+
+    def _retry(self, plan: Plan, result: RunResult, attempt: int, attempts: int) -> bool:
+        return not (result.ok or attempt == attempts or result.status == INTERRUPTED or self.stop.requested
+                    or self.config_error)
+
+    def _backoff(self, plan: Plan, tenant: Tenant | None, result: RunResult, attempt: int, attempts: int) -> float:
+        delay = backoff_delay(plan.spec.retry_backoff, attempt)
+        plan.observer.retrying(result.tenant, attempt, attempts, delay, result.error)
+        return delay
+
+    def _forget_parent(self) -> None:
+        """In a forked child: never use the parent's database connection (nested runs open their own)."""
+        self._state = None
+        self.leases.active = {}
+
+    # -- nested calls ------------------------------------------------------------------------------
+    def run_nested(self, name: str, args: tuple, params: dict, workspace: Workspace | None) -> Summary:
+        """``ctx.run_background_job``: inside a tenant's workspace, for that tenant only."""
+        spec = self.registry.load(name)
+        options = RunOptions(args=args, params=params, trigger="api", keep_runs=True)
+        tenant = workspace.tenant if workspace is not None else None
+        if tenant is not None and spec.multi_tenant:
+            plan = self.plan(spec, options)
+            plan.fixed = list(plan.query.only_ids([tenant.id]))
+            if not plan.fixed:
+                summary = Summary(spec.name, runs=[])
+                summary.add(RunResult(tenant.id, SKIPPED, reason="not matched by the job's tenants_filter"))
+                return summary
+            summary = self.execute(plan, NullObserver())
+        else:
+            summary = self.run(spec, options)
+        if summary.failures:
+            raise JobFailed(summary) from summary.failures[0].exception
+        return summary
+
+
+def _placed(result: RunResult) -> RunResult:
+    """Where the run happened: this host and process (the JSON's runs[].host and pid)."""
+    result.host, result.pid = _HOST, os.getpid()
+    return result
+
+
+def _guarded(tenants: Iterator[Tenant | None], summary: Summary, stop: StopFlag) -> Iterator[Tenant | None]:
+    """Stop cleanly when the tenant source breaks mid-stream (the error is kept on the summary: exit 3), or
+    when a signal arrives while it is being read."""
+    while True:
+        try:
+            with stop.interruptible():
+                tenant = next(tenants)
+        except StopIteration:
+            return
+        except RunInterrupted:
+            summary.error = "Interrupted while reading tenants."
+            return
+        except PinstripeError as exc:
+            summary.error = exc.render()
+            return
+        yield tenant

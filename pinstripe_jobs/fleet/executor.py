@@ -1,0 +1,332 @@
+"""The celery executor: a run's tenants spread over a Celery worker fleet, reported as a local run is.
+
+The CLI reads the plan's tenants as a local run does (shard, filters, --only-failed), sends them in
+batches of ``[celery] batch_size`` as plain task messages (a flat set: no chords, no canvases), and
+reports each tenant as its result comes back: the same per-tenant lines, progress, summary, JSON (with
+``host`` and ``pid`` of the worker), JUnit and exit code. Workers take the locks and write the history
+(the state store must be one all hosts share). A stop (SIGINT/SIGTERM) or the ``--deadline`` revokes the
+batches not started and writes a cancel marker to the state store, which workers check before each
+tenant; tenants whose result never comes back are reported ``interrupted``.
+
+Imported only when ``executor = "celery"``. Knows the runner only through the small protocol below.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pinstripe_jobs.errors import ConfigError
+from pinstripe_jobs.model.results import FAILED, INTERRUPTED, SKIPPED, RunResult, Summary
+
+if TYPE_CHECKING:
+    from pinstripe_jobs.execution.signals import StopFlag
+    from pinstripe_jobs.model.plan import Observer, Plan
+
+POLL_S = 0.2
+BACKEND_RETRY_S = 30
+OPTIONS = ("args", "params", "trigger", "tick", "timeout", "retries", "isolation", "wait", "grace")
+
+
+class Runner(Protocol):
+    settings: Any
+    stop: StopFlag
+    state: Any
+
+    def record_skipped(self, plan: Plan, tenants: list, reason: str) -> None: ...
+
+
+class FleetExecutor:
+    """``check`` before anything is printed or sent; ``run`` sends and collects."""
+
+    def __init__(self, runner: Runner, deadline: float | None = None):
+        self.runner = runner
+        self.deadline = deadline
+        self.app = None
+        self.conf: dict = {}
+        self.results: dict[str, Any] = {}  # task id -> AsyncResult, for an RPC result backend
+        self.polling = True
+
+    def check(self, plan: Plan) -> None:
+        from pinstripe_jobs.errors import UsageError
+        from pinstripe_jobs.fleet.broker import celery_settings, check_broker, make_app
+
+        asked = [flag for flag, value in (("--fail-fast", plan.options.fail_fast), ("--max-failures",
+                 plan.options.max_failures), ("--spread", plan.options.spread)) if value]
+        if asked:
+            raise UsageError(f"{', '.join(asked)} {'is' if len(asked) == 1 else 'are'} not supported with the celery "
+                             "executor yet: its batches are already queued on the fleet.",
+                             "Drop the option, or run with --executor local.")
+        if plan.spread:
+            import logging
+
+            logging.getLogger("pinstripe.fleet").warning(
+                "%s: spread = %gs is not applied on the celery executor; tenants start as workers take them",
+                plan.spec.name, plan.spread)
+        state = self.runner.state
+        if state.local:
+            raise ConfigError("The celery executor needs a state store that every worker host shares; "
+                              f"this run's is SQLite ({self.runner.settings.source_of('state')}).",
+                              'Set state = "postgresql+psycopg://user@db-host/db" (or PINSTRIPE_STATE), the same '
+                              "for the CLI and the workers.")
+        self.conf = celery_settings(self.runner.settings)
+        attempts = 1 + plan.retries
+        if plan.timeout and plan.timeout * attempts * self.conf["batch_size"] >= self.conf["visibility_timeout"]:
+            raise ConfigError(
+                f"A batch of job '{plan.spec.name}' may take {plan.timeout * attempts * self.conf['batch_size']:g}s "
+                f"(timeout {plan.timeout:g}s x {attempts} attempt(s) x batch_size {self.conf['batch_size']}), "
+                f"longer than the broker's visibility_timeout ({self.conf['visibility_timeout']:g}s): the broker "
+                "would deliver it twice.", "Raise [celery] visibility_timeout, or lower batch_size.")
+        self.app = make_app(self.runner.settings)
+        if hasattr(self.app.backend, "get_many"):  # polled (Redis): no pub/sub subscription per task message
+            self.app.backend.on_task_call = lambda *args, **kwargs: None
+        check_broker(self.app, self.conf["broker"], " Nothing was sent.")
+
+    def run(self, plan: Plan, tenants: Iterator, observer: Observer, summary: Summary) -> None:
+        from pinstripe_jobs.fleet.broker import TASK
+
+        runner = self.runner
+        options = {name: getattr(plan.options, name) for name in OPTIONS}
+        options["tick"] = plan.options.tick.isoformat() if plan.options.tick else None
+        options["args"] = list(plan.options.args)
+        pending: dict[str, list] = {}  # task id -> its tenants not yet reported
+        started = time.monotonic()
+        batch: list = []
+        queue = self.conf["queue"]
+
+        not_sent: str | None = None  # why tenants are no longer sent (a stop, the deadline, the broker)
+
+        def send() -> None:
+            nonlocal not_sent
+            try:
+                result = self.app.send_task(TASK, args=(plan.spec.name, batch, options, plan.invocation),
+                                            queue=queue)
+            except Exception as exc:  # the broker went away mid-run: the rest is reported, not sent
+                from pinstripe_jobs.errors import mask_secrets
+
+                not_sent = mask_secrets(f"not sent: the Celery broker failed: {type(exc).__name__}: {exc}")[:500]
+                runner.config_error = runner.config_error or not_sent
+                unsent.extend(batch)
+                batch.clear()
+                return
+            if not self.polling:  # an RPC backend: its replies come to this process's queue
+                self.app.backend.add_pending_result(result)
+                self.results[result.id] = result
+            pending[result.id] = list(batch)
+            batch.clear()
+
+        unsent: list = []
+        collected = time.monotonic()
+        self.polling = hasattr(self.app.backend, "get_many")
+        for tenant in tenants:
+            tenant_id = None if tenant is None else tenant.id
+            if not_sent is None and (runner.stop.requested or self._past_deadline(started)):
+                not_sent = "interrupted" if runner.stop.requested else "deadline passed before it was sent"
+            if not_sent is not None:
+                unsent.append(tenant_id)  # read on: every tenant is reported
+                continue
+            batch.append(tenant_id)
+            if len(batch) >= self.conf["batch_size"]:
+                send()
+                if time.monotonic() - collected > 1:  # results of a long send are shown as they come
+                    try:
+                        arrived = self._collect(pending, wait=0)
+                    except Exception:  # the result backend: the wait below retries and says so
+                        arrived = []
+                    for task_id, meta in arrived:
+                        self._report(task_id, meta, pending, plan, observer, summary)
+                    collected = time.monotonic()
+        if batch:
+            send()
+        if unsent:
+            self._give_up_tenants(plan, unsent, SKIPPED, not_sent or "interrupted", observer, summary)
+        self._wait(pending, plan, observer, summary, started)
+
+    # -- collecting --------------------------------------------------------------------------------
+    def _past_deadline(self, started: float) -> bool:
+        return self.deadline is not None and time.monotonic() - started >= self.deadline
+
+    def _wait(self, pending: dict, plan: Plan, observer: Observer, summary: Summary, started: float) -> None:
+        runner = self.runner
+        cancelled = None
+        failing_since = None
+        while pending:
+            if cancelled is None and (runner.stop.requested or self._past_deadline(started)):
+                cancelled = "interrupted (the run was stopped)" if runner.stop.requested else \
+                    f"no result before the run's deadline ({self.deadline:g}s)"
+                self._cancel(plan, pending, cancelled)
+                if not runner.stop.requested:
+                    break  # the deadline: report what is missing now
+            if cancelled and runner.stop.grace_over():
+                break
+            try:
+                arrived = self._collect(pending, wait=POLL_S)
+                failing_since = None
+            except Exception as exc:  # the result backend went away: retry for a while, then say so
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > BACKEND_RETRY_S:
+                    from pinstripe_jobs.errors import mask_secrets
+
+                    cancelled = mask_secrets(f"lost the Celery result backend: {type(exc).__name__}: {exc}")[:500]
+                    runner.config_error = runner.config_error or cancelled
+                    break
+                time.sleep(0.5)  # not the stop event: once set, it would not wait at all
+                continue
+            for task_id, meta in arrived:  # outside the try: a bug of ours is not taken for a backend fault
+                self._report(task_id, meta, pending, plan, observer, summary)
+        if pending:
+            reason = cancelled or "interrupted"
+            missing = [t for tenants in pending.values() for t in tenants]
+            self._record_missing(plan, missing, reason, observer, summary)
+            pending.clear()
+
+    def _collect(self, pending: dict, wait: float) -> list[tuple[str, dict]]:
+        """The batches whose result is in (task id, result meta); wait up to ``wait`` seconds for one. A key-value result
+        backend (Redis) is polled many ids at a time (MGET; nothing is kept per batch but its tenant ids);
+        an RPC one (RabbitMQ) is drained from this process's reply queue."""
+        backend = self.app.backend
+        if not self.polling:
+
+            try:
+                backend.result_consumer.drain_events(timeout=wait or 0.01)
+            except TimeoutError:
+                pass
+            return [(task_id, self.results.pop(task_id)._cache)
+                    for task_id in [task_id for task_id, result in self.results.items() if result._cache]]
+        from celery.exceptions import TimeoutError as CeleryTimeout
+
+        ids = list(pending)[:500]
+        arrived: list[tuple[str, dict]] = []
+        if not ids:
+            return arrived
+        try:
+            for task_id, meta in backend.get_many(ids, timeout=wait or 0.001, interval=0.05, no_ack=True):
+                self.results.pop(task_id, None)
+                arrived.append((task_id, meta))
+        except CeleryTimeout:
+            pass
+        return arrived
+
+    def _report(self, task_id: str, meta: dict, pending: dict, plan: Plan, observer: Observer,
+                summary: Summary) -> None:
+        value = meta.get("result")
+        if meta.get("status") == "FAILURE" and _worker_lost(value):
+            # its worker was killed: the broker delivers the batch again (acks_late, reject_on_worker_lost),
+            # and its final result replaces this one
+            if not self.polling and task_id in pending:
+                from celery.result import AsyncResult
+
+                again = AsyncResult(task_id, app=self.app)
+                self.app.backend.add_pending_result(again)
+                self.results[task_id] = again
+            return
+        tenants = pending.pop(task_id, None)
+        if tenants is None:
+            return
+        if meta.get("status") == "REVOKED":  # cancelled before a worker started it
+            self._record_missing(plan, tenants, "cancelled before it started", observer, summary, status=SKIPPED)
+            return
+        if meta.get("status") != "SUCCESS" or not isinstance(value, dict):
+            error = f"the task failed on the worker: {value!r}"[:2000]
+            self._record_missing(plan, tenants, error, observer, summary, status=FAILED)
+            return
+        reported = set()
+        for data in value.get("results", []):
+            result = RunResult(data["tenant"], data["status"], data.get("duration_s") or 0.0, data.get("error"),
+                               reason=data.get("reason") or ("already ran (its batch was delivered again)"
+                                                              if data.get("redelivered") else None),
+                               traceback=data.get("traceback"), attempts=data.get("attempts", 1))
+            result.host, result.pid = data.get("host"), data.get("pid")
+            output = data.get("output")
+            observer.run_started(_tenant(result.tenant))
+            if output:
+                import sys
+
+                sys.stdout.write(output)
+                end_run = getattr(sys.stdout, "end_run", None)
+                if end_run is not None:
+                    end_run()
+            summary.add(result)
+            observer.run_finished(result)
+            reported.add(_key(result.tenant))
+        if value.get("error"):
+            self.runner.config_error = self.runner.config_error or \
+                f"On worker {value.get('host')} (pid {value.get('pid')}): {value['error']}"
+        rest = [t for t in tenants if _key(t) not in reported]
+        if rest:
+            reason = "not run: " + (value.get("error") or "the worker returned no result for it").splitlines()[0]
+            self._record_missing(plan, rest, reason, observer, summary, status=SKIPPED)
+
+    def _cancel(self, plan: Plan, pending: dict, reason: str) -> None:
+        """Workers check the marker before each tenant (revokes live only in worker memory); batches not
+        started are revoked too."""
+        try:
+            self.runner.state.remember(f"cancel:{plan.invocation}", reason)
+        except Exception:
+            pass
+        try:
+            self.app.control.revoke(list(pending), terminate=False)
+        except Exception:
+            pass
+
+    def _record_missing(self, plan: Plan, tenants: list, reason: str, observer: Observer, summary: Summary,
+                        status: str = INTERRUPTED) -> None:
+        """Tenants with no result from the fleet: reported, and recorded unless a worker recorded them."""
+        try:
+            known = self.runner.state.invocation_outcomes(plan.spec.name, plan.invocation, tenants, running=True)
+        except Exception:
+            known = {}
+        for tenant in tenants:
+            outcome = known.get(_key(tenant))
+            if outcome is not None and outcome[0] == "running":  # still going on a worker, which records it
+                result = RunResult(tenant, INTERRUPTED, error=f"{reason} (still running on a worker, which "
+                                                              "records its outcome)")
+            elif outcome is not None:  # it finished after all (its batch result was lost)
+                result = RunResult(tenant, outcome[0], error=outcome[1])
+            else:
+                result = RunResult(tenant, status, error=reason if status != SKIPPED else None,
+                                   reason=reason if status == SKIPPED else None)
+            observer.run_started(_tenant(tenant))
+            summary.add(result)
+            observer.run_finished(result)
+        self._write(plan, [t for t in tenants if _key(t) not in known], status, reason)
+
+    def _give_up_tenants(self, plan: Plan, tenants: list, status: str, reason: str, observer: Observer,
+                         summary: Summary) -> None:
+        for tenant in tenants:
+            result = RunResult(tenant, status, reason=reason)
+            observer.run_started(_tenant(tenant))
+            summary.add(result)
+            observer.run_finished(result)
+        self._write(plan, tenants, status, reason)
+
+    def _write(self, plan: Plan, tenants: list, status: str, reason: str) -> None:
+        if not tenants:
+            return
+        try:
+            self.runner.state.record_many(plan.spec.name, tenants, plan.options.trigger, status, error=reason,
+                                          tick=plan.options.tick, invocation=plan.invocation)
+        except Exception as exc:
+            self.runner.state_error = self.runner.state_error or getattr(exc, "message", str(exc))
+
+
+class _Tenant:
+    """What observers need of a tenant reported from the fleet: its id."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, tenant_id: Any):
+        self.id = tenant_id
+
+
+def _worker_lost(value: Any) -> bool:
+    name = value.get("exc_type") if isinstance(value, dict) else type(value).__name__
+    return name == "WorkerLostError"
+
+
+def _tenant(tenant_id: Any) -> _Tenant | None:
+    return None if tenant_id is None else _Tenant(tenant_id)
+
+
+def _key(tenant: Any) -> str:
+    return "-" if tenant is None else str(tenant)

@@ -1,0 +1,141 @@
+"""What one run was asked for and how it is told about: ``RunOptions``, the checked ``Plan`` (job,
+arguments, tenant selection, effective settings), the ``Observer`` protocol, and the stable per-tenant
+numbers (shard, spread offset). Knows nothing of running: the runner and the fan-out both build on it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pinstripe_jobs.model.results import RunResult, Summary
+    from pinstripe_jobs.registry.jobs import JobSpec
+    from pinstripe_jobs.tenants import Tenant, TenantQuery
+
+
+class RunOptions:
+    """What one run was asked for: arguments, tenant selection and the knobs that override the job module."""
+
+    FIELDS = {"args": (), "params": None, "tenant_ids": (), "exclude_ids": (), "fail_fast": False,
+              "concurrency": None, "shard": None, "trigger": "manual", "tick": None, "wait": False,
+              "only_failed": False, "keep_runs": False, "timeout": None, "retries": None, "isolation": None,
+              "max_failures": None, "grace": 30.0, "skip_reason": None, "spread": None,
+              "invocation": None, "deadline": None}
+
+    def __init__(self, **values: Any):
+        unknown = set(values) - set(self.FIELDS)
+        if unknown:
+            raise TypeError(f"unknown run options: {', '.join(sorted(unknown))}")
+        for name, default in self.FIELDS.items():
+            setattr(self, name, values.get(name, default))
+        self.args = tuple(self.args)
+        self.params = dict(self.params or {})
+
+
+def new_invocation_id() -> str:
+    """Sortable by start time, unique across hosts: a hex timestamp and random bits."""
+    import os
+    import time
+
+    return f"{time.time_ns() // 1000:014x}-{os.urandom(5).hex()}"
+
+
+class Observer(Protocol):
+    def started(self, plan: Plan) -> None: ...
+
+    def run_started(self, tenant: Tenant | None) -> None: ...
+
+    def run_finished(self, result: RunResult) -> None: ...
+
+    def finished(self, summary: Summary) -> None: ...
+
+
+class NullObserver:
+    def started(self, plan: Plan) -> None:
+        pass
+
+    def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
+        pass
+
+    def waiting(self, tenant: Any, holder: str) -> None:
+        pass
+
+    def run_started(self, tenant: Tenant | None) -> None:
+        pass
+
+    def run_finished(self, result: RunResult) -> None:
+        pass
+
+    def finished(self, summary: Summary) -> None:
+        pass
+
+
+class Plan:
+    """A checked run: the job, converted arguments, the tenant query and the effective settings."""
+
+    def __init__(self, spec: JobSpec, args: tuple, params: dict, options: RunOptions,
+                 query: TenantQuery | None = None):
+        self.spec = spec
+        self.args = args
+        self.params = params
+        self.options = options
+        self.query = query
+        self.fixed: list[Tenant] | None = None  # tenants already read (--tenant, --only-failed, nested)
+        self.done: set[str] = set()  # tenants (as text) a resumed tick already ran: left out
+        self.claims: dict[str, Any] = {}  # tenant (as text) -> lease claimed ahead, not started yet
+        self.io_pool: Any = None  # async jobs: threads for the leases' database work (see Leases.aacquire)
+        # the id that groups this run's history rows (one per command or tick)
+        self.invocation: str = options.invocation or new_invocation_id()
+        self.observer: Observer = NullObserver()  # set by ``Runner.execute``: retries and waits are told to it
+        self.admit: Callable[[Tenant], bool] | None = None  # per-tenant schedules: is this tenant due?
+        # spread: each tenant starts at base + a stable offset within this many seconds (scheduled runs of
+        # a job with `spread`, or --spread); None: at once
+        self.spread = options.spread if options.spread is not None else (
+            spec.spread if options.trigger == "schedule" else None)
+        self.spread_base: float | None = None  # time.time() the offsets count from (set when the run starts)
+        self.concurrency = options.concurrency or spec.concurrency
+        self.timeout = options.timeout if options.timeout is not None else spec.timeout
+        self.retries = options.retries if options.retries is not None else spec.retries
+        isolation = options.isolation or spec.isolation
+        # A plain function cannot be stopped from outside: a timeout runs it in a child process.
+        self.isolated = isolation == "process" or (bool(self.timeout) and not spec.is_async)
+
+    @property
+    def multi_tenant(self) -> bool:
+        return self.query is not None
+
+    def tenants(self) -> Iterator[Tenant | None]:
+        if not self.multi_tenant:
+            yield None
+            return
+        source = self.fixed if self.fixed is not None else self.query
+        shard = self.options.shard
+        done, admit = self.done, self.admit
+        selected = (t for t in source if (shard is None or shard_of(t.id, shard[1]) == shard[0])
+                    and not (done and str(t.id) in done) and (admit is None or admit(t)))
+        if self.spread:  # start order = offset order (this reads the selected tenants into memory)
+            yield from sorted(selected, key=lambda t: spread_offset(t.id, self.spread))
+        else:
+            yield from selected
+
+    def count(self) -> int:
+        if not self.multi_tenant:
+            return 1
+        if self.fixed is None and self.options.shard is None and not self.done and self.admit is None:
+            return self.query.count()
+        return sum(1 for _ in self.tenants())
+
+
+def shard_of(tenant_id: Any, shards: int) -> int:
+    """A stable shard number for a tenant id (CRC-32 of its text: the same on every machine and run)."""
+    import zlib
+
+    return zlib.crc32(str(tenant_id).encode("utf-8")) % shards
+
+
+def spread_offset(tenant_id: Any, window: float) -> float:
+    """A tenant's stable start offset within ``window`` seconds (CRC-32 of its id, like ``--shard``: the
+    same in every process and on every machine)."""
+    import zlib
+
+    return (zlib.crc32(str(tenant_id).encode("utf-8")) % 1_000_000) / 1_000_000 * window

@@ -1,0 +1,151 @@
+"""What a run produced: one ``RunResult`` per tenant run and a ``Summary`` per job run."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pinstripe_jobs.errors import ExitCode
+from pinstripe_jobs.model.status import BAD as BAD_STATUSES
+from pinstripe_jobs.model.status import Status
+
+SUCCEEDED, FAILED, SKIPPED = Status.SUCCEEDED, Status.FAILED, Status.SKIPPED
+TIMED_OUT, INTERRUPTED = Status.TIMED_OUT, Status.INTERRUPTED
+ALREADY_RUNNING = "already running"
+AT_CAP = "tenant at its concurrency cap"
+STATUS_OF_EXIT = {0: "succeeded", 1: "failed", 3: "error", 4: "skipped", 124: "timed_out", 130: "interrupted",
+                  143: "interrupted"}
+
+
+def tenant_id(tenant: Any) -> Any:
+    """The id of a tenant, or None for the single run of a job that does not run per tenant."""
+    return None if tenant is None else tenant.id
+
+
+class RunResult:
+    """The outcome of one tenant's run (or of the single run of a non-tenant job)."""
+
+    __slots__ = ("tenant", "status", "duration_s", "error", "reason", "traceback", "attempts", "value", "exception",
+                 "host", "pid")
+
+    def __init__(self, tenant: Any, status: str, duration_s: float = 0.0, error: str | None = None,
+                 reason: str | None = None, traceback: str | None = None, attempts: int = 1, value: Any = None,
+                 exception: BaseException | None = None):
+        self.tenant = tenant
+        self.status = status
+        self.duration_s = duration_s
+        self.error = error
+        self.reason = reason
+        self.traceback = traceback
+        self.attempts = attempts
+        self.value = value
+        self.exception = exception
+        self.host: str | None = None  # where it ran (set by the runner; a worker's, on the fleet)
+        self.pid: int | None = None
+
+    def __repr__(self) -> str:
+        return f"RunResult(tenant={self.tenant!r}, status={self.status!r}, error={self.error!r})"
+
+    @property
+    def ok(self) -> bool:
+        return self.status not in BAD_STATUSES
+
+    def to_json(self) -> dict:
+        data = {"tenant": self.tenant, "status": self.status, "duration_s": round(self.duration_s, 6),
+                "error": self.error}
+        if self.reason:
+            data["reason"] = self.reason
+        if self.traceback:
+            data["traceback"] = self.traceback
+        if self.attempts > 1:
+            data["attempts"] = self.attempts
+        if self.host is not None:
+            data["host"], data["pid"] = self.host, self.pid
+        return data
+
+
+class Summary:
+    """A job run: counts by status, the failures, and (when asked for) every run's result."""
+
+    def __init__(self, job: str, runs: list[RunResult] | None = None, signal: int | None = None):
+        self.job = job
+        self.duration_s = 0.0
+        self.counts: dict[str, int] = {}
+        self.failures: list[RunResult] = []
+        self.runs = runs
+        self.signal = signal  # the signal that interrupted the run, if any
+        self.already_running = 0  # runs skipped because the job was already running for that tenant
+        self.error: str | None = None  # the tenant source broke mid-run: not every tenant could be read
+
+    def add(self, result: RunResult) -> None:
+        self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        if not result.ok:
+            self.failures.append(result)
+        elif result.reason == ALREADY_RUNNING or (result.reason or "").startswith(AT_CAP):
+            self.already_running += 1
+        if self.runs is not None:
+            self.runs.append(result)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def status(self) -> str:
+        """The overall word, from the same precedence as the exit code: interrupted, error (the tenant
+        source or state store broke: 3), failed, timed_out, skipped (already running), succeeded."""
+        return STATUS_OF_EXIT[int(self.exit_code)]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """Precedence: interrupted (130/143) > tenant source broke mid-run (3) > failed (1) > timed out (124)
+        > skipped as already running (4) > 0."""
+        import signal
+
+        if self.signal is not None:
+            return ExitCode.TERMINATED if self.signal == signal.SIGTERM else ExitCode.INTERRUPTED
+        if self.error:
+            return ExitCode.CONFIG
+        if self.counts.get(FAILED) or self.counts.get(INTERRUPTED):
+            return ExitCode.FAILED
+        if self.counts.get(TIMED_OUT):
+            return ExitCode.TIMED_OUT
+        if self.already_running:
+            return ExitCode.SKIPPED
+        return ExitCode.OK
+
+
+def job_traceback(exc: BaseException, job_file: Path | str | None) -> str:
+    """The traceback of a job's failure without this package's frames, and without what led into the job
+    (the frames before the first one in the job file). Chained exceptions are kept, so a nested job's
+    failure shows the inner job's file and line, and a failing service factory or clean-up shows its own."""
+    import traceback
+
+    package = str(Path(__file__).parent.parent)
+    own = str(job_file) if job_file else None
+    chain: list[tuple[BaseException, str]] = []
+    current: BaseException | None = exc
+    link = ""
+    while current is not None and all(current is not seen for seen, _ in chain) and len(chain) < 10:
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, "\nThe above exception was the direct cause of the following exception:\n\n"
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, "\nDuring handling of the above exception, another exception occurred:\n\n"
+        else:
+            current = None
+    parts = []
+    for item, link_after in reversed(chain):
+        frames = traceback.extract_tb(item.__traceback__)
+        start = next((i for i, f in enumerate(frames) if f.filename == own), None)
+        kept = [f for f in frames[start or 0:] if not f.filename.startswith(package)]
+        text = ""
+        if kept:
+            text = "Traceback (most recent call last):\n" + "".join(traceback.StackSummary.from_list(kept).format())
+        if type(item).__module__.startswith("pinstripe_jobs"):  # ours: the plain name, as for builtins
+            text += f"{type(item).__name__}: {item}\n"
+        else:
+            text += "".join(traceback.format_exception_only(type(item), item))
+        parts.append(text)
+        if link_after:
+            parts.append(link_after)
+    return "".join(parts).rstrip()

@@ -1,0 +1,140 @@
+"""Reports for CI systems: a JUnit XML file, and GitHub Actions annotations and step summary."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO, Any
+from xml.sax.saxutils import escape, quoteattr
+
+from pinstripe_jobs.errors import mask_secrets
+from pinstripe_jobs.model.results import BAD_STATUSES as BAD
+from pinstripe_jobs.model.results import SKIPPED, RunResult, Summary
+from pinstripe_jobs.textsafe import literal
+
+
+class Tee:
+    """Several observers as one."""
+
+    def __init__(self, *observers: Any):
+        self.observers = observers
+
+    def started(self, plan) -> None:
+        for observer in self.observers:
+            observer.started(plan)
+
+    def run_started(self, tenant) -> None:
+        for observer in self.observers:
+            observer.run_started(tenant)
+
+    def run_finished(self, result: RunResult) -> None:
+        for observer in self.observers:
+            observer.run_finished(result)
+
+    def retrying(self, *args: Any) -> None:
+        for observer in self.observers:
+            getattr(observer, "retrying", lambda *a: None)(*args)
+
+    def waiting(self, *args: Any) -> None:
+        for observer in self.observers:
+            getattr(observer, "waiting", lambda *a: None)(*args)
+
+    def finished(self, summary: Summary) -> None:
+        for observer in self.observers:
+            observer.finished(summary)
+
+
+class JUnitReporter:
+    """One testcase per tenant run. Test cases are streamed to a side file and wrapped at the end."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.part = self.path.with_name(self.path.name + ".part")
+        self.job = ""
+        self.fh: IO | None = None
+
+    def started(self, plan) -> None:
+        self.job = plan.spec.name
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = self.part.open("w", encoding="utf-8")
+
+    def run_started(self, tenant) -> None:
+        pass
+
+    def run_finished(self, result: RunResult) -> None:
+        name = "no tenant" if result.tenant is None else f"tenant {literal(result.tenant)}"
+        head = (f'  <testcase classname={quoteattr("pinstripe." + literal(self.job))} name={quoteattr(name)} '
+                f'time="{result.duration_s:.6f}"')
+        if result.status in BAD:  # control characters are not allowed in XML: written as visible escapes
+            message = literal(mask_secrets(result.error or result.status))
+            body = escape(literal(mask_secrets(result.traceback or result.error or result.status), multiline=True))
+            self.fh.write(f"{head}>\n    <failure type={quoteattr(result.status)} message={quoteattr(message)}>"
+                          f"{body}</failure>\n  </testcase>\n")
+        elif result.status == SKIPPED:
+            self.fh.write(f"{head}>\n    <skipped message={quoteattr(literal(result.reason or 'skipped'))}/>\n"
+                          "  </testcase>\n")
+        else:
+            self.fh.write(f"{head}/>\n")
+
+    def finished(self, summary: Summary) -> None:
+        self.fh.close()
+        failures = sum(summary.counts.get(s, 0) for s in BAD)
+        with self.path.open("w", encoding="utf-8") as out:
+            out.write('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n')
+            out.write(f'<testsuite name={quoteattr("pinstripe " + summary.job)} tests="{summary.total}" '
+                      f'failures="{failures}" errors="0" skipped="{summary.counts.get(SKIPPED, 0)}" '
+                      f'time="{summary.duration_s:.6f}">\n')
+            with self.part.open(encoding="utf-8") as part:
+                for line in part:
+                    out.write(line)
+            out.write("</testsuite>\n</testsuites>\n")
+        self.part.unlink()
+
+
+def _command_text(text: str) -> str:
+    """A workflow-command value: % and line breaks encoded as GitHub documents, other controls made visible."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return literal(text)
+
+
+class GitHubReporter:
+    """Under GitHub Actions: an ``::error`` annotation per failed run, and a table in the step summary."""
+
+    ROWS = 50
+
+    def __init__(self, out: IO, summary_path: str | None):
+        self.out = out
+        self.summary_path = summary_path
+        self.job = ""
+        self.bad: list[RunResult] = []
+
+    def started(self, plan) -> None:
+        self.job = plan.spec.name
+
+    def run_started(self, tenant) -> None:
+        pass
+
+    def run_finished(self, result: RunResult) -> None:
+        if result.status not in BAD:
+            return
+        self.bad.append(result)
+        who = "no tenant" if result.tenant is None else f"tenant {result.tenant}"
+        title = _command_text(f"{self.job} {who}: {result.status}").replace(":", "%3A").replace(",", "%2C")
+        self.out.write(f"::error title={title}::{_command_text(mask_secrets(result.error or result.status))}\n")
+        self.out.flush()
+
+    def finished(self, summary: Summary) -> None:
+        if not self.summary_path:
+            return
+        counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(summary.counts.items())) or "no runs"
+        icon = "✅" if summary.status == "succeeded" else "❌"
+        lines = [f"### {icon} `{summary.job}`: {summary.status}", "", f"{counts} in {summary.duration_s:.2f}s", ""]
+        if self.bad:
+            lines += ["| tenant | status | error |", "| --- | --- | --- |"]
+            for result in self.bad[: self.ROWS]:
+                error = literal(mask_secrets(result.error or "")).replace("|", "\\|")
+                tenant = "-" if result.tenant is None else literal(result.tenant).replace("|", "\\|")
+                lines.append(f"| {tenant} | {result.status} | {error} |")
+            if len(self.bad) > self.ROWS:
+                lines.append(f"| … | {len(self.bad) - self.ROWS} more | |")
+        with open(self.summary_path, "a", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n\n")
