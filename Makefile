@@ -1,20 +1,29 @@
 # `make run` and `make test` do all set-up on a fresh machine: a .venv with the project installed.
+# `make run` installs what the demo needs (the project and its dashboard extra); `make test` and `make lint` add
+# the development set (PostgreSQL driver, Celery, Playwright, kubernetes-validate, pytest, hypothesis, ruff, mypy).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: run test lint bench install clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dashboard]'
+	touch $(DEMO_STAMP)
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEMO_STAMP) $(DEV_STAMP)
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-run: $(STAMP)
+run: $(DEMO_STAMP)
 	$(BIN)/python -m demo.setup
 	$(BIN)/pinstripe list-background-jobs
 	$(BIN)/pinstripe run-background-job --name deliver-notifications
@@ -23,14 +32,14 @@ run: $(STAMP)
 	$(BIN)/pinstripe run-background-job --name risky-operation; \
 	  echo "risky-operation exited with $$? (1 = a run failed), as the demo expects"
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check pinstripe_jobs tests benchmarks demo jobs
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
