@@ -104,7 +104,7 @@ class FileSource(PythonSource):
                         raise TenantSourceError(
                             f"{self.path}:{reader.line_num} has {len(row)} fields; the header has {len(header)} "
                             f"({', '.join(header)}).", "Every row needs one value per column (an empty one is ,,).")
-                    yield {k: convert_cell(v) for k, v in zip(header, row)}
+                    yield {k: convert_cell(v) for k, v in zip(header, row, strict=True)}
             except csv.Error as exc:
                 raise TenantSourceError(f"{self.path}:{reader.line_num} is not valid CSV: {exc}.",
                                         "Look for a quote that is opened and never closed.") from None

@@ -15,7 +15,7 @@ from typing import Any
 
 from pinstripe_jobs.errors import TenantSourceError, mask_secrets
 from pinstripe_jobs.tenants.query import Condition, TenantQuery, check_id, keyset_pages
-from pinstripe_jobs.tenants.sqlite import SqliteSource, _quote
+from pinstripe_jobs.tenants.sqlite import SqliteSource, quote_name
 
 RETRY_S = 30  # how long a lost connection to the tenant database is retried before the run stops (exit 3)
 SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
@@ -87,7 +87,7 @@ class PostgresSource(SqliteSource):
             rows = self._retrying(lambda conn: conn.execute(
                 "SELECT a.attname, upper(format_type(a.atttypid, a.atttypmod)), a.attnotnull FROM pg_attribute a "
                 "WHERE a.attrelid = to_regclass(?) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                (_quote(self.table_name),)).fetchall())
+                (quote_name(self.table_name),)).fetchall())
             if not rows:
                 raise TenantSourceError(f"Tenant table missing: {self.description}.",
                                         "Create the table or set `tenants_table` in the config.")
@@ -143,7 +143,7 @@ class PostgresSource(SqliteSource):
             (["\"id\" = ''"] if "INT" not in self.columns["id"] else [])
         if suspects:  # NULLs sort outside the pages' range: look for them once, up front
             bad = self._retrying(lambda conn: conn.execute(
-                f'SELECT "id" FROM {_quote(self.table_name)} WHERE {" OR ".join(suspects)} LIMIT 1').fetchone())
+                f'SELECT "id" FROM {quote_name(self.table_name)} WHERE {" OR ".join(suspects)} LIMIT 1').fetchone())
             if bad:
                 check_id(bad[0], self.description)
         yield from keyset_pages(
@@ -157,7 +157,7 @@ class PostgresSource(SqliteSource):
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         repeated = self._retrying(lambda conn: conn.execute(
-            f'SELECT "id" FROM {_quote(self.table_name)} GROUP BY "id" HAVING count(*) > 1 LIMIT 1').fetchone())
+            f'SELECT "id" FROM {quote_name(self.table_name)} GROUP BY "id" HAVING count(*) > 1 LIMIT 1').fetchone())
         if repeated:  # another order than by id: repeats are not adjacent, so look for them up front
             raise TenantSourceError(f"Duplicate tenant id {repeated[0]!r} in {self.description}.",
                                     "Make `id` the table's primary key.")

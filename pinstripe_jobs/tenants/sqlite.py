@@ -17,7 +17,7 @@ from pinstripe_jobs.tenants.query import PATH_HINT, Condition, Tenant, TenantQue
 PAGE = 1000
 
 
-def _quote(name: str) -> str:
+def quote_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -49,7 +49,7 @@ class SqliteSource:
         if self._columns is None:
             conn = self._connect()
             try:
-                rows = conn.execute(f"PRAGMA table_info({_quote(self.table_name)})").fetchall()
+                rows = conn.execute(f"PRAGMA table_info({quote_name(self.table_name)})").fetchall()
             except sqlite3.Error as exc:
                 raise TenantSourceError(f"Tenant source unreachable: {self.description}: {exc}") from None
             finally:
@@ -70,7 +70,7 @@ class SqliteSource:
         if field not in self.columns:
             raise TenantSourceError(f"Tenant filter names a column '{field}' that {self.description} does not "
                                     f"have (columns: {', '.join(self.columns)}).")
-        return _quote(field)
+        return quote_name(field)
 
     def _coerce_ids(self, ids: tuple[str, ...]) -> list[Any]:
         if "INT" in self.columns["id"]:
@@ -120,14 +120,15 @@ class SqliteSource:
     def iterate(self, query: TenantQuery) -> Iterator[Tenant]:
         clauses, params = self._where(query)
         names = list(self.columns)
-        select = f"SELECT {', '.join(map(_quote, names))} FROM {_quote(self.table_name)}"
+        select = f"SELECT {', '.join(map(quote_name, names))} FROM {quote_name(self.table_name)}"
         limit = query.max_rows if not query.predicates else None
         try:
             if query.ordering in (("id",), ("-id",)):
                 rows = self._keyset(select, clauses, params, query.ordering == ("-id",), limit)
             else:
                 rows = self._stream(select, clauses, params, self._order(query), limit)
-            yield from checked_rows((Tenant(dict(zip(names, row))) for row in rows), query, self.description)
+            tenants = (Tenant(dict(zip(names, row, strict=True))) for row in rows)
+            yield from checked_rows(tenants, query, self.description)
         except self.errors as exc:
             raise TenantSourceError(f"Reading tenants failed: {self.description}: {exc}") from None
 
@@ -139,12 +140,14 @@ class SqliteSource:
         id_index = list(self.columns).index("id")
         conn = self._connect()
         try:
-            bad = not self._id_is_rowid and conn.execute(f'SELECT "id" FROM {_quote(self.table_name)} WHERE "id" IS NULL OR "id" = \'\' '
-                               'LIMIT 1').fetchone()
+            table = quote_name(self.table_name)
+            bad = not self._id_is_rowid and conn.execute(
+                f'SELECT "id" FROM {table} WHERE "id" IS NULL OR "id" = \'\' LIMIT 1').fetchone()
             if bad:  # NULLs sort outside the pages' range: look for them once, up front
                 check_id(bad[0], self.description)
             yield from keyset_pages(
-                lambda last, limit: conn.execute(*self._page(select, clauses, params, descending, last, limit)).fetchall(),
+                lambda last, limit: conn.execute(
+                    *self._page(select, clauses, params, descending, last, limit)).fetchall(),
                 lambda row: row[id_index], remaining)
         finally:
             conn.close()
@@ -165,7 +168,7 @@ class SqliteSource:
             sql += f" LIMIT {int(limit)}"
         conn = self._connect()
         try:
-            repeated = conn.execute(f'SELECT "id" FROM {_quote(self.table_name)} GROUP BY "id" HAVING count(*) > 1 '
+            repeated = conn.execute(f'SELECT "id" FROM {quote_name(self.table_name)} GROUP BY "id" HAVING count(*) > 1 '
                                     'LIMIT 1').fetchone()
             if repeated:  # another order than by id: repeats are not adjacent, so look for them up front
                 raise TenantSourceError(f"Duplicate tenant id {repeated[0]!r} in {self.description}.",
@@ -180,7 +183,8 @@ class SqliteSource:
         if query.predicates:
             return sum(1 for _ in self.iterate(query))
         clauses, params = self._where(query)
-        sql = f"SELECT count(*) FROM {_quote(self.table_name)}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql = f"SELECT count(*) FROM {quote_name(self.table_name)}" + (
+            " WHERE " + " AND ".join(clauses) if clauses else "")
         try:
             total = self._scalar(sql, params)
         except self.errors as exc:
