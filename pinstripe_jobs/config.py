@@ -116,8 +116,9 @@ class Settings:
             return self.sources[key]
         if key in self.from_file:
             return f"'{key}' in {self.source_name}"
-        where = f"not set in {self.config_path}" if self.config_path else "no pinstripe.toml found"
-        return f"the default: '{key}' is {where}"
+        if self.config_path is None:
+            return "the default (no pinstripe.toml found)"
+        return f"the default: '{key}' is not set in {self.config_path}"
 
     def tz(self) -> ZoneInfo:
         return load_timezone(self.timezone, self.source_of("timezone"))
