@@ -20,8 +20,7 @@ MAX_WORKER_CONCURRENCY = 1000
      "3   configuration error (no broker, Celery not installed, broker unreachable)"],
     COMMON_ENV + " PINSTRIPE_CELERY_BROKER (the broker URL)."))
 @click.option("--concurrency", type=click.IntRange(1, MAX_WORKER_CONCURRENCY), default=None, metavar="N",
-              help=f"Worker processes (prefork) or threads, 1 to {MAX_WORKER_CONCURRENCY}; default: the number of "
-                   "CPUs.")
+              help="Worker processes (prefork) or threads; default: the number of CPUs.")
 @click.option("--queue", default=None, metavar="QUEUE", help="Queue to consume (default: [celery] queue, 'pinstripe').")
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True,
               metavar="prefork|threads|solo", help="Celery execution pool.")

@@ -53,7 +53,7 @@ def generate_background_job_command(name: str, project: Project) -> None:
 @click.option("--status", type=click.Choice([status.value for status in Status]), default=None,
               help="Only runs with this status.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True, metavar="N",
-              help=f"At most this many runs (1 to {MAX_LIMIT}).")
+              help="At most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @with_project
 def history_command(job: str | None, tenant: str | None, status: str | None, limit: int, as_json: bool,

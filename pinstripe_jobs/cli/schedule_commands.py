@@ -21,7 +21,7 @@ DAY = 86400
 @click.option("--at", "at", default=None, metavar="DATETIME",
               help="Fire what is due in this minute (ISO 8601; no offset = the configured time zone). Default: now.")
 @click.option("--grace", type=Seconds(0, DAY), default=30, show_default=True, metavar="SECONDS",
-              help="After SIGTERM/SIGINT, how long running tenants get to finish (at most a day).")
+              help="After SIGTERM/SIGINT, how long running tenants get to finish.")
 @click.option("--dry-run", is_flag=True, help="Show what is due and for which tenants; claim and run nothing.")
 @with_project
 def run_due_jobs_command(at: str | None, grace: float, dry_run: bool, project: Project) -> None:
@@ -41,7 +41,7 @@ def run_due_jobs_command(at: str | None, grace: float, dry_run: bool, project: P
     ["pinstripe start-bot", "pinstripe start-bot --since 2026-11-29T08:00   (as if it last looked then)"],
     ["0   stopped by SIGTERM/SIGINT after the grace period", "2   bad option", "3   configuration error"]))
 @click.option("--grace", type=Seconds(0, DAY), default=30, show_default=True, metavar="SECONDS",
-              help="Seconds running jobs get to finish after SIGTERM/SIGINT (at most a day).")
+              help="Seconds running jobs get to finish after SIGTERM/SIGINT.")
 @click.option("--since", default=None, metavar="DATETIME",
               help="Start as if the bot last looked at DATETIME: ticks since then are due at once "
                    "(within misfire_grace, or all of them for catch_up jobs).")

@@ -28,9 +28,13 @@ def test_run_options_outside_their_range_are_usage_errors(tenant_project, args, 
 
 def test_the_ranges_are_in_the_help(project):
     text = " ".join(project.cli("run-background-job", "--help").output.split())
-    assert "Tenants run in parallel (1 to 1000)." in text and "Retry a failed run N times (0 to 100)." in text
-    assert "(N <= 10000)" in text and "at most 7 days" in text
-    assert "At most this many runs (1 to 1000000)." in " ".join(project.cli("history", "--help").output.split())
+    for shown in ("Tenants run in parallel. [1<=x<=1000]", "Retry a failed run N times. [0<=x<=100]",
+                  "(the rest are skipped). [1<=x<=1000000]", "[0<x<=31536000]", "[default: 30; 0<=x<=86400]",
+                  "(N <= 10000)", "at most 7 days"):
+        assert shown in text, shown
+    assert "At most this many runs. [default: 50; 1<=x<=1000000]" in " ".join(
+        project.cli("history", "--help").output.split())
+    assert "[1<=x<=1000]" in " ".join(project.cli("worker", "--help").output.split())
 
 
 def test_history_limit_beyond_its_range_is_exit_2_and_its_top_works(tenant_project):
