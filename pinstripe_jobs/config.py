@@ -6,11 +6,15 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import ConfigError
 
-KNOWN_KEYS = {
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+TypeSpec = type | tuple[type, ...]
+KNOWN_KEYS: dict[str, TypeSpec] = {
     "jobs_dir": str,
     "tenants": (str, list),
     "tenants_table": str,
@@ -27,10 +31,47 @@ KNOWN_KEYS = {
     "executor": str,
     "celery": dict,
 }
-CELERY_KEYS = {"broker": str, "result_backend": str, "queue": str, "batch_size": int, "visibility_timeout": (int, float)}
+CELERY_KEYS: dict[str, TypeSpec] = {"broker": str, "result_backend": str, "queue": str, "batch_size": int,
+                                    "visibility_timeout": (int, float)}
 EXECUTORS = ("local", "celery")
-NOTIFY_KEYS = {"on": list, "webhook": str, "command": str, "callable": str, "timeout": (int, float)}
+NOTIFY_KEYS: dict[str, TypeSpec] = {"on": list, "webhook": str, "command": str, "callable": str,
+                                    "timeout": (int, float)}
 NOTIFY_EVENTS = ("failure", "recovery", "skipped")
+DAY = 86400
+YEAR = 365 * DAY
+
+
+class Range:
+    """The values a numeric setting may take: ``low`` (excluded when ``open_low``) to ``high``, in ``unit``."""
+
+    def __init__(self, low: float, high: float, unit: str = "", open_low: bool = False):
+        self.low, self.high, self.unit, self.open_low = low, high, unit, open_low
+
+    def __contains__(self, value: float) -> bool:  # NaN is in no range
+        return (self.low < value if self.open_low else self.low <= value) and value <= self.high
+
+    def __str__(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        low = f"{'more than' if self.open_low else 'at least'} {_number(self.low)}"
+        return f"{low} and at most {_number(self.high)}{unit}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# Every numeric setting's range, checked at load: a value outside it would only fail later (an overflow
+# in the daily prune, a thread per unit of concurrency), so it is refused with its key, value and range.
+RANGES = {
+    "history_days": Range(0, 36500, "days (0 keeps history forever)"),
+    "misfire_grace": Range(0, YEAR, "seconds"),
+    "state_retry_s": Range(0, DAY, "seconds"),
+    "lock_stale_s": Range(0, DAY, "seconds"),
+    "tenant_concurrency": Range(1, 1000, "runs"),
+}
+CELERY_RANGES = {"batch_size": Range(1, 10000, "tenants"), "visibility_timeout": Range(0, YEAR, "seconds", True)}
+NOTIFY_RANGES = {"timeout": Range(0, 600, "seconds", True)}
+NOTIFY_EXAMPLE = 'Example: [notify]\non = ["failure", "recovery"]\nwebhook = "https://hooks.example/T0/B0/x"'
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_SERVICE_NAMES = {"tenant", "args", "params", "job", "log", "attempt", "tick", "close",
                           "run_background_job", "arun_background_job"}
@@ -52,6 +93,7 @@ class Settings:
         self.history_days: float = 30
         self.misfire_grace: float = 60
         self.sources: dict[str, str] = {}  # key -> where its value came from, when not the config file
+        self.from_file: set[str] = set()  # the keys the config file sets (the others are defaults)
         self.state_retry_s: float = 60  # how long state store operations are retried through an outage
         self.lock_stale_s: float = 60  # a lock whose heartbeat is older than this may be taken over
         self.tenant_timezone_field = "timezone"  # for jobs with timezone = "tenant"
@@ -69,14 +111,20 @@ class Settings:
         return self.state or f"sqlite:///{self.root / '.pinstripe' / 'state.db'}"
 
     def source_of(self, key: str) -> str:
-        """Where a setting came from, for messages: an option or variable, else the config file."""
-        return self.sources.get(key) or f"'{key}' in {self.source_name}"
+        """Where a setting came from, for messages: an option or variable, the config file, or the default."""
+        if key in self.sources:
+            return self.sources[key]
+        if key in self.from_file:
+            return f"'{key}' in {self.source_name}"
+        if self.config_path is None:
+            return "the default (no pinstripe.toml found)"
+        return f"the default: '{key}' is not set in {self.config_path}"
 
-    def tz(self):
+    def tz(self) -> ZoneInfo:
         return load_timezone(self.timezone, self.source_of("timezone"))
 
 
-def load_timezone(name: str, where: str):
+def load_timezone(name: str, where: str) -> ZoneInfo:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
@@ -88,7 +136,7 @@ def load_timezone(name: str, where: str):
         ) from None
 
 
-def find_config(start: Path) -> tuple[Path, dict] | None:
+def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
     """Walk up from ``start``; return (file, table) of the first pinstripe.toml or [tool.pinstripe]."""
     for folder in [start, *start.parents]:
         candidate = folder / "pinstripe.toml"
@@ -102,7 +150,7 @@ def find_config(start: Path) -> tuple[Path, dict] | None:
     return None
 
 
-def _read_toml(path: Path) -> dict:
+def _read_toml(path: Path) -> dict[str, Any]:
     import tomllib
 
     try:
@@ -114,8 +162,21 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from None
 
 
+def _named_config(config: str | os.PathLike[str], cwd: Path) -> tuple[Path, dict[str, Any]]:
+    path = (cwd / Path(config)).resolve()
+    if path.is_dir():
+        raise ConfigError(f"Config file {path} is a directory.",
+                          "Name the file itself with --config / PINSTRIPE_CONFIG (pinstripe.toml or pyproject.toml).")
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist.", "Check --config / PINSTRIPE_CONFIG.")
+    table = _read_toml(path)
+    if path.name == "pyproject.toml":
+        table = table.get("tool", {}).get("pinstripe", {})
+    return path, table
+
+
 def load_settings(
-    config: str | os.PathLike | None = None,
+    config: str | os.PathLike[str] | None = None,
     *,
     jobs_dir: str | None = None,
     tenants: str | None = None,
@@ -126,26 +187,20 @@ def load_settings(
     env = os.environ if env is None else env
     cwd = Path(cwd or os.getcwd()).resolve()
     config = config or env.get("PINSTRIPE_CONFIG") or None
-    if config:
-        path = (cwd / Path(config)).resolve()
-        if path.is_dir():
-            raise ConfigError(f"Config file {path} is a directory.",
-                              "Name the file itself with --config / PINSTRIPE_CONFIG (pinstripe.toml or pyproject.toml).")
-        if not path.is_file():
-            raise ConfigError(f"Config file {path} does not exist.", "Check --config / PINSTRIPE_CONFIG.")
-        table = _read_toml(path)
-        if path.name == "pyproject.toml":
-            table = table.get("tool", {}).get("pinstripe", {})
-        found: tuple[Path, dict] | None = (path, table)
-    else:
-        found = find_config(cwd)
+    found = _named_config(config, cwd) if config else find_config(cwd)
     if found is None:
         settings = Settings(root=cwd)
     else:
-        path, table = found
-        settings = _from_table(path, table)
+        settings = _from_table(*found)
         if str(settings.root) not in sys.path:
             sys.path.insert(0, str(settings.root))  # so "module:attr" references import from the project
+    _apply_overrides(settings, env, cwd, jobs_dir, tenants)
+    return settings
+
+
+def _apply_overrides(settings: Settings, env: Mapping[str, str], cwd: Path, jobs_dir: str | None,
+                     tenants: str | None) -> None:
+    """Options and environment variables over the config file."""
     if jobs_dir or env.get("PINSTRIPE_JOBS_DIR"):
         settings.sources["jobs_dir"] = "--jobs-dir" if jobs_dir else "PINSTRIPE_JOBS_DIR"
         settings.jobs_dir = (cwd / (jobs_dir or env["PINSTRIPE_JOBS_DIR"])).resolve()
@@ -165,12 +220,9 @@ def load_settings(
         settings.sources["timezone"] = "PINSTRIPE_TIMEZONE"
         settings.timezone = env["PINSTRIPE_TIMEZONE"]
         settings.tz()
-    return settings
 
 
-def _from_table(path: Path, table: dict) -> Settings:
-    root = path.parent
-    where = str(path)
+def _check_types(table: dict[str, Any], where: str) -> None:
     for key, value in table.items():
         if key not in KNOWN_KEYS:
             import difflib
@@ -186,7 +238,20 @@ def _from_table(path: Path, table: dict) -> Settings:
                               _TYPE_HINTS[key])
         if isinstance(value, str) and "\0" in value:  # no path, URL or name can hold one
             raise ConfigError(f"'{key}' in {where} contains a NUL character.", _TYPE_HINTS[key])
+
+
+def check_range(label: str, value: float, allowed: Range, hint: str | None = None) -> None:
+    """A ``ConfigError`` naming the setting, its value and its range when ``value`` is outside it."""
+    if value not in allowed:
+        raise ConfigError(f"{label} must be {allowed}, got {value!r}.", hint)
+
+
+def _from_table(path: Path, table: dict[str, Any]) -> Settings:
+    root = path.parent
+    where = str(path)
+    _check_types(table, where)
     settings = Settings(root=root, config_path=path)
+    settings.from_file = set(table)
     settings.jobs_dir = (root / table.get("jobs_dir", "jobs")).resolve()
     if "tenants" in table:
         settings.tenants = resolve_tenants_value(table["tenants"], root, where)
@@ -195,7 +260,27 @@ def _from_table(path: Path, table: dict) -> Settings:
         raise ConfigError(f"'tenants_table' in {where} is not a table name: {table_name!r}.",
                           "Use letters, digits and underscores.")
     settings.tenants_table = table_name
-    services = table.get("services", {})
+    settings.services = _services_table(table.get("services", {}), where, root)
+    settings.timezone = table.get("timezone", "UTC")
+    if settings.timezone != "UTC":
+        settings.tz()  # validate now
+    if "state" in table:
+        settings.state = resolve_sqlite_url(table["state"], root)
+    settings.tenant_timezone_field = table.get("tenant_timezone_field", "timezone")
+    for key, allowed in RANGES.items():
+        if key in table:
+            check_range(f"'{key}' in {where}", table[key], allowed, _TYPE_HINTS[key])
+            setattr(settings, key, table[key])
+    if "notify" in table:
+        settings.notify = _notify_table(table["notify"], where, root)
+    if "executor" in table:
+        settings.executor = check_executor(table["executor"], f"'executor' in {where}")
+    if "celery" in table:
+        settings.celery = _celery_table(table["celery"], where)
+    return settings
+
+
+def _services_table(services: dict[str, Any], where: str, root: Path) -> dict[str, str]:
     for name, ref in services.items():
         if not _IDENTIFIER.match(name) or name.startswith("_"):
             raise ConfigError(f"Service name {name!r} in {where} is not a valid identifier.")
@@ -206,29 +291,7 @@ def _from_table(path: Path, table: dict) -> Settings:
             raise ConfigError(f"Service '{name}' in {where} must be a \"module:factory\" string, got {ref!r}.",
                               'Example: [services]\nmailer = "myapp.mail:make_mailer"')
         _check_module_exists(ref, f"Service '{name}' in {where}", root)
-    settings.services = dict(services)
-    settings.timezone = table.get("timezone", "UTC")
-    if settings.timezone != "UTC":
-        settings.tz()  # validate now
-    if "state" in table:
-        settings.state = resolve_sqlite_url(table["state"], root)
-    settings.tenant_timezone_field = table.get("tenant_timezone_field", "timezone")
-    if "tenant_concurrency" in table:
-        if table["tenant_concurrency"] < 1:
-            raise ConfigError(f"'tenant_concurrency' in {where} must be at least 1, got {table['tenant_concurrency']}.")
-        settings.tenant_concurrency = table["tenant_concurrency"]
-    if "notify" in table:
-        settings.notify = _notify_table(table["notify"], where, root)
-    if "executor" in table:
-        settings.executor = check_executor(table["executor"], f"'executor' in {where}")
-    if "celery" in table:
-        settings.celery = _celery_table(table["celery"], where)
-    for key in ("history_days", "misfire_grace", "state_retry_s", "lock_stale_s"):
-        if key in table:
-            if table[key] < 0:
-                raise ConfigError(f"'{key}' in {where} must not be negative, got {table[key]}.")
-            setattr(settings, key, table[key])
-    return settings
+    return dict(services)
 
 
 def check_executor(value: str, where: str) -> str:
@@ -238,28 +301,25 @@ def check_executor(value: str, where: str) -> str:
     return value
 
 
-def _celery_table(table: dict, where: str) -> dict:
+def _check_subtable(table: dict[str, Any], name: str, known: dict[str, TypeSpec], where: str, hint: str) -> None:
     for key, value in table.items():
-        if key not in CELERY_KEYS:
-            raise ConfigError(f"Unknown key '{key}' in [celery] of {where}.",
-                              "Known keys: " + ", ".join(sorted(CELERY_KEYS)) + ".")
-        if not isinstance(value, CELERY_KEYS[key]) or isinstance(value, bool):
-            raise ConfigError(f"'{key}' in [celery] of {where} has the wrong type ({type(value).__name__}).",
-                              _TYPE_HINTS["celery"])
-    if table.get("batch_size", 1) < 1 or table.get("visibility_timeout", 1) <= 0:
-        raise ConfigError(f"[celery] in {where}: batch_size must be at least 1 and visibility_timeout positive.",
-                          _TYPE_HINTS["celery"])
+        if key not in known:
+            raise ConfigError(f"Unknown key '{key}' in [{name}] of {where}.",
+                              "Known keys: " + ", ".join(sorted(known)) + ".")
+        if not isinstance(value, known[key]) or isinstance(value, bool):
+            raise ConfigError(f"'{key}' in [{name}] of {where} has the wrong type ({type(value).__name__}).", hint)
+
+
+def _celery_table(table: dict[str, Any], where: str) -> dict[str, Any]:
+    _check_subtable(table, "celery", CELERY_KEYS, where, _TYPE_HINTS["celery"])
+    for key, allowed in CELERY_RANGES.items():
+        if key in table:
+            check_range(f"[celery] in {where}: {key}", table[key], allowed, _TYPE_HINTS["celery"])
     return dict(table)
 
 
-def _notify_table(table: dict, where: str, root: Path) -> dict:
-    for key, value in table.items():
-        if key not in NOTIFY_KEYS:
-            raise ConfigError(f"Unknown key '{key}' in [notify] of {where}.",
-                              "Known keys: " + ", ".join(sorted(NOTIFY_KEYS)) + ".")
-        if not isinstance(value, NOTIFY_KEYS[key]) or isinstance(value, bool):
-            raise ConfigError(f"'{key}' in [notify] of {where} has the wrong type ({type(value).__name__}).",
-                              'Example: [notify]\non = ["failure", "recovery"]\nwebhook = "https://hooks.example/T0/B0/x"')
+def _notify_table(table: dict[str, Any], where: str, root: Path) -> dict[str, Any]:
+    _check_subtable(table, "notify", NOTIFY_KEYS, where, NOTIFY_EXAMPLE)
     events = table.get("on", ["failure", "recovery"])
     unknown = [e for e in events if e not in NOTIFY_EVENTS]
     if unknown:
@@ -267,11 +327,30 @@ def _notify_table(table: dict, where: str, root: Path) -> dict:
                           "Use any of " + ", ".join(NOTIFY_EVENTS) + ".")
     if not any(key in table for key in ("webhook", "command", "callable")):
         raise ConfigError(f"[notify] in {where} names no target.", "Set webhook, command or callable.")
+    if "webhook" in table and not is_http_url(table["webhook"]):
+        raise ConfigError(f"[notify] webhook in {where} is not an http(s) URL: {table['webhook']!r}.",
+                          "Give the full address the alerts are POSTed to, e.g. webhook = "
+                          '"https://hooks.slack.com/services/T0/B0/x".')
+    for key, allowed in NOTIFY_RANGES.items():
+        if key in table:
+            check_range(f"[notify] in {where}: {key}", table[key], allowed, NOTIFY_EXAMPLE)
     if "callable" in table:
         if not _REF.match(table["callable"]):
             raise ConfigError(f"[notify] callable in {where} must be \"module:function\", got {table['callable']!r}.")
         _check_module_exists(table["callable"], f"[notify] callable in {where}", root)
     return {**table, "on": list(events)}
+
+
+def is_http_url(text: str) -> bool:
+    """An ``http://`` or ``https://`` URL with a host (and no spaces), as a webhook needs."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in text)
 
 
 def _check_module_exists(ref: str, what: str, root: Path) -> None:

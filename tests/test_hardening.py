@@ -148,7 +148,8 @@ def test_failure_beats_timeout_in_the_exit_code(tenant_project):
     ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "killed by SIGKILL"),
 ])
 def test_process_isolation_contains_crashes(tenant_project, crash, expected):
-    tenant_project.job("crashy", f"def run(ctx):\n    if ctx.tenant.id == 2:\n        {crash}\n    return ctx.tenant.id\n")
+    tenant_project.job("crashy", f"def run(ctx):\n    if ctx.tenant.id == 2:\n        {crash}\n"
+                                 "    return ctx.tenant.id\n")
     result = tenant_project.cli("run-background-job", "--name", "crashy", "--isolation", "process", "--json")
     assert result.exit_code == 1
     runs = json.loads(result.stdout)["runs"]
@@ -225,7 +226,8 @@ def test_exit_code_precedence(counts, signal_number, already, code):
 
 
 def test_junit_xml_report(tenant_project):
-    tenant_project.job("mixed", "def run(ctx):\n    if ctx.tenant.id == 2:\n        raise ValueError('bad <data> & more')\n")
+    tenant_project.job("mixed", "def run(ctx):\n    if ctx.tenant.id == 2:\n"
+                                "        raise ValueError('bad <data> & more')\n")
     report = tenant_project.root / "reports" / "junit.xml"
     result = tenant_project.cli("run-background-job", "--name", "mixed", "--junit-xml", str(report), "--fail-fast")
     assert result.exit_code == 1
@@ -244,7 +246,8 @@ def test_github_actions_annotations_and_step_summary(tenant_project, monkeypatch
     summary_file = tenant_project.root / "step_summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary_file))
-    tenant_project.job("mixed", "def run(ctx):\n    if ctx.tenant.id == 3:\n        raise ValueError('line one\\nline two')\n")
+    tenant_project.job("mixed", "def run(ctx):\n    if ctx.tenant.id == 3:\n"
+                                "        raise ValueError('line one\\nline two')\n")
     result = tenant_project.cli("run-background-job", "--name", "mixed")
     assert result.exit_code == 1
     assert "::error title=mixed tenant 3%3A failed::ValueError: line one%0Aline two" in result.stdout
@@ -258,7 +261,7 @@ def test_github_actions_annotations_and_step_summary(tenant_project, monkeypatch
 def test_log_format_json(tenant_project):
     tenant_project.job("logs", "def run(ctx):\n    ctx.log.warning('hello %s', ctx.tenant.name)\n")
     result = tenant_project.cli("run-background-job", "--name", "logs", "--log-format", "json", "--tenant", "2")
-    lines = [json.loads(l) for l in result.stderr.splitlines() if l.startswith("{")]
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert lines == [{"level": "warning", "message": "hello Globex", "job": "logs", "tenant": 2, "attempt": 1,
                       "logger": "pinstripe.job"}]
 

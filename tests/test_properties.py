@@ -138,4 +138,5 @@ def test_any_tenant_file_through_the_cli_gives_exit_0_1_or_3(project, data):
     assert result.exit_code in (0, 3), result.output
     assert "Traceback" not in result.output
     if result.exit_code == 3:
-        assert result.output.startswith(("Configuration error: A tenant in", "Configuration error: Duplicate tenant id"))
+        assert result.output.startswith(("Configuration error: A tenant in",
+                                         "Configuration error: Duplicate tenant id"))

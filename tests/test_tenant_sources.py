@@ -14,7 +14,8 @@ from pinstripe_jobs.tenants import Tenant, TenantQuery, open_source
 from .conftest import TENANTS
 
 ROWS = TENANTS + [{"id": 5, "name": "Hooli", "active": True, "plan": None}]
-SOURCES = ["sqlite", "sqlite-sqlalchemy", "postgres", "postgres-sqlalchemy", "json", "jsonl", "csv", "callable", "inline"]
+SOURCES = ["sqlite", "sqlite-sqlalchemy", "postgres", "postgres-sqlalchemy", "json", "jsonl", "csv", "callable",
+           "inline"]
 
 
 def make_source(kind, rows, tmp_path, request, table="tenants"):
@@ -139,7 +140,7 @@ def test_tenant_is_read_only_with_attribute_and_item_access(source):
     with pytest.raises(TypeError):
         tenant["name"] = "x"
     with pytest.raises(AttributeError, match="no field 'nope'"):
-        tenant.nope
+        tenant.nope  # noqa: B018 - reading it is the test
 
 
 def test_only_ids_matches_text_ids(source):
@@ -225,7 +226,8 @@ def test_postgres_streams_and_pushes_down(pg_table, tmp_path, request, driver):
 
     engine, table = pg_table
     with engine.begin() as conn:
-        conn.execute(sa.text(f"INSERT INTO {table} SELECT g, 't' || g, g % 2 = 0, 'free' FROM generate_series(1, 2500) g"))
+        conn.execute(sa.text(f"INSERT INTO {table} SELECT g, 't' || g, g % 2 = 0, 'free' "
+                             "FROM generate_series(1, 2500) g"))
     url = engine.url.render_as_string(hide_password=False)
     statements = []
     if driver == "psycopg":

@@ -1,11 +1,17 @@
 """``generate-background-job NAME``: a new job module from a short template."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.errors import UsageError
-from pinstripe_jobs.registry.jobs import _VALID_NAME, normalize_name
+from pinstripe_jobs.registry.jobs import normalize_name
+
+# What a job file may be called (as the registry accepts it), and what its name must dasherize to: words of
+# lowercase letters and digits joined by single dashes (so `count_` or `a__b` are refused, not made `count-`).
+RAW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+CLEAN_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 TEMPLATE = '''"""{title}."""
 
@@ -21,9 +27,12 @@ def run(ctx):
 
 
 def generate_job(settings: Settings, raw: str) -> Path:
-    if not _VALID_NAME.match(raw or ""):
+    if not RAW_NAME.match(raw or ""):
         raise UsageError(f"Invalid job name {raw!r}: use letters, digits, '-' and '_' (e.g. send-newsletter).")
     name = normalize_name(raw)
+    if not CLEAN_NAME.match(name):
+        raise UsageError(f"Invalid job name {raw!r}: it would become the job {name!r}, with a dash at an end or "
+                         "two in a row.", "Join words with one '-' or '_' (e.g. send-newsletter or send_newsletter).")
     path = settings.jobs_dir / (name.replace("-", "_") + ".py")
     if path.exists() or (settings.jobs_dir / (name + ".py")).exists():
         raise UsageError(f"{path} already exists; not overwriting it.", "Choose another name or edit the file.")

@@ -1,15 +1,45 @@
-"""What ``list-background-jobs`` shows: every job, its schedules and next run, and the broken modules."""
+"""What ``list-background-jobs`` (and the dashboard's jobs page) shows of each job: description, schedules,
+next run, and the outcome of its last invocation."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.config import Settings, load_timezone
 from pinstripe_jobs.errors import JobImportError
 from pinstripe_jobs.registry.jobs import JobRegistry
 
+if TYPE_CHECKING:
+    from pinstripe_jobs.registry.jobs import JobSpec
+    from pinstripe_jobs.store.state import StateStore
 
-def describe_jobs(settings: Settings, now: datetime | None = None, last_runs: dict[str, dict] | None = None
+
+def last_invocations(store: StateStore) -> dict[str, dict[str, Any]]:
+    """Each job's last invocation (a command or a tick) as ``{"started_at", "status"}``: a per-tenant job
+    whose last invocation failed for 10 of 20 tenants reads ``failed``, whatever its last tenant did. Jobs
+    with runs but no invocation recorded (older history) read their newest run."""
+    from pinstripe_jobs.store.reads import HistoryQueries
+
+    queries = HistoryQueries(store)
+    found: dict[str, dict[str, Any]] = {}
+    for job, run in store.last_runs().items():
+        newest = queries.recent_invocations(job, 1)
+        found[job] = newest[0] if newest and newest[0].get("status") else run
+    return found
+
+
+def _schedules(spec: JobSpec, tz: Any, now: datetime) -> list[dict[str, Any]]:
+    if spec.schedule_for is not None:
+        return [{"cron": "schedule_for(tenant)", "args": [], "next_run": None}]
+    if spec.timezone == "tenant":
+        return [{"cron": entry.cron, "args": list(entry.args), "next_run": None} for entry in spec.schedules]
+    from pinstripe_jobs.scheduling.cron import next_tick
+
+    return [{"cron": entry.cron, "args": list(entry.args),
+             "next_run": next_tick(entry.cron, tz, now).astimezone(tz).isoformat()} for entry in spec.schedules]
+
+
+def describe_jobs(settings: Settings, now: datetime | None = None, last_runs: dict[str, dict[str, Any]] | None = None
                   ) -> tuple[list[dict[str, Any]], list[JobImportError]]:
     specs, broken = JobRegistry(settings).load_all()
     now = now or datetime.now(UTC)
@@ -18,28 +48,19 @@ def describe_jobs(settings: Settings, now: datetime | None = None, last_runs: di
     for spec in specs:
         per_tenant = spec.timezone == "tenant"
         tz = load_timezone(spec.timezone, str(spec.path)) if spec.timezone and not per_tenant else settings.tz()
-        schedules = []
-        if spec.schedule_for is not None:
-            schedules.append({"cron": "schedule_for(tenant)", "args": [], "next_run": None})
-        elif per_tenant:
-            schedules = [{"cron": entry.cron, "args": list(entry.args), "next_run": None} for entry in spec.schedules]
-        elif spec.schedules:
-            from pinstripe_jobs.scheduling.cron import next_tick
-
-            for entry in spec.schedules:
-                schedules.append({"cron": entry.cron, "args": list(entry.args),
-                                  "next_run": next_tick(entry.cron, tz, now).astimezone(tz).isoformat()})
+        schedules = _schedules(spec, tz, now)
+        next_runs = [str(s["next_run"]) for s in schedules if s["next_run"]]
+        last = last_runs.get(spec.name) or {}
         jobs.append({
             "name": spec.name,
             "description": spec.description,
             "multi_tenant": spec.multi_tenant,
             "schedules": schedules,
-            "next_run": min((s["next_run"] for s in schedules if s["next_run"]), default=None,
-                            key=lambda text: datetime.fromisoformat(text)),
+            "next_run": min(next_runs, default=None, key=datetime.fromisoformat),
             "timezone": "in each tenant's time zone" if per_tenant else str(tz),
             "spread_s": spec.spread,
             "file": str(spec.path),
-            "last_run": (last_runs.get(spec.name) or {}).get("started_at"),
-            "last_status": (last_runs.get(spec.name) or {}).get("status"),
+            "last_run": last.get("started_at"),
+            "last_status": last.get("status"),
         })
     return jobs, broken

@@ -5,8 +5,9 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.errors import ExitCode, UsageError
@@ -15,7 +16,7 @@ from pinstripe_jobs.observers.terminal import PlainReporter
 if TYPE_CHECKING:
     from pinstripe_jobs.execution.runner import Runner
     from pinstripe_jobs.execution.signals import StopFlag
-    from pinstripe_jobs.model.plan import Plan
+    from pinstripe_jobs.model.plan import Observer, Plan
     from pinstripe_jobs.scheduling.bot import Firing, Scheduler
 
 
@@ -37,7 +38,7 @@ def make_observer(output: Output, stdout: Any, notifier: Any = None) -> Any:
         main = reporting.RichReporter(stdout)
     else:
         main = reporting.PlainReporter(stdout)
-    extra = []
+    extra: list[Observer] = []
     if output.junit_xml:
         from pinstripe_jobs.observers.ci import JUnitReporter
 
@@ -71,7 +72,7 @@ def run_job(runner: Runner, plan: Plan, output: Output) -> ExitCode:
     else:
         sink = LineSink(BatchedLines(stderr if output.as_json else stdout), stderr if output.as_json else stdout)
         err_sink = None
-    log_stream = err_sink or stderr
+    log_stream = cast(IO[str], err_sink) if err_sink else stderr  # a LineSink is a text stream (write, flush)
 
     def setup_logs() -> None:
         from pinstripe_jobs.execution.logs import setup_logging
@@ -79,7 +80,6 @@ def run_job(runner: Runner, plan: Plan, output: Output) -> ExitCode:
         setup_logging(log_stream, as_json=output.log_format == "json")
 
     on_first_log(setup_logs)
-    runner.stop.grace = plan.options.grace
     redirect_err = contextlib.redirect_stderr(err_sink) if err_sink else contextlib.nullcontext()
     try:
         with contextlib.redirect_stdout(sink), redirect_err:  # signal handlers: installed by the caller
@@ -100,7 +100,7 @@ def notifier_for(runner: Runner) -> Any:
     return Notifier(runner.settings.notify, lambda: runner.state)
 
 
-def _scheduled_observer(runner: Runner):
+def _scheduled_observer(runner: Runner) -> Callable[[Firing], Any]:
     def observer(firing: Firing) -> Any:
         plain = PlainReporter(sys.stdout, prefix=f"[{firing.tick.isoformat()} {firing.spec.name}]")
         notifier = notifier_for(runner)
@@ -142,20 +142,22 @@ def run_due_jobs(settings: Settings, at: str | None, stop: StopFlag | None = Non
             outcomes = scheduler.run_due(moment)
     finally:
         lines.close()
-    fired = [o for o in outcomes if o.summary is not None]
+    fired = [o.summary for o in outcomes if o.summary is not None]
     claimed_elsewhere = [o for o in outcomes if o.summary is None and o.error is None]
     for outcome in claimed_elsewhere:
         print(f"{outcome.firing.spec.name}: tick {outcome.firing.tick.isoformat()} was already fired; skipped")
     if not outcomes:
         print("Nothing due.")
     not_fired = [o for o in outcomes if o.error is not None]
-    unfinished = [o for o in fired if o.summary.error]
-    failed = any(o.summary.failures for o in fired)
+    unfinished = [summary for summary in fired if summary.error]
+    failed = any(summary.failures for summary in fired)
     print(f"run-due-jobs: {len(fired)} fired, {len(claimed_elsewhere)} already fired, "
           f"{'some failed' if failed else 'none failed'}")
     for outcome in not_fired:
         error = outcome.error
-        message = error.message if hasattr(error, "message") else f"{type(error).__name__}: {error}"
+        message = getattr(error, "message", None)
+        if message is None:
+            message = f"{type(error).__name__}: {error}"
         print(f"{outcome.firing.spec.name}: could not fire tick {outcome.firing.tick.isoformat()}: {message}\n"
               "The tick was not run; the next run-due-jobs resumes it while it is within misfire_grace.",
               file=sys.stderr)
@@ -175,7 +177,8 @@ def _preview(scheduler: Scheduler, moment: datetime | None) -> ExitCode:
 
     due = scheduler.preview(moment)
     for firing, tenants in due:
-        shown = ", ".join(literal(t) for t in tenants[:50]) + (f", … ({len(tenants)} in all)" if len(tenants) > 50 else "")
+        more = f", … ({len(tenants)} in all)" if len(tenants) > 50 else ""
+        shown = ", ".join(literal(t) for t in tenants[:50]) + more
         who = f"{len(tenants)} tenant(s): {shown}" if firing.spec.multi_tenant else "once (not per tenant)"
         print(f"{firing.spec.name}: tick {firing.tick.isoformat()} would fire for {who}")
     if not due:

@@ -1,7 +1,8 @@
 """Tenant sources behind one protocol, and the lazy ``TenantQuery``.
 
 Sources: ``sqlite`` (a ``sqlite:///file`` URL, through the standard library), ``postgres`` (a
-``postgresql://`` URL, through psycopg), ``sql`` (any other SQLAlchemy URL), ``file`` (.json/.jsonl/.csv), ``memory`` (an inline array, or a ``"module:callable"``).
+``postgresql://`` URL, through psycopg), ``sql`` (any other SQLAlchemy URL), ``file`` (.json/.jsonl/.csv),
+``memory`` (an inline array, or a ``"module:callable"``).
 Only the source in use is imported.
 """
 from __future__ import annotations

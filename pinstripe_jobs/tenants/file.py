@@ -5,11 +5,13 @@ import csv
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pinstripe_jobs.errors import TenantSourceError
 from pinstripe_jobs.tenants.memory import PythonSource
 from pinstripe_jobs.tenants.query import PATH_HINT
+
+CSV_HINT = "Save the file as UTF-8 (in Excel: \"CSV UTF-8\")."
 
 
 def convert_cell(text: str) -> Any:
@@ -48,24 +50,39 @@ class FileSource(PythonSource):
             return self._jsonl()
         return self._csv()
 
-    def _open(self):
+    def _open(self) -> TextIO:
         try:
             return self.path.open(encoding="utf-8-sig", newline="")
         except OSError as exc:
             raise TenantSourceError(f"Cannot read the tenant file {self.path}: {exc.strerror}.",
                                     "Check the file's permissions.") from None
 
-    def _decoding(self, exc: UnicodeDecodeError, text_before: str = "") -> TenantSourceError:
-        line = text_before.count("\n") + 1
-        return TenantSourceError(f"{self.path}:{line} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
-                                 f"offset {exc.start}).", "Save the file as UTF-8 (in Excel: \"CSV UTF-8\").")
+    def _not_utf8(self, hint: str = CSV_HINT) -> TenantSourceError:
+        """The error for a file that is not UTF-8, naming the line of the first bad byte (a text stream
+        decodes ahead in blocks, so where it failed says nothing about the line)."""
+        import codecs
 
-    def _json(self) -> list:
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            return TenantSourceError(f"Cannot read the tenant file {self.path}: {exc.strerror}.",
+                                     "Check the file's permissions.")
+        start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+        try:
+            data[start:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            offset = start + exc.start
+            line = data.count(b"\n", 0, offset) + 1
+            return TenantSourceError(f"{self.path}:{line} is not UTF-8 text (byte 0x{data[offset]:02x} at offset "
+                                     f"{offset}).", hint)
+        return TenantSourceError(f"{self.path} is not UTF-8 text.", hint)  # it changed while read
+
+    def _json(self) -> list[Any]:
         with self._open() as fh:
             try:
                 text = fh.read()
-            except UnicodeDecodeError as exc:
-                raise self._decoding(exc, exc.object[:exc.start].decode("utf-8", "replace")) from None
+            except UnicodeDecodeError:
+                raise self._not_utf8("Save the file as UTF-8.") from None
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -86,8 +103,7 @@ class FileSource(PythonSource):
                     except ValueError as exc:
                         raise TenantSourceError(f"{self.path}:{number} is not valid JSON: {exc}.") from None
             except UnicodeDecodeError:
-                raise TenantSourceError(f"{self.path}:{number + 1} is not UTF-8 text.",
-                                        "Save the file as UTF-8.") from None
+                raise self._not_utf8("Save the file as UTF-8.") from None
 
     def _csv(self) -> Iterator[Any]:
         with self._open() as fh:
@@ -104,10 +120,9 @@ class FileSource(PythonSource):
                         raise TenantSourceError(
                             f"{self.path}:{reader.line_num} has {len(row)} fields; the header has {len(header)} "
                             f"({', '.join(header)}).", "Every row needs one value per column (an empty one is ,,).")
-                    yield {k: convert_cell(v) for k, v in zip(header, row)}
+                    yield {k: convert_cell(v) for k, v in zip(header, row, strict=True)}
             except csv.Error as exc:
                 raise TenantSourceError(f"{self.path}:{reader.line_num} is not valid CSV: {exc}.",
                                         "Look for a quote that is opened and never closed.") from None
             except UnicodeDecodeError:
-                raise TenantSourceError(f"{self.path}:{reader.line_num + 1} is not UTF-8 text.",
-                                        "Save the file as UTF-8 (in Excel: \"CSV UTF-8\").") from None
+                raise self._not_utf8() from None

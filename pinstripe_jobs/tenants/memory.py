@@ -68,7 +68,7 @@ def _check_fields(query: TenantQuery, tenants: list[Tenant], description: str) -
 class InlineSource(PythonSource):
     description = "the inline `tenants` array"
 
-    def __init__(self, rows: list[dict]):
+    def __init__(self, rows: list[dict[str, Any]]):
         self._rows = rows
 
     def rows(self) -> Iterable[Any]:
@@ -86,7 +86,7 @@ class CallableSource(PythonSource):
 
     def rows(self) -> Iterable[Any]:
         try:
-            rows = self._func()
+            rows: Iterable[Any] = self._func()
             return iter(rows)
         except TenantSourceError:
             raise

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 from pinstripe_jobs.errors import TenantSourceError, mask_secrets
 from pinstripe_jobs.tenants.query import Condition, TenantQuery, check_id, keyset_pages
-from pinstripe_jobs.tenants.sqlite import SqliteSource, _quote
+from pinstripe_jobs.tenants.sqlite import SqliteSource, quote_name
 
 RETRY_S = 30  # how long a lost connection to the tenant database is retried before the run stops (exit 3)
 SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 
 
-def _driver():
+def _driver() -> ModuleType:
     try:
         import psycopg
     except ImportError:
@@ -39,11 +40,11 @@ def _pg_sql(sql: str) -> str:
 class _Connection:
     """A psycopg connection that takes the SQLite source's SQL."""
 
-    def __init__(self, conn, trace: Callable[[str], Any] | None):
+    def __init__(self, conn: Any, trace: Callable[[str], Any] | None):
         self.conn = conn
         self.trace = trace
 
-    def execute(self, sql: str, params: Any = ()):
+    def execute(self, sql: str, params: Any = (), /) -> Any:
         if self.trace is not None:
             self.trace(sql)
         return self.conn.execute(_pg_sql(sql), list(params))
@@ -87,7 +88,7 @@ class PostgresSource(SqliteSource):
             rows = self._retrying(lambda conn: conn.execute(
                 "SELECT a.attname, upper(format_type(a.atttypid, a.atttypmod)), a.attnotnull FROM pg_attribute a "
                 "WHERE a.attrelid = to_regclass(?) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                (_quote(self.table_name),)).fetchall())
+                (quote_name(self.table_name),)).fetchall())
             if not rows:
                 raise TenantSourceError(f"Tenant table missing: {self.description}.",
                                         "Create the table or set `tenants_table` in the config.")
@@ -98,13 +99,13 @@ class PostgresSource(SqliteSource):
         return self._columns
 
     # -- what differs from SQLite's SQL ------------------------------------------------------------
-    def _negated(self, cond: Condition, params: list) -> str:
+    def _negated(self, cond: Condition, params: list[Any]) -> str:
         if cond.is_in:
             return super()._negated(cond, params)
         params.append(cond.value)
         return f"{self._column(cond.field)} IS DISTINCT FROM ?"
 
-    def _where(self, query: TenantQuery) -> tuple[list[str], list]:
+    def _where(self, query: TenantQuery) -> tuple[list[str], list[Any]]:
         clauses, params = super()._where(query)
         return [{"0": "FALSE", "1": "TRUE"}.get(c, c) for c in clauses], params
 
@@ -136,14 +137,14 @@ class PostgresSource(SqliteSource):
             except Exception:
                 pass
 
-    def _keyset(self, select: str, clauses: list[str], params: list, descending: bool,
-                remaining: int | None) -> Iterator[tuple]:
+    def _keyset(self, select: str, clauses: list[str], params: list[Any], descending: bool,
+                remaining: int | None) -> Iterator[tuple[Any, ...]]:
         id_index = list(self.columns).index("id")
         suspects = ([] if self._id_not_null else ['"id" IS NULL']) + \
             (["\"id\" = ''"] if "INT" not in self.columns["id"] else [])
         if suspects:  # NULLs sort outside the pages' range: look for them once, up front
             bad = self._retrying(lambda conn: conn.execute(
-                f'SELECT "id" FROM {_quote(self.table_name)} WHERE {" OR ".join(suspects)} LIMIT 1').fetchone())
+                f'SELECT "id" FROM {quote_name(self.table_name)} WHERE {" OR ".join(suspects)} LIMIT 1').fetchone())
             if bad:
                 check_id(bad[0], self.description)
         yield from keyset_pages(
@@ -151,13 +152,13 @@ class PostgresSource(SqliteSource):
                 lambda conn: conn.execute(*self._page(select, clauses, params, descending, last, limit)).fetchall()),
             lambda row: row[id_index], remaining)
 
-    def _stream(self, select: str, clauses: list[str], params: list, order: str,
-                limit: int | None) -> Iterator[tuple]:
+    def _stream(self, select: str, clauses: list[str], params: list[Any], order: str,
+                limit: int | None) -> Iterator[tuple[Any, ...]]:
         sql = select + (" WHERE " + " AND ".join(clauses) if clauses else "") + f" ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         repeated = self._retrying(lambda conn: conn.execute(
-            f'SELECT "id" FROM {_quote(self.table_name)} GROUP BY "id" HAVING count(*) > 1 LIMIT 1').fetchone())
+            f'SELECT "id" FROM {quote_name(self.table_name)} GROUP BY "id" HAVING count(*) > 1 LIMIT 1').fetchone())
         if repeated:  # another order than by id: repeats are not adjacent, so look for them up front
             raise TenantSourceError(f"Duplicate tenant id {repeated[0]!r} in {self.description}.",
                                     "Make `id` the table's primary key.")
@@ -173,7 +174,7 @@ class PostgresSource(SqliteSource):
         finally:
             conn.close()
 
-    def _scalar(self, sql: str, params: list) -> Any:
+    def _scalar(self, sql: str, params: list[Any]) -> Any:
         return self._retrying(lambda conn: conn.execute(sql, params).fetchone()[0])
 
 

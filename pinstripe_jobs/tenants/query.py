@@ -17,7 +17,7 @@ class TenantSource(Protocol):
     def close(self) -> None: ...
 
 
-class Tenant(Mapping):
+class Tenant(Mapping[str, Any]):
     """One tenant. Read-only: ``t.id``, ``t.name`` and ``t["plan"]`` all work; assignment raises."""
 
     __slots__ = ("_data",)
@@ -55,7 +55,7 @@ class Tenant(Mapping):
     def __repr__(self) -> str:
         return f"Tenant({self._data!r})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[Tenant], tuple[dict[str, Any]]]:
         return (Tenant, (self._data,))
 
 
@@ -69,7 +69,7 @@ class Condition:
         self.value = value
         self.is_in = isinstance(value, (list, tuple, set, frozenset))
 
-    def test(self, tenant: Mapping) -> bool:
+    def test(self, tenant: Mapping[str, Any]) -> bool:
         actual = tenant.get(self.field)
         return actual in self.value if self.is_in else actual == self.value
 
@@ -80,7 +80,9 @@ class TenantQuery:
 
     __slots__ = ("source", "wheres", "excludes", "predicates", "ids", "excluded_ids", "ordering", "max_rows")
 
-    def __init__(self, source: TenantSource, wheres: tuple = (), excludes: tuple = (), predicates: tuple = (),
+    def __init__(self, source: TenantSource, wheres: tuple[Condition, ...] = (),
+                 excludes: tuple[tuple[Condition, ...], ...] = (),
+                 predicates: tuple[Callable[[Tenant], bool], ...] = (),
                  ids: tuple[str, ...] | None = None, excluded_ids: tuple[str, ...] = (),
                  ordering: tuple[str, ...] = ("id",), max_rows: int | None = None):
         self.source = source
@@ -145,7 +147,7 @@ class TenantQuery:
         return list(self)
 
     # -- evaluation in Python, shared by every source ----------------------------------------------
-    def keyword_match(self, tenant: Mapping) -> bool:
+    def keyword_match(self, tenant: Mapping[str, Any]) -> bool:
         if self.ids is not None and str(tenant.get("id")) not in self.ids:
             return False
         if self.excluded_ids and str(tenant.get("id")) in self.excluded_ids:
@@ -218,7 +220,7 @@ def checked_rows(tenants: Iterator[Tenant], query: TenantQuery, description: str
             yield tenant
 
 
-def keyset_pages(fetch: Callable[[Any, int], list], key: Callable[[Any], Any], remaining: int | None,
+def keyset_pages(fetch: Callable[[Any, int], list[Any]], key: Callable[[Any], Any], remaining: int | None,
                  page: int = 1000) -> Iterator[Any]:
     """Rows in keyset pages. ``fetch(last, limit)`` returns up to ``limit`` rows ordered by id, starting
     *at* ``last`` (all rows when None). The rows of the previous page whose id equals ``last`` are skipped,

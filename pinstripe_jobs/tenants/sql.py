@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import TenantSourceError, mask_secrets
 from pinstripe_jobs.tenants.query import PATH_HINT, Condition, Tenant, TenantQuery, check_id, checked_rows, keyset_pages
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 PAGE = 1000
 RETRY_S = 30  # how long a lost connection to the tenant database is retried before the run stops (exit 3)
@@ -37,10 +40,10 @@ class SqlSource:
         except Exception as exc:  # missing driver, bad options
             raise TenantSourceError(f"Cannot open tenant source {self.description}: {exc}.",
                                     _driver_hint(self.url.drivername)) from None
-        self._table = None
+        self._table: sa.Table | None = None
 
     @property
-    def table(self):
+    def table(self) -> sa.Table:
         if self._table is None:
             sa = self._sa
             if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, "", ":memory:"):
@@ -50,19 +53,20 @@ class SqlSource:
                     raise TenantSourceError(f"Tenant database file {self.url.database} does not exist.",
                                             PATH_HINT)
             try:
-                self._table = sa.Table(self.table_name, sa.MetaData(), autoload_with=self.engine)
+                table = sa.Table(self.table_name, sa.MetaData(), autoload_with=self.engine)
             except sa.exc.NoSuchTableError:
                 raise TenantSourceError(f"Tenant table missing: {self.description}.",
                                         "Create the table or set `tenants_table` in the config.") from None
             except sa.exc.SQLAlchemyError as exc:
                 raise TenantSourceError(f"Tenant source unreachable: {self.description}: "
                                         f"{_first_line(exc)}") from None
-            if "id" not in self._table.c:
+            if "id" not in table.c:
                 raise TenantSourceError(f"Tenant table has no 'id' column: {self.description}.")
+            self._table = table
         return self._table
 
     # -- SQL building -----------------------------------------------------------------------------
-    def _column(self, field: str):
+    def _column(self, field: str) -> sa.Column[Any]:
         try:
             return self.table.c[field]
         except KeyError:
@@ -71,7 +75,8 @@ class SqlSource:
 
     def _id_type(self) -> type:
         try:
-            return self.table.c["id"].type.python_type
+            kind: type = self.table.c["id"].type.python_type
+            return kind
         except NotImplementedError:
             return str
 
@@ -80,19 +85,19 @@ class SqlSource:
             return [int(i) for i in ids if i.lstrip("-").isdigit()]
         return list(ids)
 
-    def _condition(self, cond: Condition):
+    def _condition(self, cond: Condition) -> sa.ColumnElement[bool]:
         column = self._column(cond.field)
         if cond.is_in:
             return column.in_(list(cond.value))
         return column.is_(None) if cond.value is None else column == cond.value
 
-    def _negated(self, cond: Condition):
+    def _negated(self, cond: Condition) -> sa.ColumnElement[bool]:
         column = self._column(cond.field)
         if cond.is_in:
             return self._sa.or_(column.not_in(list(cond.value)), column.is_(None))
         return column.is_distinct_from(cond.value)
 
-    def _where(self, query: TenantQuery) -> list:
+    def _where(self, query: TenantQuery) -> list[sa.ColumnElement[bool]]:
         sa = self._sa
         clauses = [self._condition(c) for c in query.wheres]
         for group in query.excludes:
@@ -103,7 +108,7 @@ class SqlSource:
             clauses.append(self.table.c["id"].not_in(self._coerce_ids(query.excluded_ids)))
         return clauses
 
-    def _order(self, query: TenantQuery) -> list:
+    def _order(self, query: TenantQuery) -> list[sa.UnaryExpression[Any]]:
         order = []
         for spec in query.ordering:
             column = self._column(spec.lstrip("-"))
@@ -126,7 +131,7 @@ class SqlSource:
     def _limit(self, query: TenantQuery) -> int | None:
         return query.max_rows if not query.predicates else None
 
-    def _keyset(self, stmt, query: TenantQuery) -> Iterator[Any]:
+    def _keyset(self, stmt: sa.Select[Any], query: TenantQuery) -> Iterator[Any]:
         """Keyset pages, each on a pooled connection of its own: a connection that drops between or during
         pages is replaced and the scan resumes after the last id read (for up to ``RETRY_S`` seconds)."""
         sa = self._sa
@@ -139,12 +144,13 @@ class SqlSource:
         if bad:  # NULLs sort outside the pages' range: look for them once, up front
             check_id(bad[0], self.description)
 
-        def fetch(last: Any, limit: int) -> list:
+        def fetch(last: Any, limit: int) -> list[Any]:
             paged = stmt
             if last is not None:
                 paged = paged.where(id_col <= last if descending else id_col >= last)
             paged = paged.order_by(id_col.desc() if descending else id_col.asc()).limit(limit)
-            return self._retrying(lambda conn: conn.execute(paged).fetchall())
+            rows: list[Any] = self._retrying(lambda conn: conn.execute(paged).fetchall())
+            return rows
 
         yield from keyset_pages(fetch, lambda row: row._mapping["id"], self._limit(query))
 
@@ -164,7 +170,7 @@ class SqlSource:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _stream(self, stmt, query: TenantQuery) -> Iterator[Any]:
+    def _stream(self, stmt: sa.Select[Any], query: TenantQuery) -> Iterator[Any]:
         sa = self._sa
         id_col = self.table.c["id"]
         repeated = self._retrying(lambda conn: conn.execute(
@@ -186,7 +192,7 @@ class SqlSource:
         stmt = sa.select(sa.func.count()).select_from(self.table).where(*self._where(query))
         try:
             with self.engine.connect() as conn:
-                total = conn.execute(stmt).scalar_one()
+                total: int = conn.execute(stmt).scalar_one()
         except sa.exc.SQLAlchemyError as exc:
             raise TenantSourceError(f"Counting tenants failed: {self.description}: {_first_line(exc)}") from None
         return total if query.max_rows is None else min(total, query.max_rows)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pinstripe_jobs.errors import TenantSourceError
 from pinstripe_jobs.tenants.query import PATH_HINT, Condition, Tenant, TenantQuery, check_id, checked_rows, keyset_pages
@@ -17,12 +17,21 @@ from pinstripe_jobs.tenants.query import PATH_HINT, Condition, Tenant, TenantQue
 PAGE = 1000
 
 
-def _quote(name: str) -> str:
+class Connection(Protocol):
+    """What the source needs of a connection: SQLite's own, or PostgreSQL's behind the same SQL."""
+
+    def execute(self, sql: str, params: Any = (), /) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def quote_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
 class SqliteSource:
-    errors: tuple = (sqlite3.Error,)  # the driver's errors: a read that fails is a TenantSourceError
+    # the driver's errors: a read that fails is a TenantSourceError
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
 
     def __init__(self, path: str, table: str = "tenants"):
         self.path = Path(path)
@@ -31,7 +40,7 @@ class SqliteSource:
         self._columns: dict[str, str] | None = None
         self._id_is_rowid = False
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> Connection:
         if self.path.is_dir():
             raise TenantSourceError(f"Tenant database {self.path} is a directory, not a file.", PATH_HINT)
         if not self.path.is_file():
@@ -49,7 +58,7 @@ class SqliteSource:
         if self._columns is None:
             conn = self._connect()
             try:
-                rows = conn.execute(f"PRAGMA table_info({_quote(self.table_name)})").fetchall()
+                rows = conn.execute(f"PRAGMA table_info({quote_name(self.table_name)})").fetchall()
             except sqlite3.Error as exc:
                 raise TenantSourceError(f"Tenant source unreachable: {self.description}: {exc}") from None
             finally:
@@ -70,14 +79,14 @@ class SqliteSource:
         if field not in self.columns:
             raise TenantSourceError(f"Tenant filter names a column '{field}' that {self.description} does not "
                                     f"have (columns: {', '.join(self.columns)}).")
-        return _quote(field)
+        return quote_name(field)
 
     def _coerce_ids(self, ids: tuple[str, ...]) -> list[Any]:
         if "INT" in self.columns["id"]:
             return [int(i) for i in ids if i.lstrip("-").isdigit()]
         return list(ids)
 
-    def _condition(self, cond: Condition, params: list) -> str:
+    def _condition(self, cond: Condition, params: list[Any]) -> str:
         column = self._column(cond.field)
         if cond.is_in:
             params.extend(cond.value)
@@ -87,7 +96,7 @@ class SqliteSource:
         params.append(cond.value)
         return f"{column} = ?"
 
-    def _negated(self, cond: Condition, params: list) -> str:
+    def _negated(self, cond: Condition, params: list[Any]) -> str:
         column = self._column(cond.field)
         if cond.is_in:
             params.extend(cond.value)
@@ -96,8 +105,8 @@ class SqliteSource:
         params.append(cond.value)
         return f"{column} IS NOT ?"
 
-    def _where(self, query: TenantQuery) -> tuple[list[str], list]:
-        params: list = []
+    def _where(self, query: TenantQuery) -> tuple[list[str], list[Any]]:
+        params: list[Any] = []
         clauses = [self._condition(c, params) for c in query.wheres]
         for group in query.excludes:
             clauses.append("(" + " OR ".join(self._negated(c, params) for c in group) + ")")
@@ -120,37 +129,40 @@ class SqliteSource:
     def iterate(self, query: TenantQuery) -> Iterator[Tenant]:
         clauses, params = self._where(query)
         names = list(self.columns)
-        select = f"SELECT {', '.join(map(_quote, names))} FROM {_quote(self.table_name)}"
+        select = f"SELECT {', '.join(map(quote_name, names))} FROM {quote_name(self.table_name)}"
         limit = query.max_rows if not query.predicates else None
         try:
             if query.ordering in (("id",), ("-id",)):
                 rows = self._keyset(select, clauses, params, query.ordering == ("-id",), limit)
             else:
                 rows = self._stream(select, clauses, params, self._order(query), limit)
-            yield from checked_rows((Tenant(dict(zip(names, row))) for row in rows), query, self.description)
+            tenants = (Tenant(dict(zip(names, row, strict=True))) for row in rows)
+            yield from checked_rows(tenants, query, self.description)
         except self.errors as exc:
             raise TenantSourceError(f"Reading tenants failed: {self.description}: {exc}") from None
 
-    def _keyset(self, select: str, clauses: list[str], params: list, descending: bool,
-                remaining: int | None) -> Iterator[tuple]:
+    def _keyset(self, select: str, clauses: list[str], params: list[Any], descending: bool,
+                remaining: int | None) -> Iterator[tuple[Any, ...]]:
         """Pages ordered by id, each read in its own short transaction: no lock is held while jobs run.
         Each page starts *at* the last id read (skipping the rows already passed on), so an id repeated
         across a page boundary is seen, and rejected, like one inside a page."""
         id_index = list(self.columns).index("id")
         conn = self._connect()
         try:
-            bad = not self._id_is_rowid and conn.execute(f'SELECT "id" FROM {_quote(self.table_name)} WHERE "id" IS NULL OR "id" = \'\' '
-                               'LIMIT 1').fetchone()
+            table = quote_name(self.table_name)
+            bad = not self._id_is_rowid and conn.execute(
+                f'SELECT "id" FROM {table} WHERE "id" IS NULL OR "id" = \'\' LIMIT 1').fetchone()
             if bad:  # NULLs sort outside the pages' range: look for them once, up front
                 check_id(bad[0], self.description)
             yield from keyset_pages(
-                lambda last, limit: conn.execute(*self._page(select, clauses, params, descending, last, limit)).fetchall(),
+                lambda last, limit: conn.execute(
+                    *self._page(select, clauses, params, descending, last, limit)).fetchall(),
                 lambda row: row[id_index], remaining)
         finally:
             conn.close()
 
-    def _page(self, select: str, clauses: list[str], params: list, descending: bool, last: Any,
-              limit: int) -> tuple[str, list]:
+    def _page(self, select: str, clauses: list[str], params: list[Any], descending: bool, last: Any,
+              limit: int) -> tuple[str, list[Any]]:
         where, args = list(clauses), list(params)
         if last is not None:
             where.append('"id" <= ?' if descending else '"id" >= ?')
@@ -158,14 +170,14 @@ class SqliteSource:
         sql = select + (" WHERE " + " AND ".join(where) if where else "")
         return sql + f' ORDER BY "id" {"DESC" if descending else "ASC"} LIMIT {int(limit)}', args
 
-    def _stream(self, select: str, clauses: list[str], params: list, order: str,
-                limit: int | None) -> Iterator[tuple]:
+    def _stream(self, select: str, clauses: list[str], params: list[Any], order: str,
+                limit: int | None) -> Iterator[tuple[Any, ...]]:
         sql = select + (" WHERE " + " AND ".join(clauses) if clauses else "") + f" ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         conn = self._connect()
         try:
-            repeated = conn.execute(f'SELECT "id" FROM {_quote(self.table_name)} GROUP BY "id" HAVING count(*) > 1 '
+            repeated = conn.execute(f'SELECT "id" FROM {quote_name(self.table_name)} GROUP BY "id" HAVING count(*) > 1 '
                                     'LIMIT 1').fetchone()
             if repeated:  # another order than by id: repeats are not adjacent, so look for them up front
                 raise TenantSourceError(f"Duplicate tenant id {repeated[0]!r} in {self.description}.",
@@ -180,15 +192,16 @@ class SqliteSource:
         if query.predicates:
             return sum(1 for _ in self.iterate(query))
         clauses, params = self._where(query)
-        sql = f"SELECT count(*) FROM {_quote(self.table_name)}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql = f"SELECT count(*) FROM {quote_name(self.table_name)}" + (
+            " WHERE " + " AND ".join(clauses) if clauses else "")
         try:
-            total = self._scalar(sql, params)
+            total: int = self._scalar(sql, params)
         except self.errors as exc:
             raise TenantSourceError(f"Counting tenants failed: {self.description}: {str(exc).strip().splitlines()[0]}"
                                     ) from None
         return total if query.max_rows is None else min(total, query.max_rows)
 
-    def _scalar(self, sql: str, params: list) -> Any:
+    def _scalar(self, sql: str, params: list[Any]) -> Any:
         conn = self._connect()
         try:
             return conn.execute(sql, params).fetchone()[0]
