@@ -7,6 +7,8 @@ from __future__ import annotations
 import enum
 import re
 
+from pinstripe_jobs.model.status import Status
+
 
 class ExitCode(enum.IntEnum):
     OK = 0
@@ -103,7 +105,7 @@ class JobFailed(Exception):
         self.result = result
         lines = [f"Background job '{result.job}' failed:"]
         for run in result.runs:
-            if run.status not in ("succeeded", "skipped"):
+            if run.status not in (Status.SUCCEEDED, Status.SKIPPED):
                 who = "no tenant" if run.tenant is None else f"tenant {run.tenant}"
                 lines.append(f"  {who}: {run.status}: {run.error}")
         super().__init__("\n".join(lines))

@@ -213,10 +213,10 @@ def test_a_bug_of_ours_in_one_tenant_fails_that_tenant_and_loses_none(project, k
     project.job("work", body)
     real = Leases.acquire
 
-    def acquire(self, plan, tenant, attempt, told):
+    def acquire(self, plan, tenant, attempt, told, observer):
         if tenant.id == 3:
             raise RuntimeError("a bug of ours")
-        return real(self, plan, tenant, attempt, told)
+        return real(self, plan, tenant, attempt, told, observer)
 
     monkeypatch.setattr(Leases, "acquire", acquire)
     runner = Runner(load_settings(cwd=project.root, env={}))

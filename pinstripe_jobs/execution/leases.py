@@ -21,6 +21,7 @@ from pinstripe_jobs.model.results import tenant_id as _tid
 if TYPE_CHECKING:
     import threading
 
+    from pinstripe_jobs.observers.base import Observer
     from pinstripe_jobs.store.state import Lease, StateStore
     from pinstripe_jobs.tenants import Tenant
 
@@ -121,7 +122,8 @@ class Leases:
         return thread
 
     # -- taking -------------------------------------------------------------------------------------
-    def acquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str]) -> Lease | RunResult | None:
+    def acquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str], observer: Observer
+                ) -> Lease | RunResult | None:
         """One try at what a run needs before it starts: a slot of its tenant (``tenant_concurrency``),
         then the (job, tenant) lock and history row. A lease: go. A result: do not run (skipped, and
         recorded). None: wait and try again (``overlap = "wait"`` or ``--wait``; told once why)."""
@@ -140,7 +142,7 @@ class Leases:
                     return self._locked_out(plan, tenant, f"{AT_CAP} ({cap})")
                 if "cap" not in told:
                     told.add("cap")
-                    plan.observer.waiting(_tid(tenant), f"tenant_concurrency = {cap}: that many runs of this "
+                    observer.waiting(_tid(tenant), f"tenant_concurrency = {cap}: that many runs of this "
                                                         "tenant are going")
                 return None
         lease = self._take_lock(plan, tenant, attempt)
@@ -150,14 +152,14 @@ class Leases:
             if lease is None and self._waits(plan):
                 if "lock" not in told:
                     told.add("lock")
-                    self._tell_waiting(plan, tenant)
+                    self._tell_waiting(plan, tenant, observer)
                 return None
             return lease if lease is not None else self._locked_out(plan, tenant)
         lease.slot = slot
         self.active[lease.run_id] = lease
         return lease
 
-    async def aacquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str]
+    async def aacquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str], observer: Observer
                        ) -> Lease | RunResult | None:
         """``acquire`` for an asyncio task. PostgreSQL: its round trips run on a thread of the plan's own
         pool (one per concurrent task), never on the event loop, and concurrent starts share commits.
@@ -165,13 +167,13 @@ class Leases:
         import asyncio
 
         if self.state.local:
-            return self.acquire(plan, tenant, attempt, told)
+            return self.acquire(plan, tenant, attempt, told, observer)
         if plan.io_pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             plan.io_pool = ThreadPoolExecutor(max_workers=plan.concurrency, thread_name_prefix="pinstripe-io")
         return await asyncio.get_running_loop().run_in_executor(plan.io_pool, self.acquire, plan, tenant, attempt,
-                                                                told)
+                                                                told, observer)
 
     def _take_lock(self, plan: Plan, tenant: Tenant | None, attempt: int) -> Lease | None | RunResult:
         """The lease (a claimed one, marked running; or a new row), None when another live run holds the
@@ -191,14 +193,14 @@ class Leases:
             self.state_error = self.state_error or exc.render()
             return RunResult(_tid(tenant), SKIPPED, reason=STATE_DOWN)
 
-    def _tell_waiting(self, plan: Plan, tenant: Tenant | None) -> None:
+    def _tell_waiting(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> None:
         from pinstripe_jobs.store.state import StateUnavailable
 
         try:
             holder = self.state.holder(plan.spec.name, _tid(tenant))
         except StateUnavailable:
             holder = None
-        plan.observer.waiting(_tid(tenant), holder or "its holder just finished")
+        observer.waiting(_tid(tenant), holder or "its holder just finished")
 
     def _waits(self, plan: Plan) -> bool:
         return (plan.options.wait or plan.spec.overlap == "wait") and not self.stop.requested

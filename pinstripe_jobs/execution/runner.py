@@ -3,8 +3,9 @@ scheduler and Celery workers all go through it. Never imports rich: progress goe
 
 The pieces, each with one job: ``planner`` (a checked plan and its tenant query), ``leases`` (claims,
 locks, slots and the history rows that record each run), ``attempts`` (one call of the job: workspace,
-timeout, child process). How tenants are spread (one by one, threads, asyncio tasks) is in ``fanout``;
-they receive the per-tenant path (``run_one``), which reads top to bottom here.
+timeout, child process). Where and how tenants are spread is an ``Executor`` (``executors``: inline,
+threads, asyncio tasks, or the Celery fleet, chosen by name); executors call back into the per-tenant
+path (``run_one``), which reads top to bottom here.
 """
 from __future__ import annotations
 
@@ -18,12 +19,16 @@ from typing import TYPE_CHECKING, Any
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.errors import JobFailed, PinstripeError
 from pinstripe_jobs.execution.attempts import Attempts, backoff_delay, end_of_output
+from pinstripe_jobs.execution.executors.base import Executor
+from pinstripe_jobs.execution.executors.registry import executor_for
 from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
 from pinstripe_jobs.execution.planner import Planner
 from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
 from pinstripe_jobs.execution.workspace import ServiceFactories, Workspace
-from pinstripe_jobs.model.plan import NullObserver, Observer, Plan, RunOptions, spread_offset
-from pinstripe_jobs.model.results import INTERRUPTED, SKIPPED, RunResult, Summary
+from pinstripe_jobs.model.plan import Plan, RunOptions, spread_offset
+from pinstripe_jobs.model.results import RunResult, Summary
+from pinstripe_jobs.model.status import Status
+from pinstripe_jobs.observers.base import NullObserver, Observer
 from pinstripe_jobs.registry.jobs import JobRegistry, JobSpec
 
 if TYPE_CHECKING:
@@ -101,19 +106,15 @@ class Runner:
         return self.execute(plan, observer or NullObserver())
 
     def execute(self, plan: Plan, observer: Observer) -> Summary:
-        from pinstripe_jobs.execution.executors.local import fan_out
-
         summary = Summary(plan.spec.name, runs=[] if plan.options.keep_runs else None)
-        plan.observer = observer
         executor = self.executor(plan)
-        if executor is not None:
-            with self.stop.interruptible():
-                executor.check(plan)  # a fleet that cannot work is a configuration error before anything runs
+        with self.stop.interruptible():
+            executor.check(plan)  # a fleet that cannot work is a configuration error before anything runs
         tenants = plan.tenants()
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
             first = next(tenants, _END)  # a broken tenant source fails here, before anything is printed or run
         tenants = _guarded(itertools.chain([first], tenants) if first is not _END else iter(()), summary, self.stop)
-        if executor is None and plan.multi_tenant and not plan.spread:
+        if executor.claims_ahead and plan.multi_tenant and not plan.spread:
             tenants = self.leases.claiming(plan, tenants, lambda: self.stop_reason(plan, summary))
         observer.started(plan)
         started = self.clock()
@@ -122,10 +123,7 @@ class Runner:
             args={"args": list(plan.options.args), "params": plan.options.params} if plan.options.args
             or plan.options.params else None))
         try:
-            if executor is not None:
-                executor.run(plan, tenants, observer, summary)
-            else:
-                fan_out(self, plan, tenants, observer, summary)
+            executor.run(plan, tenants, observer, summary)
         finally:
             tenants.close()  # a claim still in flight is in before what was never started is recorded
             if plan.io_pool is not None:
@@ -144,13 +142,9 @@ class Runner:
         observer.finished(summary)
         return summary
 
-    def executor(self, plan: Plan):
-        """Where the tenants run: None for this machine (the fan-out strategies), or the Celery fleet."""
-        if self.settings.executor != "celery":
-            return None
-        from pinstripe_jobs.fleet.executor import FleetExecutor
-
-        return FleetExecutor(self, plan.options.deadline)
+    def executor(self, plan: Plan) -> Executor:
+        """Where and how the tenants run: the executor named by the settings (``executors.registry``)."""
+        return executor_for(self.settings.executor, self, plan)
 
     def record_skipped(self, plan: Plan, tenants: list[Any], reason: str) -> None:
         self.leases.record_skipped(plan, tenants, reason)
@@ -189,15 +183,15 @@ class Runner:
         return None
 
     # -- one tenant: lease, attempt, record, retry ---------------------------------------------------
-    def run_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
-        """All attempts of one tenant's run, in this thread."""
+    def run_one(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult:
+        """All attempts of one tenant's run, in this thread; waits and retries are told to ``observer``."""
         attempts = 1 + plan.retries
         for attempt in range(1, attempts + 1):
             told: set[str] = set()
-            lease = self.leases.acquire(plan, tenant, attempt, told)
+            lease = self.leases.acquire(plan, tenant, attempt, told, observer)
             while lease is None:  # overlap = "wait": the lock or the tenant's slots are held
                 self.sleep(LOCK_POLL_S)
-                lease = self.leases.acquire(plan, tenant, attempt, told)
+                lease = self.leases.acquire(plan, tenant, attempt, told, observer)
             if isinstance(lease, RunResult):  # not run: skipped (and recorded)
                 return lease
             if plan.isolated:
@@ -208,10 +202,10 @@ class Runner:
             self.leases.end(lease, result, attempt)
             if not self._retry(plan, result, attempt, attempts):
                 return _placed(result)
-            self.sleep(self._backoff(plan, tenant, result, attempt, attempts))
+            self.sleep(self._backoff(plan, observer, result, attempt, attempts))
         raise AssertionError("unreachable")
 
-    async def arun_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
+    async def arun_one(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult:
         """All attempts of one tenant's run of an ``async def`` job, as an asyncio task (not isolated:
         isolated async jobs go through ``run_one``, their child process runs the event loop)."""
         import asyncio
@@ -219,10 +213,10 @@ class Runner:
         attempts = 1 + plan.retries
         for attempt in range(1, attempts + 1):
             told: set[str] = set()
-            lease = await self.leases.aacquire(plan, tenant, attempt, told)
+            lease = await self.leases.aacquire(plan, tenant, attempt, told, observer)
             while lease is None:
                 await asyncio.sleep(LOCK_POLL_S)
-                lease = await self.leases.aacquire(plan, tenant, attempt, told)
+                lease = await self.leases.aacquire(plan, tenant, attempt, told, observer)
             if isinstance(lease, RunResult):
                 return lease
             result = await self.attempts.as_task(plan, tenant, attempt)
@@ -230,16 +224,16 @@ class Runner:
             self.leases.end(lease, result, attempt)
             if not self._retry(plan, result, attempt, attempts):
                 return _placed(result)
-            await asyncio.sleep(self._backoff(plan, tenant, result, attempt, attempts))
+            await asyncio.sleep(self._backoff(plan, observer, result, attempt, attempts))
         raise AssertionError("unreachable")
 
     def _retry(self, plan: Plan, result: RunResult, attempt: int, attempts: int) -> bool:
-        return not (result.ok or attempt == attempts or result.status == INTERRUPTED or self.stop.requested
+        return not (result.ok or attempt == attempts or result.status == Status.INTERRUPTED or self.stop.requested
                     or self.config_error)
 
-    def _backoff(self, plan: Plan, tenant: Tenant | None, result: RunResult, attempt: int, attempts: int) -> float:
+    def _backoff(self, plan: Plan, observer: Observer, result: RunResult, attempt: int, attempts: int) -> float:
         delay = backoff_delay(plan.spec.retry_backoff, attempt)
-        plan.observer.retrying(result.tenant, attempt, attempts, delay, result.error)
+        observer.retrying(result.tenant, attempt, attempts, delay, result.error)
         return delay
 
     def _forget_parent(self) -> None:
@@ -258,7 +252,7 @@ class Runner:
             plan.fixed = list(plan.query.only_ids([tenant.id]))
             if not plan.fixed:
                 summary = Summary(spec.name, runs=[])
-                summary.add(RunResult(tenant.id, SKIPPED, reason="not matched by the job's tenants_filter"))
+                summary.add(RunResult(tenant.id, Status.SKIPPED, reason="not matched by the job's tenants_filter"))
                 return summary
             summary = self.execute(plan, NullObserver())
         else:

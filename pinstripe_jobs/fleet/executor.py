@@ -8,39 +8,39 @@ reports each tenant as its result comes back: the same per-tenant lines, progres
 batches not started and writes a cancel marker to the state store, which workers check before each
 tenant; tenants whose result never comes back are reported ``interrupted``.
 
-Imported only when ``executor = "celery"``. Knows the runner only through the small protocol below.
+Imported only when ``executor = "celery"``. An ``Executor`` (``execution.executors.base``): it knows the
+runner only through ``TenantRunner``.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import ConfigError
-from pinstripe_jobs.model.results import FAILED, INTERRUPTED, SKIPPED, RunResult, Summary
+from pinstripe_jobs.execution.executors.base import Executor, TenantRunner
+from pinstripe_jobs.model.results import RunResult, Summary
+from pinstripe_jobs.model.status import Status
+from pinstripe_jobs.tenants.query import Tenant
 
 if TYPE_CHECKING:
-    from pinstripe_jobs.execution.signals import StopFlag
-    from pinstripe_jobs.model.plan import Observer, Plan
+    from pinstripe_jobs.model.plan import Plan
+    from pinstripe_jobs.observers.base import Observer
 
 POLL_S = 0.2
 BACKEND_RETRY_S = 30
 OPTIONS = ("args", "params", "trigger", "tick", "timeout", "retries", "isolation", "wait", "grace")
 
 
-class Runner(Protocol):
-    settings: Any
-    stop: StopFlag
-    state: Any
+class FleetExecutor(Executor):
+    """``check`` before anything is printed or sent; ``run`` sends and collects. Workers take the locks and
+    write the history rows: the runner claims nothing ahead."""
 
-    def record_skipped(self, plan: Plan, tenants: list, reason: str) -> None: ...
+    name = "celery"
+    claims_ahead = False
 
-
-class FleetExecutor:
-    """``check`` before anything is printed or sent; ``run`` sends and collects."""
-
-    def __init__(self, runner: Runner, deadline: float | None = None):
-        self.runner = runner
+    def __init__(self, runner: TenantRunner, deadline: float | None = None):
+        super().__init__(runner)
         self.deadline = deadline
         self.app = None
         self.conf: dict = {}
@@ -139,7 +139,7 @@ class FleetExecutor:
         if batch:
             send()
         if unsent:
-            self._give_up_tenants(plan, unsent, SKIPPED, not_sent or "interrupted", observer, summary)
+            self._give_up_tenants(plan, unsent, Status.SKIPPED, not_sent or "interrupted", observer, summary)
         self._wait(pending, plan, observer, summary, started)
 
     # -- collecting --------------------------------------------------------------------------------
@@ -224,11 +224,11 @@ class FleetExecutor:
         if tenants is None:
             return
         if meta.get("status") == "REVOKED":  # cancelled before a worker started it
-            self._record_missing(plan, tenants, "cancelled before it started", observer, summary, status=SKIPPED)
+            self._record_missing(plan, tenants, "cancelled before it started", observer, summary, status=Status.SKIPPED)
             return
         if meta.get("status") != "SUCCESS" or not isinstance(value, dict):
             error = f"the task failed on the worker: {value!r}"[:2000]
-            self._record_missing(plan, tenants, error, observer, summary, status=FAILED)
+            self._record_missing(plan, tenants, error, observer, summary, status=Status.FAILED)
             return
         reported = set()
         for data in value.get("results", []):
@@ -255,7 +255,7 @@ class FleetExecutor:
         rest = [t for t in tenants if _key(t) not in reported]
         if rest:
             reason = "not run: " + (value.get("error") or "the worker returned no result for it").splitlines()[0]
-            self._record_missing(plan, rest, reason, observer, summary, status=SKIPPED)
+            self._record_missing(plan, rest, reason, observer, summary, status=Status.SKIPPED)
 
     def _cancel(self, plan: Plan, pending: dict, reason: str) -> None:
         """Workers check the marker before each tenant (revokes live only in worker memory); batches not
@@ -270,7 +270,7 @@ class FleetExecutor:
             pass
 
     def _record_missing(self, plan: Plan, tenants: list, reason: str, observer: Observer, summary: Summary,
-                        status: str = INTERRUPTED) -> None:
+                        status: str = Status.INTERRUPTED) -> None:
         """Tenants with no result from the fleet: reported, and recorded unless a worker recorded them."""
         try:
             known = self.runner.state.invocation_outcomes(plan.spec.name, plan.invocation, tenants, running=True)
@@ -278,14 +278,14 @@ class FleetExecutor:
             known = {}
         for tenant in tenants:
             outcome = known.get(_key(tenant))
-            if outcome is not None and outcome[0] == "running":  # still going on a worker, which records it
-                result = RunResult(tenant, INTERRUPTED, error=f"{reason} (still running on a worker, which "
+            if outcome is not None and outcome[0] == Status.RUNNING:  # still going on a worker, which records it
+                result = RunResult(tenant, Status.INTERRUPTED, error=f"{reason} (still running on a worker, which "
                                                               "records its outcome)")
             elif outcome is not None:  # it finished after all (its batch result was lost)
                 result = RunResult(tenant, outcome[0], error=outcome[1])
             else:
-                result = RunResult(tenant, status, error=reason if status != SKIPPED else None,
-                                   reason=reason if status == SKIPPED else None)
+                result = RunResult(tenant, status, error=reason if status != Status.SKIPPED else None,
+                                   reason=reason if status == Status.SKIPPED else None)
             observer.run_started(_tenant(tenant))
             summary.add(result)
             observer.run_finished(result)
@@ -310,22 +310,14 @@ class FleetExecutor:
             self.runner.state_error = self.runner.state_error or getattr(exc, "message", str(exc))
 
 
-class _Tenant:
-    """What observers need of a tenant reported from the fleet: its id."""
-
-    __slots__ = ("id",)
-
-    def __init__(self, tenant_id: Any):
-        self.id = tenant_id
-
-
 def _worker_lost(value: Any) -> bool:
     name = value.get("exc_type") if isinstance(value, dict) else type(value).__name__
     return name == "WorkerLostError"
 
 
-def _tenant(tenant_id: Any) -> _Tenant | None:
-    return None if tenant_id is None else _Tenant(tenant_id)
+def _tenant(tenant_id: Any) -> Tenant | None:
+    """What observers are told of a tenant reported from the fleet: its id."""
+    return None if tenant_id is None else Tenant({"id": tenant_id})
 
 
 def _key(tenant: Any) -> str:

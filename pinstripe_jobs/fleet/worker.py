@@ -102,7 +102,8 @@ def run_batch(job: str, tenants: list, options: dict, invocation: str) -> dict:
     """Run ``tenants`` of ``job`` here; one result per tenant, in order. A problem with the job itself
     (its module is not on this worker, it does not load) is returned as ``error`` for the whole batch."""
     from pinstripe_jobs.model.plan import RunOptions
-    from pinstripe_jobs.model.results import SKIPPED
+    from pinstripe_jobs.model.status import Status
+    from pinstripe_jobs.observers.base import NullObserver
 
     _capture_stdout()
     try:
@@ -131,7 +132,7 @@ def run_batch(job: str, tenants: list, options: dict, invocation: str) -> dict:
             continue
         cancelled = state.recall(f"cancel:{invocation}")
         if cancelled:
-            results.append({"tenant": tenant_id, "status": SKIPPED, "reason": cancelled, "host": HOST,
+            results.append({"tenant": tenant_id, "status": Status.SKIPPED, "reason": cancelled, "host": HOST,
                             "pid": os.getpid()})
             runner.record_skipped(plan, [tenant_id], cancelled)
             continue
@@ -139,12 +140,12 @@ def run_batch(job: str, tenants: list, options: dict, invocation: str) -> dict:
         if plan.multi_tenant and tenant is None:
             reason = "no longer in the tenant source (as this worker reads it)"
             runner.record_skipped(plan, [tenant_id], reason)
-            results.append({"tenant": tenant_id, "status": SKIPPED, "reason": reason, "host": HOST,
+            results.append({"tenant": tenant_id, "status": Status.SKIPPED, "reason": reason, "host": HOST,
                             "pid": os.getpid()})
             continue
         _captured.buffer = io.StringIO()
         try:
-            result = runner.run_one(plan, tenant)
+            result = runner.run_one(plan, tenant, NullObserver())
         finally:
             output, _captured.buffer = _captured.buffer.getvalue(), None
         data = result.to_json()

@@ -12,8 +12,9 @@ SUCCEEDED, FAILED, SKIPPED = Status.SUCCEEDED, Status.FAILED, Status.SKIPPED
 TIMED_OUT, INTERRUPTED = Status.TIMED_OUT, Status.INTERRUPTED
 ALREADY_RUNNING = "already running"
 AT_CAP = "tenant at its concurrency cap"
-STATUS_OF_EXIT = {0: "succeeded", 1: "failed", 3: "error", 4: "skipped", 124: "timed_out", 130: "interrupted",
-                  143: "interrupted"}
+# the overall word of a run, by exit code ("error": its tenant source, state store or a service broke)
+STATUS_OF_EXIT: dict[int, str] = {0: Status.SUCCEEDED, 1: Status.FAILED, 3: "error", 4: Status.SKIPPED,
+                                  124: Status.TIMED_OUT, 130: Status.INTERRUPTED, 143: Status.INTERRUPTED}
 
 
 def tenant_id(tenant: Any) -> Any:

@@ -3,47 +3,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
 from pinstripe_jobs.errors import mask_secrets
 from pinstripe_jobs.model.results import BAD_STATUSES as BAD
-from pinstripe_jobs.model.results import SKIPPED, RunResult, Summary
+from pinstripe_jobs.model.results import RunResult, Summary
+from pinstripe_jobs.model.status import Status
+from pinstripe_jobs.observers.base import Observer, Tee
+
+if TYPE_CHECKING:
+    from pinstripe_jobs.model.plan import Plan
+
+__all__ = ["GitHubReporter", "JUnitReporter", "Tee"]  # Tee lives in observers.base; kept importable here
 from pinstripe_jobs.textsafe import literal
 
 
-class Tee:
-    """Several observers as one."""
-
-    def __init__(self, *observers: Any):
-        self.observers = observers
-
-    def started(self, plan) -> None:
-        for observer in self.observers:
-            observer.started(plan)
-
-    def run_started(self, tenant) -> None:
-        for observer in self.observers:
-            observer.run_started(tenant)
-
-    def run_finished(self, result: RunResult) -> None:
-        for observer in self.observers:
-            observer.run_finished(result)
-
-    def retrying(self, *args: Any) -> None:
-        for observer in self.observers:
-            getattr(observer, "retrying", lambda *a: None)(*args)
-
-    def waiting(self, *args: Any) -> None:
-        for observer in self.observers:
-            getattr(observer, "waiting", lambda *a: None)(*args)
-
-    def finished(self, summary: Summary) -> None:
-        for observer in self.observers:
-            observer.finished(summary)
-
-
-class JUnitReporter:
+class JUnitReporter(Observer):
     """One testcase per tenant run. Test cases are streamed to a side file and wrapped at the end."""
 
     def __init__(self, path: str | os.PathLike):
@@ -52,13 +28,10 @@ class JUnitReporter:
         self.job = ""
         self.fh: IO | None = None
 
-    def started(self, plan) -> None:
+    def started(self, plan: Plan) -> None:
         self.job = plan.spec.name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fh = self.part.open("w", encoding="utf-8")
-
-    def run_started(self, tenant) -> None:
-        pass
 
     def run_finished(self, result: RunResult) -> None:
         name = "no tenant" if result.tenant is None else f"tenant {literal(result.tenant)}"
@@ -69,7 +42,7 @@ class JUnitReporter:
             body = escape(literal(mask_secrets(result.traceback or result.error or result.status), multiline=True))
             self.fh.write(f"{head}>\n    <failure type={quoteattr(result.status)} message={quoteattr(message)}>"
                           f"{body}</failure>\n  </testcase>\n")
-        elif result.status == SKIPPED:
+        elif result.status == Status.SKIPPED:
             self.fh.write(f"{head}>\n    <skipped message={quoteattr(literal(result.reason or 'skipped'))}/>\n"
                           "  </testcase>\n")
         else:
@@ -81,7 +54,7 @@ class JUnitReporter:
         with self.path.open("w", encoding="utf-8") as out:
             out.write('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n')
             out.write(f'<testsuite name={quoteattr("pinstripe " + summary.job)} tests="{summary.total}" '
-                      f'failures="{failures}" errors="0" skipped="{summary.counts.get(SKIPPED, 0)}" '
+                      f'failures="{failures}" errors="0" skipped="{summary.counts.get(Status.SKIPPED, 0)}" '
                       f'time="{summary.duration_s:.6f}">\n')
             with self.part.open(encoding="utf-8") as part:
                 for line in part:
@@ -96,7 +69,7 @@ def _command_text(text: str) -> str:
     return literal(text)
 
 
-class GitHubReporter:
+class GitHubReporter(Observer):
     """Under GitHub Actions: an ``::error`` annotation per failed run, and a table in the step summary."""
 
     ROWS = 50
@@ -107,11 +80,8 @@ class GitHubReporter:
         self.job = ""
         self.bad: list[RunResult] = []
 
-    def started(self, plan) -> None:
+    def started(self, plan: Plan) -> None:
         self.job = plan.spec.name
-
-    def run_started(self, tenant) -> None:
-        pass
 
     def run_finished(self, result: RunResult) -> None:
         if result.status not in BAD:
@@ -126,7 +96,7 @@ class GitHubReporter:
         if not self.summary_path:
             return
         counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(summary.counts.items())) or "no runs"
-        icon = "✅" if summary.status == "succeeded" else "❌"
+        icon = "✅" if summary.status == Status.SUCCEEDED else "❌"
         lines = [f"### {icon} `{summary.job}`: {summary.status}", "", f"{counts} in {summary.duration_s:.2f}s", ""]
         if self.bad:
             lines += ["| tenant | status | error |", "| --- | --- | --- |"]

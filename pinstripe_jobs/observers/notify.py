@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import mask_secrets
-from pinstripe_jobs.model.results import BAD_STATUSES, SKIPPED, Summary
+from pinstripe_jobs.model.results import BAD_STATUSES, RunResult, Summary
+from pinstripe_jobs.model.status import Status
+from pinstripe_jobs.observers.base import Observer
+
+if TYPE_CHECKING:
+    from pinstripe_jobs.model.plan import Plan
 
 log = logging.getLogger("pinstripe.notify")
 FAILURES_SHOWN = 10
 
 
-class Notifier:
+class Notifier(Observer):
     def __init__(self, config: dict, state_for: Any = None):
         self.events = set(config.get("on", ["failure", "recovery"]))
         self.webhook = config.get("webhook")
@@ -28,23 +33,14 @@ class Notifier:
         self.failures: list = []
         self.skipped = 0
 
-    # -- the observer protocol ----------------------------------------------------------------------
-    def started(self, plan) -> None:
+    # -- the observer hooks --------------------------------------------------------------------------
+    def started(self, plan: Plan) -> None:
         self.trigger = plan.options.trigger
 
-    def run_started(self, tenant) -> None:
-        pass
-
-    def retrying(self, *args: Any) -> None:
-        pass
-
-    def waiting(self, *args: Any) -> None:
-        pass
-
-    def run_finished(self, result) -> None:
+    def run_finished(self, result: RunResult) -> None:
         if result.status in BAD_STATUSES and len(self.failures) < FAILURES_SHOWN:
             self.failures.append(result)
-        elif result.status == SKIPPED and not (result.reason or "").startswith("not this shard"):
+        elif result.status == Status.SKIPPED and not (result.reason or "").startswith("not this shard"):
             self.skipped += 1  # already running, at the tenant cap, a stop: worth saying
 
     def finished(self, summary: Summary) -> None:
@@ -58,10 +54,10 @@ class Notifier:
     # -- deciding and writing -------------------------------------------------------------------------
     def event(self, summary: Summary) -> str | None:
         failed = bool(summary.failures or summary.error)
-        previous = self._remember(summary.job, "failed" if failed else "succeeded")
+        previous = self._remember(summary.job, Status.FAILED.value if failed else Status.SUCCEEDED.value)
         if failed:
             return "failure" if "failure" in self.events else None
-        if previous == "failed" and "recovery" in self.events:
+        if previous == Status.FAILED and "recovery" in self.events:
             return "recovery"
         if self.skipped and "skipped" in self.events:
             return "skipped"

@@ -9,10 +9,15 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from pinstripe_jobs.model.results import ALREADY_RUNNING, SKIPPED, SUCCEEDED, RunResult, Summary
+from pinstripe_jobs.model.results import ALREADY_RUNNING, RunResult, Summary
+from pinstripe_jobs.model.status import Status
+from pinstripe_jobs.observers.base import Observer
 from pinstripe_jobs.textsafe import first_line, literal
+
+if TYPE_CHECKING:
+    from pinstripe_jobs.model.plan import Plan
 
 TABLE_ROWS = 50  # the summary table shows every failure and at most this many other runs
 
@@ -161,7 +166,7 @@ def whole_lines(target: IO) -> LineSink:
 BULK_SKIPS_SHOWN = 5  # skipped runs with the same reason: show this many, then one line for the rest
 
 
-class PlainReporter:
+class PlainReporter(Observer):
     """One line per finished run; failures add their trimmed traceback, indented. Whole lines only, so
     reporters on several threads (the bot) never interleave half-lines. A long run of tenants skipped for
     the same reason (a stop) is collapsed into one line."""
@@ -172,12 +177,9 @@ class PlainReporter:
         self.prefix = prefix
         self._skips: dict[str, int] = {}
 
-    def started(self, plan) -> None:
+    def started(self, plan: Plan) -> None:
         scope = "for each matching tenant" if plan.multi_tenant else "once (not per tenant)"
         self._write(f"Running {literal(plan.spec.name)} {scope}")
-
-    def run_started(self, tenant) -> None:
-        pass
 
     def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
         self._write(f"  RETRY       {who(tenant)}  attempt {attempt + 1}/{attempts} in {delay:.1f}s after: "
@@ -187,7 +189,7 @@ class PlainReporter:
         self._write(f"  WAITING     {who(tenant)}  for the run holding its lock ({literal(holder)})")
 
     def run_finished(self, result: RunResult) -> None:
-        if result.status == SKIPPED and result.reason and result.reason != ALREADY_RUNNING:
+        if result.status == Status.SKIPPED and result.reason and result.reason != ALREADY_RUNNING:
             seen = self._skips[result.reason] = self._skips.get(result.reason, 0) + 1
             if seen > BULK_SKIPS_SHOWN:
                 return
@@ -215,7 +217,7 @@ class PlainReporter:
             self.out.flush()
 
 
-class RichReporter:
+class RichReporter(Observer):
     """A transient progress bar, result lines above it, and a summary table at the end.
 
     Job output does not go through rich: it is collected (``emit``) and written above the bar as it is,
@@ -237,7 +239,7 @@ class RichReporter:
         self._stopped = threading.Event()
         self._flusher: threading.Thread | None = None
 
-    def started(self, plan) -> None:
+    def started(self, plan: Plan) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -279,9 +281,6 @@ class RichReporter:
             if refresh and self.progress is not None:
                 self.progress.refresh()
 
-    def run_started(self, tenant) -> None:
-        pass
-
     def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
         self._print(self._line("yellow", "RETRY", f"{who(tenant)} attempt {attempt + 1}/{attempts} in {delay:.1f}s "
                                                   f"after: {first_line(error)}"))
@@ -302,14 +301,14 @@ class RichReporter:
     def run_finished(self, result: RunResult) -> None:
         from rich.text import Text
 
-        bulk = result.status == SKIPPED and result.reason and result.reason != ALREADY_RUNNING
-        if result.status != SUCCEEDED and not (bulk and self._count_hidden(result, BULK_SKIPS_SHOWN)):
-            style = "yellow" if result.status == SKIPPED else "red"
+        bulk = result.status == Status.SKIPPED and result.reason and result.reason != ALREADY_RUNNING
+        if result.status != Status.SUCCEEDED and not (bulk and self._count_hidden(result, BULK_SKIPS_SHOWN)):
+            style = "yellow" if result.status == Status.SKIPPED else "red"
             detail = result.error or result.reason or ""
             self._print(self._line(style, result.status.upper(), f"{who(result.tenant)} {first_line(detail)}"))
             if result.traceback:
                 self._print(Text(literal(result.traceback, multiline=True), style="dim"), highlight=False)
-        if result.status in (SUCCEEDED, SKIPPED):
+        if result.status in (Status.SUCCEEDED, Status.SKIPPED):
             if not self._count_hidden(result, TABLE_ROWS):
                 self.shown.append(result)
         else:
@@ -337,7 +336,7 @@ class RichReporter:
         table = Table(title=Text(literal(summary.job)), title_justify="left")
         for column in ("tenant", "status", "duration", "error"):
             table.add_column(column, overflow="fold")
-        colours = {"succeeded": "green", "skipped": "yellow"}
+        colours = {Status.SUCCEEDED: "green", Status.SKIPPED: "yellow"}
         for result in self.shown:
             colour = colours.get(result.status, "red")
             table.add_row(Text("-" if result.tenant is None else literal(result.tenant)),
@@ -349,7 +348,7 @@ class RichReporter:
         self.console.print(Text(summary_line(summary)), highlight=False)
 
 
-class JsonReporter:
+class JsonReporter(Observer):
     """Writes ``{"job", "runs": [...], "status", "duration_s"}`` to ``out``, each run as it finishes."""
 
     def __init__(self, out: IO, notices: IO | None = None):
@@ -357,15 +356,12 @@ class JsonReporter:
         self.notices = notices or sys.stderr  # retries and waits: not part of the document
         self.first = True
 
-    def started(self, plan) -> None:
+    def started(self, plan: Plan) -> None:
         import json
 
         self.json = json
         self.out.write('{"job": %s, "runs": [' % json.dumps(plan.spec.name))
         self.out.flush()
-
-    def run_started(self, tenant) -> None:
-        pass
 
     def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
         PlainReporter(self.notices).retrying(tenant, attempt, attempts, delay, error)
@@ -470,7 +466,7 @@ def print_history(rows: list[dict], as_json: bool, out: IO | None = None) -> Non
         return
     lines = [[_cell(row, c) for c in HISTORY_COLUMNS] for row in rows]
     if use_rich(out):
-        colours = {"succeeded": "green", "skipped": "yellow", "running": "cyan"}
+        colours = {Status.SUCCEEDED: "green", Status.SKIPPED: "yellow", Status.RUNNING: "cyan"}
         _rich_table(out, HISTORY_COLUMNS, lines, {4: lambda status: colours.get(status, "red")})
         return
     widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(HISTORY_COLUMNS)]
