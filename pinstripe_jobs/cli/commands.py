@@ -222,7 +222,7 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xm
             runner = Runner(settings, stop=stop)
             plan = runner.plan(name, RunOptions(**flags))
             if dry_run:
-                from pinstripe_jobs.observers.terminal import print_dry_run
+                from pinstripe_jobs.observers.listings import print_dry_run
 
                 print_dry_run(plan.spec.name, plan.tenants(), as_json)
                 return
@@ -239,7 +239,7 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xm
 def list_background_jobs_command(as_json: bool, config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
     """List every job with its description, schedules and next run time."""
     from pinstripe_jobs.cli.listing import describe_jobs
-    from pinstripe_jobs.observers.terminal import print_job_list
+    from pinstripe_jobs.observers.listings import print_job_list
     from pinstripe_jobs.store.state import open_store
 
     settings = load(config, jobs_dir, tenants)
@@ -280,7 +280,7 @@ STATUSES = ("queued", "running", "succeeded", "failed", "skipped", "timed_out", 
 def history_command(job: str | None, tenant: str | None, status: str | None, limit: int, as_json: bool,
                     config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
     """Show recorded runs, newest first."""
-    from pinstripe_jobs.observers.terminal import print_history
+    from pinstripe_jobs.observers.listings import print_history
     from pinstripe_jobs.registry.jobs import normalize_name
     from pinstripe_jobs.store.state import open_store
 

@@ -10,7 +10,7 @@ first error is kept (``state_error``: the run ends with exit 3) and nothing more
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.execution.signals import StopFlag
@@ -64,20 +64,20 @@ class Leases:
 
     # -- claiming ahead -----------------------------------------------------------------------------
     def claiming(self, plan: Plan, tenants: Iterator[Tenant | None], stopped: Callable[[], Any]
-                 ) -> Iterator[Tenant | None]:
+                 ) -> Generator[Tenant | None, None, None]:
         """Claim tenants a page ahead of running them (see ``StateStore.claim``). The next page is read and
         claimed on a thread of its own when half of the current one has started, so the claim overlaps
         the jobs instead of holding up the next start. Pages start at the concurrency and double while
         they go by fast (up to ``MAX_PAGE``), so slow jobs never hold many tenants queued. Claiming ends
         when ``stopped()`` says why nothing more starts; the tenants after that pass through unclaimed."""
         size = plan.concurrency
-        page: list = [] if stopped() else list(itertools.islice(tenants, size))
+        page: list[Tenant | None] = [] if stopped() else list(itertools.islice(tenants, size))
         claim = self._claim(plan, page)
         last_page_s = 0.0  # how long the page before went by
         try:
             while page:
                 begun = self.clock()
-                upcoming: list = []
+                upcoming: list[Tenant | None] = []
                 upcoming_claim = None
                 # the next page is claimed halfway through this one; after a lone tenant (not claimed: its
                 # row is written when it starts), so that history ids follow the order tenants start in
@@ -100,7 +100,7 @@ class Leases:
             if claim is not None:
                 claim.join()
 
-    def _claim(self, plan: Plan, page: list) -> threading.Thread | None:
+    def _claim(self, plan: Plan, page: list[Tenant | None]) -> threading.Thread | None:
         """Claim ``page`` on a thread (one tenant: nothing to claim, its begin_run is one transaction)."""
         if len(page) < 2:
             return None
@@ -182,7 +182,7 @@ class Leases:
         from pinstripe_jobs.store.state import StateUnavailable
 
         try:
-            claimed = plan.claims.pop(key(_tid(tenant)), None) if attempt == 1 and plan.claims else None
+            claimed: Lease | None = plan.claims.pop(key(_tid(tenant)), None) if attempt == 1 and plan.claims else None
             linger = LINGER_S if plan.concurrency > 1 and not self.state.local else 0.0
             if claimed is not None and self.state.start(claimed, linger):
                 return claimed
@@ -230,11 +230,14 @@ class Leases:
             if lease is None:
                 unclaimed.append(tenant)
             else:
-                self.quietly(lambda: self.state.end_run(lease, SKIPPED, reason, defer=True))
+                self._end_quietly(lease, SKIPPED, reason, defer=True)
         if unclaimed:
             self.quietly(lambda: self.state.record_many(plan.spec.name, unclaimed, plan.options.trigger, SKIPPED,
                                                         invocation=plan.invocation, error=reason,
                                                         tick=plan.options.tick))
+
+    def _end_quietly(self, lease: Lease, status: str, reason: str, defer: bool = False) -> None:
+        self.quietly(lambda: self.state.end_run(lease, status, reason, defer=defer))
 
     def interrupt_active(self, reason: str) -> int:
         """Record every run still in progress as interrupted (used when a process must stop now)."""
@@ -242,6 +245,6 @@ class Leases:
         for run_id in list(self.active):
             lease = self.active.pop(run_id, None)
             if lease is not None:
-                self.quietly(lambda: self.state.end_run(lease, INTERRUPTED, reason))
+                self._end_quietly(lease, INTERRUPTED, reason)
                 count += 1
         return count

@@ -13,7 +13,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.config import Settings
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 LOCK_POLL_S = 0.2
 _OPEN_LOCK = threading.Lock()
-_END = object()
 _HOST = os.uname().nodename
 
 
@@ -57,14 +56,19 @@ class Runner:
 
     @property
     def state(self) -> StateStore:
-        if self._state is None:
+        state = self._state
+        if state is None:
             with _OPEN_LOCK:
-                if self._state is None:
+                state = self._state
+                if state is None:
                     from pinstripe_jobs.store.state import open_store
 
-                    self._state = open_store(self.settings, cancelled=self.stop.grace_over,
-                                             guard=self.stop.interruptible_write)
-        return self._state
+                    state = open_store(self.settings, cancelled=self.stop.grace_over,
+                                       guard=self.stop.interruptible_write)
+                    if state is None:  # only a read-only open finds no store
+                        raise AssertionError("open_store returned no store for a read-write open")
+                    self._state = state
+        return state
 
     @property
     def state_error(self) -> str | None:
@@ -110,10 +114,10 @@ class Runner:
         executor = self.executor(plan)
         with self.stop.interruptible():
             executor.check(plan)  # a fleet that cannot work is a configuration error before anything runs
-        tenants = plan.tenants()
+        selected = plan.tenants()
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
-            first = next(tenants, _END)  # a broken tenant source fails here, before anything is printed or run
-        tenants = _guarded(itertools.chain([first], tenants) if first is not _END else iter(()), summary, self.stop)
+            first = list(itertools.islice(selected, 1))  # a broken source fails here, before anything is printed
+        tenants = _guarded(itertools.chain(first, selected), summary, self.stop)
         if executor.claims_ahead and plan.multi_tenant and not plan.spread:
             tenants = self.leases.claiming(plan, tenants, lambda: self.stop_reason(plan, summary))
         observer.started(plan)
@@ -136,9 +140,10 @@ class Runner:
             summary.signal = self.stop.signal
             if (self.state_error or self.config_error) and not summary.error:
                 summary.error = self.state_error or self.config_error
-            if begun and self._state is not None and not self.state_error:
-                self.leases.quietly(lambda: self._state.end_invocation(plan.invocation, summary.status,
-                                                                       int(summary.exit_code), summary.counts))
+            state = self._state
+            if begun and state is not None and not self.state_error:
+                self.leases.quietly(lambda: state.end_invocation(plan.invocation, summary.status,
+                                                                 int(summary.exit_code), summary.counts))
         observer.finished(summary)
         return summary
 
@@ -242,21 +247,19 @@ class Runner:
         self.leases.active = {}
 
     # -- nested calls ------------------------------------------------------------------------------
-    def run_nested(self, name: str, args: tuple, params: dict, workspace: Workspace | None) -> Summary:
+    def run_nested(self, name: str, args: tuple[Any, ...], params: dict[str, Any], workspace: Workspace | None
+                   ) -> Summary:
         """``ctx.run_background_job``: inside a tenant's workspace, for that tenant only."""
         spec = self.registry.load(name)
-        options = RunOptions(args=args, params=params, trigger="api", keep_runs=True)
+        plan = self.plan(spec, RunOptions(args=args, params=params, trigger="api", keep_runs=True))
         tenant = workspace.tenant if workspace is not None else None
-        if tenant is not None and spec.multi_tenant:
-            plan = self.plan(spec, options)
+        if tenant is not None and plan.query is not None:  # a job per tenant: this workspace's tenant only
             plan.fixed = list(plan.query.only_ids([tenant.id]))
             if not plan.fixed:
                 summary = Summary(spec.name, runs=[])
                 summary.add(RunResult(tenant.id, Status.SKIPPED, reason="not matched by the job's tenants_filter"))
                 return summary
-            summary = self.execute(plan, NullObserver())
-        else:
-            summary = self.run(spec, options)
+        summary = self.execute(plan, NullObserver())
         if summary.failures:
             raise JobFailed(summary) from summary.failures[0].exception
         return summary
@@ -268,7 +271,8 @@ def _placed(result: RunResult) -> RunResult:
     return result
 
 
-def _guarded(tenants: Iterator[Tenant | None], summary: Summary, stop: StopFlag) -> Iterator[Tenant | None]:
+def _guarded(tenants: Iterator[Tenant | None], summary: Summary, stop: StopFlag
+             ) -> Generator[Tenant | None, None, None]:
     """Stop cleanly when the tenant source breaks mid-stream (the error is kept on the summary: exit 3), or
     when a signal arrives while it is being read."""
     while True:

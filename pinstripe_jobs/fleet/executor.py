@@ -24,6 +24,8 @@ from pinstripe_jobs.model.status import Status
 from pinstripe_jobs.tenants.query import Tenant
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from pinstripe_jobs.model.plan import Plan
     from pinstripe_jobs.observers.base import Observer
 
@@ -42,10 +44,17 @@ class FleetExecutor(Executor):
     def __init__(self, runner: TenantRunner, deadline: float | None = None):
         super().__init__(runner)
         self.deadline = deadline
-        self.app = None
-        self.conf: dict = {}
+        self.app: Celery | None = None  # made by ``check``
+        self.conf: dict[str, Any] = {}
         self.results: dict[str, Any] = {}  # task id -> AsyncResult, for an RPC result backend
         self.polling = True
+
+    @property
+    def celery(self) -> Celery:
+        """The fleet's Celery app, made (and its broker reached) by ``check``."""
+        if self.app is None:
+            raise ConfigError("The celery executor ran before it was checked.", "Call check(plan) before run().")
+        return self.app
 
     def check(self, plan: Plan) -> None:
         from pinstripe_jobs.errors import UsageError
@@ -77,21 +86,21 @@ class FleetExecutor(Executor):
                 f"(timeout {plan.timeout:g}s x {attempts} attempt(s) x batch_size {self.conf['batch_size']}), "
                 f"longer than the broker's visibility_timeout ({self.conf['visibility_timeout']:g}s): the broker "
                 "would deliver it twice.", "Raise [celery] visibility_timeout, or lower batch_size.")
-        self.app = make_app(self.runner.settings)
-        if hasattr(self.app.backend, "get_many"):  # polled (Redis): no pub/sub subscription per task message
-            self.app.backend.on_task_call = lambda *args, **kwargs: None
-        check_broker(self.app, self.conf["broker"], " Nothing was sent.")
+        app = self.app = make_app(self.runner.settings)
+        if hasattr(app.backend, "get_many"):  # polled (Redis): no pub/sub subscription per task message
+            app.backend.on_task_call = lambda *args, **kwargs: None
+        check_broker(app, self.conf["broker"], " Nothing was sent.")
 
-    def run(self, plan: Plan, tenants: Iterator, observer: Observer, summary: Summary) -> None:
+    def run(self, plan: Plan, tenants: Iterator[Tenant | None], observer: Observer, summary: Summary) -> None:
         from pinstripe_jobs.fleet.broker import TASK
 
         runner = self.runner
         options = {name: getattr(plan.options, name) for name in OPTIONS}
         options["tick"] = plan.options.tick.isoformat() if plan.options.tick else None
         options["args"] = list(plan.options.args)
-        pending: dict[str, list] = {}  # task id -> its tenants not yet reported
+        pending: dict[str, list[Any]] = {}  # task id -> its tenants not yet reported
         started = time.monotonic()
-        batch: list = []
+        batch: list[Any] = []
         queue = self.conf["queue"]
 
         not_sent: str | None = None  # why tenants are no longer sent (a stop, the deadline, the broker)
@@ -99,7 +108,7 @@ class FleetExecutor(Executor):
         def send() -> None:
             nonlocal not_sent
             try:
-                result = self.app.send_task(TASK, args=(plan.spec.name, batch, options, plan.invocation),
+                result = self.celery.send_task(TASK, args=(plan.spec.name, batch, options, plan.invocation),
                                             queue=queue)
             except Exception as exc:  # the broker went away mid-run: the rest is reported, not sent
                 from pinstripe_jobs.errors import mask_secrets
@@ -110,14 +119,14 @@ class FleetExecutor(Executor):
                 batch.clear()
                 return
             if not self.polling:  # an RPC backend: its replies come to this process's queue
-                self.app.backend.add_pending_result(result)
+                self.celery.backend.add_pending_result(result)
                 self.results[result.id] = result
             pending[result.id] = list(batch)
             batch.clear()
 
-        unsent: list = []
+        unsent: list[Any] = []
         collected = time.monotonic()
-        self.polling = hasattr(self.app.backend, "get_many")
+        self.polling = hasattr(self.celery.backend, "get_many")
         for tenant in tenants:
             tenant_id = None if tenant is None else tenant.id
             if not_sent is None and (runner.stop.requested or self._past_deadline(started)):
@@ -146,7 +155,8 @@ class FleetExecutor(Executor):
     def _past_deadline(self, started: float) -> bool:
         return self.deadline is not None and time.monotonic() - started >= self.deadline
 
-    def _wait(self, pending: dict, plan: Plan, observer: Observer, summary: Summary, started: float) -> None:
+    def _wait(self, pending: dict[str, list[Any]], plan: Plan, observer: Observer, summary: Summary,
+              started: float) -> None:
         runner = self.runner
         cancelled = None
         failing_since = None
@@ -180,11 +190,11 @@ class FleetExecutor(Executor):
             self._record_missing(plan, missing, reason, observer, summary)
             pending.clear()
 
-    def _collect(self, pending: dict, wait: float) -> list[tuple[str, dict]]:
-        """The batches whose result is in (task id, result meta); wait up to ``wait`` seconds for one. A key-value result
-        backend (Redis) is polled many ids at a time (MGET; nothing is kept per batch but its tenant ids);
-        an RPC one (RabbitMQ) is drained from this process's reply queue."""
-        backend = self.app.backend
+    def _collect(self, pending: dict[str, list[Any]], wait: float) -> list[tuple[str, dict[str, Any]]]:
+        """The batches whose result is in (task id, result meta); wait up to ``wait`` seconds for one. A
+        key-value result backend (Redis) is polled many ids at a time (MGET; nothing is kept per batch but its
+        tenant ids); an RPC one (RabbitMQ) is drained from this process's reply queue."""
+        backend = self.celery.backend
         if not self.polling:
 
             try:
@@ -196,7 +206,7 @@ class FleetExecutor(Executor):
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         ids = list(pending)[:500]
-        arrived: list[tuple[str, dict]] = []
+        arrived: list[tuple[str, dict[str, Any]]] = []
         if not ids:
             return arrived
         try:
@@ -207,7 +217,7 @@ class FleetExecutor(Executor):
             pass
         return arrived
 
-    def _report(self, task_id: str, meta: dict, pending: dict, plan: Plan, observer: Observer,
+    def _report(self, task_id: str, meta: dict[str, Any], pending: dict[str, list[Any]], plan: Plan, observer: Observer,
                 summary: Summary) -> None:
         value = meta.get("result")
         if meta.get("status") == "FAILURE" and _worker_lost(value):
@@ -216,8 +226,8 @@ class FleetExecutor(Executor):
             if not self.polling and task_id in pending:
                 from celery.result import AsyncResult
 
-                again = AsyncResult(task_id, app=self.app)
-                self.app.backend.add_pending_result(again)
+                again = AsyncResult(task_id, app=self.celery)
+                self.celery.backend.add_pending_result(again)
                 self.results[task_id] = again
             return
         tenants = pending.pop(task_id, None)
@@ -257,7 +267,7 @@ class FleetExecutor(Executor):
             reason = "not run: " + (value.get("error") or "the worker returned no result for it").splitlines()[0]
             self._record_missing(plan, rest, reason, observer, summary, status=Status.SKIPPED)
 
-    def _cancel(self, plan: Plan, pending: dict, reason: str) -> None:
+    def _cancel(self, plan: Plan, pending: dict[str, list[Any]], reason: str) -> None:
         """Workers check the marker before each tenant (revokes live only in worker memory); batches not
         started are revoked too."""
         try:
@@ -265,11 +275,11 @@ class FleetExecutor(Executor):
         except Exception:
             pass
         try:
-            self.app.control.revoke(list(pending), terminate=False)
+            self.celery.control.revoke(list(pending), terminate=False)
         except Exception:
             pass
 
-    def _record_missing(self, plan: Plan, tenants: list, reason: str, observer: Observer, summary: Summary,
+    def _record_missing(self, plan: Plan, tenants: list[Any], reason: str, observer: Observer, summary: Summary,
                         status: str = Status.INTERRUPTED) -> None:
         """Tenants with no result from the fleet: reported, and recorded unless a worker recorded them."""
         try:
@@ -291,7 +301,7 @@ class FleetExecutor(Executor):
             observer.run_finished(result)
         self._write(plan, [t for t in tenants if _key(t) not in known], status, reason)
 
-    def _give_up_tenants(self, plan: Plan, tenants: list, status: str, reason: str, observer: Observer,
+    def _give_up_tenants(self, plan: Plan, tenants: list[Any], status: str, reason: str, observer: Observer,
                          summary: Summary) -> None:
         for tenant in tenants:
             result = RunResult(tenant, status, reason=reason)
@@ -300,7 +310,7 @@ class FleetExecutor(Executor):
             observer.run_finished(result)
         self._write(plan, tenants, status, reason)
 
-    def _write(self, plan: Plan, tenants: list, status: str, reason: str) -> None:
+    def _write(self, plan: Plan, tenants: list[Any], status: str, reason: str) -> None:
         if not tenants:
             return
         try:

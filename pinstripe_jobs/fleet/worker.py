@@ -17,16 +17,22 @@ import io
 import os
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pinstripe_jobs.errors import PinstripeError
 from pinstripe_jobs.fleet.broker import TASK, make_app
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from pinstripe_jobs.config import Settings
+    from pinstripe_jobs.execution.runner import Runner
 
 HOST = os.uname().nodename
 MAX_OUTPUT = 64 * 1024  # what a tenant printed, sent back with its result (the rest is cut)
 
 
-def worker_app(settings):
+def worker_app(settings: Settings) -> Celery:
     """The app a worker runs: the fleet's app with the batch task registered (Celery's retries off)."""
     app = make_app(settings)
     _SETTINGS[:] = [settings]
@@ -38,10 +44,10 @@ _WORKER: dict[int, Any] = {}  # pid -> the Runner of this worker process (made a
 _LOCK = threading.Lock()
 
 
-_SETTINGS: list = []  # the worker's settings (made before the pool forks)
+_SETTINGS: list[Settings] = []  # the worker's settings (made before the pool forks)
 
 
-def current_settings():
+def current_settings() -> Settings:
     if not _SETTINGS:
         from pinstripe_jobs.config import load_settings
 
@@ -49,7 +55,7 @@ def current_settings():
     return _SETTINGS[0]
 
 
-def _runner():
+def _runner() -> Runner:
     from pinstripe_jobs.execution.runner import Runner
 
     with _LOCK:
@@ -74,7 +80,7 @@ class _ThreadStdout:
     """sys.stdout on a worker: what a tenant prints goes to its own buffer (sent back to the CLI with its
     result); anything else goes to the worker's own stdout."""
 
-    def __init__(self, real):
+    def __init__(self, real: TextIO):
         self.real = real
 
     def write(self, text: str) -> int:
@@ -89,7 +95,7 @@ class _ThreadStdout:
         if _captured.buffer is None:
             self.real.flush()
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
 
@@ -98,7 +104,7 @@ def _capture_stdout() -> None:
         sys.stdout = _ThreadStdout(sys.stdout)
 
 
-def run_batch(job: str, tenants: list, options: dict, invocation: str) -> dict:
+def run_batch(job: str, tenants: list[Any], options: dict[str, Any], invocation: str) -> dict[str, Any]:
     """Run ``tenants`` of ``job`` here; one result per tenant, in order. A problem with the job itself
     (its module is not on this worker, it does not load) is returned as ``error`` for the whole batch."""
     from pinstripe_jobs.model.plan import RunOptions
@@ -115,7 +121,7 @@ def run_batch(job: str, tenants: list, options: dict, invocation: str) -> dict:
 
             values["tick"] = datetime.fromisoformat(values["tick"])
         plan = runner.plan(job, RunOptions(**values, invocation=invocation))
-        if plan.multi_tenant:
+        if plan.query is not None:
             found = {str(t.id): t for t in plan.query.only_ids([str(t) for t in tenants])}
         else:
             found = {}
@@ -158,7 +164,7 @@ def run_batch(job: str, tenants: list, options: dict, invocation: str) -> dict:
     return {"results": results, "host": HOST, "pid": os.getpid()}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Celery:
     """``celery -A pinstripe_jobs.fleet.worker worker``: the app for PINSTRIPE_CONFIG (or the config found from
     the working directory), made on first use."""
     if name in ("app", "celery"):

@@ -4,7 +4,7 @@ Knows nothing of running nor of who is told about it: the runner and the executo
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def new_invocation_id() -> str:
 class Plan:
     """A checked run: the job, converted arguments, the tenant query and the effective settings."""
 
-    def __init__(self, spec: JobSpec, args: tuple, params: dict, options: RunOptions,
+    def __init__(self, spec: JobSpec, args: tuple[Any, ...], params: dict[str, Any], options: RunOptions,
                  query: TenantQuery | None = None):
         self.spec = spec
         self.args = args
@@ -97,21 +97,22 @@ class Plan:
         return self.query is not None
 
     def tenants(self) -> Iterator[Tenant | None]:
-        if not self.multi_tenant:
+        if self.query is None:
             yield None
             return
-        source = self.fixed if self.fixed is not None else self.query
+        source: Iterable[Tenant] = self.fixed if self.fixed is not None else self.query
         shard = self.options.shard
         done, admit = self.done, self.admit
         selected = (t for t in source if (shard is None or shard_of(t.id, shard[1]) == shard[0])
                     and not (done and str(t.id) in done) and (admit is None or admit(t)))
-        if self.spread:  # start order = offset order (this reads the selected tenants into memory)
-            yield from sorted(selected, key=lambda t: spread_offset(t.id, self.spread))
+        spread = self.spread
+        if spread:  # start order = offset order (this reads the selected tenants into memory)
+            yield from sorted(selected, key=lambda t: spread_offset(t.id, spread))
         else:
             yield from selected
 
     def count(self) -> int:
-        if not self.multi_tenant:
+        if self.query is None:
             return 1
         if self.fixed is None and self.options.shard is None and not self.done and self.admit is None:
             return self.query.count()

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from pinstripe_jobs.errors import ExitCode
-from pinstripe_jobs.model.status import BAD as BAD_STATUSES
+from pinstripe_jobs.model.status import BAD as BAD_STATUSES  # re-exported: the statuses of a run that did not succeed
 from pinstripe_jobs.model.status import Status
 
 SUCCEEDED, FAILED, SKIPPED = Status.SUCCEEDED, Status.FAILED, Status.SKIPPED
@@ -50,8 +50,8 @@ class RunResult:
     def ok(self) -> bool:
         return self.status not in BAD_STATUSES
 
-    def to_json(self) -> dict:
-        data = {"tenant": self.tenant, "status": self.status, "duration_s": round(self.duration_s, 6),
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"tenant": self.tenant, "status": self.status, "duration_s": round(self.duration_s, 6),
                 "error": self.error}
         if self.reason:
             data["reason"] = self.reason
@@ -115,6 +115,10 @@ class Summary:
         return ExitCode.OK
 
 
+CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
 def job_traceback(exc: BaseException, job_file: Path | str | None) -> str:
     """The traceback of a job's failure without this package's frames, and without what led into the job
     (the frames before the first one in the job file). Chained exceptions are kept, so a nested job's
@@ -129,9 +133,9 @@ def job_traceback(exc: BaseException, job_file: Path | str | None) -> str:
     while current is not None and all(current is not seen for seen, _ in chain) and len(chain) < 10:
         chain.append((current, link))
         if current.__cause__ is not None:
-            current, link = current.__cause__, "\nThe above exception was the direct cause of the following exception:\n\n"
+            current, link = current.__cause__, CAUSE
         elif current.__context__ is not None and not current.__suppress_context__:
-            current, link = current.__context__, "\nDuring handling of the above exception, another exception occurred:\n\n"
+            current, link = current.__context__, CONTEXT
         else:
             current = None
     parts = []

@@ -3,8 +3,8 @@ no-op here. Reporters (terminal, JSON, JUnit, GitHub), alerts and ``Tee`` subcla
 override the hooks they need; the execution path only ever calls these methods.
 
 The order of calls for one run: ``started`` once; per tenant ``run_started``, then any number of
-``waiting`` and ``retrying``, then ``run_finished`` (a tenant that was never started may get ``run_finished`` alone, with its ``skipped``
-result); ``finished`` once.
+``waiting`` and ``retrying``, then ``run_finished`` (a tenant that was never started may get
+``run_finished`` alone, with its ``skipped`` result); ``finished`` once.
 Hooks may be called from worker threads (the threads executor): an observer that keeps state guards it.
 """
 from __future__ import annotations

@@ -7,31 +7,36 @@ from typing import IO, TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
 from pinstripe_jobs.errors import mask_secrets
-from pinstripe_jobs.model.results import BAD_STATUSES as BAD
 from pinstripe_jobs.model.results import RunResult, Summary
-from pinstripe_jobs.model.status import Status
+from pinstripe_jobs.model.status import BAD, Status
 from pinstripe_jobs.observers.base import Observer, Tee
+from pinstripe_jobs.textsafe import literal
 
 if TYPE_CHECKING:
     from pinstripe_jobs.model.plan import Plan
 
 __all__ = ["GitHubReporter", "JUnitReporter", "Tee"]  # Tee lives in observers.base; kept importable here
-from pinstripe_jobs.textsafe import literal
 
 
 class JUnitReporter(Observer):
     """One testcase per tenant run. Test cases are streamed to a side file and wrapped at the end."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self.part = self.path.with_name(self.path.name + ".part")
         self.job = ""
-        self.fh: IO | None = None
+        self.fh: IO[str] | None = None  # the side file, open from ``started`` to ``finished``
 
     def started(self, plan: Plan) -> None:
         self.job = plan.spec.name
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = self.part.open("w", encoding="utf-8")
+        self._cases()
+
+    def _cases(self) -> IO[str]:
+        """The side file the test cases are streamed to (opened on first use)."""
+        if self.fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = self.part.open("w", encoding="utf-8")
+        return self.fh
 
     def run_finished(self, result: RunResult) -> None:
         name = "no tenant" if result.tenant is None else f"tenant {literal(result.tenant)}"
@@ -40,16 +45,17 @@ class JUnitReporter(Observer):
         if result.status in BAD:  # control characters are not allowed in XML: written as visible escapes
             message = literal(mask_secrets(result.error or result.status))
             body = escape(literal(mask_secrets(result.traceback or result.error or result.status), multiline=True))
-            self.fh.write(f"{head}>\n    <failure type={quoteattr(result.status)} message={quoteattr(message)}>"
+            self._cases().write(f"{head}>\n    <failure type={quoteattr(result.status)} message={quoteattr(message)}>"
                           f"{body}</failure>\n  </testcase>\n")
         elif result.status == Status.SKIPPED:
-            self.fh.write(f"{head}>\n    <skipped message={quoteattr(literal(result.reason or 'skipped'))}/>\n"
+            self._cases().write(f"{head}>\n    <skipped message={quoteattr(literal(result.reason or 'skipped'))}/>\n"
                           "  </testcase>\n")
         else:
-            self.fh.write(f"{head}/>\n")
+            self._cases().write(f"{head}/>\n")
 
     def finished(self, summary: Summary) -> None:
-        self.fh.close()
+        self._cases().close()
+        self.fh = None
         failures = sum(summary.counts.get(s, 0) for s in BAD)
         with self.path.open("w", encoding="utf-8") as out:
             out.write('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n')
@@ -74,7 +80,7 @@ class GitHubReporter(Observer):
 
     ROWS = 50
 
-    def __init__(self, out: IO, summary_path: str | None):
+    def __init__(self, out: IO[str], summary_path: str | None):
         self.out = out
         self.summary_path = summary_path
         self.job = ""

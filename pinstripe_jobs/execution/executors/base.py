@@ -74,7 +74,7 @@ class Executor(ABC):
     def __init__(self, runner: TenantRunner):
         self.runner = runner
 
-    def check(self, plan: Plan) -> None:
+    def check(self, plan: Plan) -> None:  # noqa: B027 - a hook with a default (nothing), not abstract
         """Called before anything is printed, read or run: raise a ``PinstripeError`` when this executor
         cannot run ``plan`` (a fleet without a shared state store, an unreachable broker). Nothing by default."""
 
