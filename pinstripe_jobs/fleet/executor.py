@@ -95,9 +95,9 @@ class FleetExecutor(Executor):
         from pinstripe_jobs.fleet.broker import TASK
 
         runner = self.runner
-        options = {name: getattr(plan.options, name) for name in OPTIONS}
-        options["tick"] = plan.options.tick.isoformat() if plan.options.tick else None
-        options["args"] = list(plan.options.args)
+        if self.app is None:
+            self.check(plan)
+        options = self._options(plan)
         pending: dict[str, list[Any]] = {}  # task id -> its tenants not yet reported
         started = time.monotonic()
         batch: list[Any] = []
@@ -150,6 +150,21 @@ class FleetExecutor(Executor):
         if unsent:
             self._give_up_tenants(plan, unsent, Status.SKIPPED, not_sent or "interrupted", observer, summary)
         self._wait(pending, plan, observer, summary, started)
+
+    def _options(self, plan: Plan) -> dict[str, Any]:
+        """What every batch carries besides its tenants: the run's options, and its tenant selection (the
+        source this invocation reads, --tenant, --exclude-tenant, --shard), which workers resolve the
+        batch's tenants against instead of their own config's source."""
+        options: dict[str, Any] = {name: getattr(plan.options, name) for name in OPTIONS}
+        options["tick"] = plan.options.tick.isoformat() if plan.options.tick else None
+        options["args"] = list(plan.options.args)
+        settings = self.runner.settings
+        options["selection"] = {
+            "tenants": settings.tenants, "tenants_table": settings.tenants_table,
+            "tenant_ids": [str(t) for t in plan.options.tenant_ids],
+            "exclude_ids": [str(t) for t in plan.options.exclude_ids],
+            "shard": list(plan.options.shard) if plan.options.shard else None}
+        return options
 
     # -- collecting --------------------------------------------------------------------------------
     def _past_deadline(self, started: float) -> bool:
