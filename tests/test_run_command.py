@@ -351,3 +351,41 @@ def test_service_names_may_not_hide_ctx_attributes(project):
     project.job("record", RECORDING_JOB)
     result = project.cli("run-background-job", "--name", "record")
     assert result.exit_code == 3 and "would hide ctx.tenant" in result.output
+
+
+def test_a_lone_surrogate_tenant_id_is_a_clear_tenant_source_error_not_a_traceback(project):
+    """#20: a tenant id "\\ud800" (JSON) could be neither stored nor printed: a UnicodeEncodeError traceback."""
+    from .procs import run
+
+    project.job("record", RECORDING_JOB)
+    project.config('tenants = "tenants.json"\n')
+    (project.root / "tenants.json").write_text('[{"id": "a"}, {"id": "b\\ud800"}, {"id": "c"}]')
+    for flags in ([], ["--json"]):
+        result = run(project, "run-background-job", "--name", "record", *flags)
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+        document = json.loads(result.stdout) if flags else None
+        message = document["error"] if document else result.stdout
+        assert "gave the tenant id 'b\\ud800', which is not valid text: it holds a lone surrogate" in message
+        assert "tenants.json" in message and "Fix that tenant's id in the source" in message
+        if document:
+            assert document["exit_code"] == 3 and document["counts"] == {"succeeded": 1}
+    assert [line.split()[1] for line in project.log()] == ["a", "a"]  # the tenants read before it ran
+
+
+def test_invisible_and_bidirectional_characters_in_tenant_ids_are_escaped(project):
+    """#20: a right-to-left override or a zero-width space in a tenant id was printed raw, so one id could
+    pass for another or reorder the line."""
+    from .procs import run
+
+    project.job("record", RECORDING_JOB)
+    project.config('tenants = "tenants.json"\n')
+    ids = ["a\u202eb", "z\u200bw", "\ufeffbom", "plain"]
+    project.json_tenants([{"id": tenant} for tenant in ids])
+    result = run(project, "run-background-job", "--name", "record", "--tenant", "plain", "--tenant", "a\u202eb",
+                 "--tenant", "z\u200bw", "--tenant", "\ufeffbom")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for shown in ("tenant a\\u202eb ", "tenant z\\u200bw ", "tenant \\ufeffbom ", "tenant plain "):
+        assert shown in result.stdout, result.stdout
+    ours = [line for line in result.stdout.splitlines() if "SUCCEEDED" in line or line.startswith("record:")]
+    assert not any(char in line for line in ours for char in "\u202e\u200b\ufeff")

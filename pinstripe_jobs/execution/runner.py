@@ -114,7 +114,7 @@ class Runner:
         executor = self.executor(plan)
         with self.stop.interruptible():
             executor.check(plan)  # a fleet that cannot work is a configuration error before anything runs
-        selected = plan.tenants()
+        selected = self.planner.checked(plan.tenants())
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
             first = list(itertools.islice(selected, 1))  # a broken source fails here, before anything is printed
         tenants = _guarded(itertools.chain(first, selected), summary, self.stop)
