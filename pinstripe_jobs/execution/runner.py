@@ -126,8 +126,10 @@ class Runner:
             plan.invocation, plan.spec.name, plan.options.trigger, tick=plan.options.tick,
             args={"args": list(plan.options.args), "params": plan.options.params} if plan.options.args
             or plan.options.params else None))
+        ran = False
         try:
             executor.run(plan, tenants, observer, summary)
+            ran = True
         finally:
             tenants.close()  # a claim still in flight is in before what was never started is recorded
             if plan.io_pool is not None:
@@ -140,6 +142,8 @@ class Runner:
             summary.signal = self.stop.signal
             if (self.state_error or self.config_error) and not summary.error:
                 summary.error = self.state_error or self.config_error
+            if ran:  # report files: one that cannot be written is the run's error (exit 3)
+                observer.closing(summary)
             state = self._state
             if begun and state is not None and not self.state_error:
                 self.leases.quietly(lambda: state.end_invocation(plan.invocation, summary.status,

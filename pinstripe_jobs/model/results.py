@@ -76,6 +76,7 @@ class Summary:
         self.signal = signal  # the signal that interrupted the run, if any
         self.already_running = 0  # runs skipped because the job was already running for that tenant
         self.error: str | None = None  # the tenant source broke mid-run: not every tenant could be read
+        self.report_error: str | None = None  # a report file (JUnit, the step summary) could not be written
 
     def add(self, result: RunResult) -> None:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
@@ -98,13 +99,13 @@ class Summary:
 
     @property
     def exit_code(self) -> ExitCode:
-        """Precedence: interrupted (130/143) > tenant source broke mid-run (3) > failed (1) > timed out (124)
-        > skipped as already running (4) > 0."""
+        """Precedence: interrupted (130/143) > tenant source broke mid-run, or a report could not be written
+        (3) > failed (1) > timed out (124) > skipped as already running (4) > 0."""
         import signal
 
         if self.signal is not None:
             return ExitCode.TERMINATED if self.signal == signal.SIGTERM else ExitCode.INTERRUPTED
-        if self.error:
+        if self.error or self.report_error:
             return ExitCode.CONFIG
         if self.counts.get(FAILED) or self.counts.get(INTERRUPTED):
             return ExitCode.FAILED

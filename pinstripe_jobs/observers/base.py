@@ -4,7 +4,7 @@ override the hooks they need; the execution path only ever calls these methods.
 
 The order of calls for one run: ``started`` once; per tenant ``run_started``, then any number of
 ``waiting`` and ``retrying``, then ``run_finished`` (a tenant that was never started may get
-``run_finished`` alone, with its ``skipped`` result); ``finished`` once.
+``run_finished`` alone, with its ``skipped`` result); ``closing`` once, then ``finished`` once.
 Hooks may be called from worker threads (the threads executor): an observer that keeps state guards it.
 """
 from __future__ import annotations
@@ -36,6 +36,11 @@ class Observer:
 
     def run_finished(self, result: RunResult) -> None:
         """A tenant's outcome (after all its attempts), or why it was not run (``skipped``)."""
+
+    def closing(self, summary: Summary) -> None:
+        """The run is over, before ``finished`` (on every observer): write what must be written, such as a
+        report file. A failure to write it sets ``summary.report_error`` (the run ends with exit 3), so that
+        ``finished``, the history and the exit code all tell the same story."""
 
     def finished(self, summary: Summary) -> None:
         """The run is over: every tenant was reported; ``summary`` has the counts and the exit code."""
@@ -70,6 +75,10 @@ class Tee(Observer):
     def run_finished(self, result: RunResult) -> None:
         for observer in self.observers:
             observer.run_finished(result)
+
+    def closing(self, summary: Summary) -> None:
+        for observer in self.observers:
+            observer.closing(summary)
 
     def finished(self, summary: Summary) -> None:
         for observer in self.observers:

@@ -19,11 +19,16 @@ __all__ = ["GitHubReporter", "JUnitReporter", "Tee"]  # Tee lives in observers.b
 
 
 class JUnitReporter(Observer):
-    """One testcase per tenant run. Test cases are streamed to a side file and wrapped at the end."""
+    """One testcase per tenant run. Test cases are streamed to a side file and wrapped at the end.
+
+    The report's path is checked when the reporter is made, before anything runs: one that cannot be
+    written is a usage error (exit 2). If writing still fails at the end, the run says so (exit 3)."""
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self.part = self.path.with_name(self.path.name + ".part")
+        for target in (self.path, self.part):
+            _check_writable(target)
         self.job = ""
         self.fh: IO[str] | None = None  # the side file, open from ``started`` to ``finished``
 
@@ -53,7 +58,14 @@ class JUnitReporter(Observer):
         else:
             self._cases().write(f"{head}/>\n")
 
-    def finished(self, summary: Summary) -> None:
+    def closing(self, summary: Summary) -> None:
+        try:
+            self._write(summary)
+        except OSError as exc:
+            summary.report_error = (f"Could not write the JUnit report {self.path}: "
+                                    f"{exc.strerror or type(exc).__name__}.")
+
+    def _write(self, summary: Summary) -> None:
         self._cases().close()
         self.fh = None
         failures = sum(summary.counts.get(s, 0) for s in BAD)
@@ -67,6 +79,26 @@ class JUnitReporter(Observer):
                     out.write(line)
             out.write("</testsuite>\n</testsuites>\n")
         self.part.unlink()
+
+
+def _check_writable(path: Path) -> None:
+    """A report file that cannot be written is a usage error (exit 2), found before anything runs. Probed
+    by opening it for appending (its folder is made if missing); a file that did not exist is removed again."""
+    from pinstripe_jobs.errors import UsageError
+
+    hint = "Give a file path in a folder this process can write to, e.g. --junit-xml reports/pinstripe.xml."
+    if path.is_dir():
+        raise UsageError(f"--junit-xml {literal(path)} is a directory, not a file.", hint)
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--junit-xml {literal(path)} cannot be written: {exc.strerror or type(exc).__name__}.",
+                         hint) from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 def _command_text(text: str) -> str:

@@ -45,6 +45,8 @@ def summary_line(summary: Summary) -> str:
     if summary.error:
         text += f"\n{literal(summary.error, multiline=True)}\nThe run stopped there: tenants after that point were " \
                 "not read or not run."
+    if summary.report_error:
+        text += f"\n{literal(summary.report_error, multiline=True)}"
     return text
 
 
@@ -387,5 +389,7 @@ class JsonReporter(Observer):
             tail["interrupted_by"] = summary.signal
         if summary.error:
             tail["error"] = summary.error
+        if summary.report_error:
+            tail["report_error"] = summary.report_error
         self.out.write("\n], " + self.json.dumps(tail)[1:] + "\n")
         self.out.flush()

@@ -15,7 +15,7 @@ from pinstripe_jobs.observers.ci import JUnitReporter
 from pinstripe_jobs.observers.notify import Notifier
 from pinstripe_jobs.observers.terminal import JsonReporter, PlainReporter
 
-HOOKS = ["started", "run_started", "waiting", "retrying", "run_finished", "finished"]
+HOOKS = ["started", "run_started", "waiting", "retrying", "run_finished", "closing", "finished"]
 
 
 class Failures(Observer):
@@ -39,6 +39,7 @@ def test_every_hook_is_a_documented_no_op():
     assert observer.waiting(1, "host 1") is None
     assert observer.retrying(1, 1, 2, 0.5, "boom") is None
     assert observer.run_finished(RunResult(1, Status.SUCCEEDED)) is None
+    assert observer.closing(Summary("job")) is None
     assert observer.finished(Summary("job")) is None
 
 
@@ -64,9 +65,10 @@ def test_tee_passes_every_hook_to_observers_that_override_it_and_those_that_do_n
     tee.retrying(2, 1, 3, 0.25, "boom")
     tee.run_finished(failed)
     tee.run_finished(RunResult(3, Status.SUCCEEDED))
+    tee.closing(Summary("job"))
     tee.finished(Summary("job"))
     assert [name for name, _ in calls] == ["started", "run_started", "waiting", "retrying", "run_finished",
-                                           "run_finished", "finished"]
+                                           "run_finished", "closing", "finished"]
     assert calls[3] == ("retrying", (2, 1, 3, 0.25, "boom"))
     assert failures.seen == [failed]
 
