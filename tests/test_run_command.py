@@ -26,7 +26,8 @@ def test_name_spellings(tenant_project, spelling):
 
 
 def test_tenants_filter_narrows_the_run(tenant_project):
-    tenant_project.job("newsletter", RECORDING_JOB + "\ndef tenants_filter(tenants):\n    return tenants.where(active=True)\n")
+    tenant_project.job("newsletter",
+                       RECORDING_JOB + "\ndef tenants_filter(tenants):\n    return tenants.where(active=True)\n")
     result = tenant_project.cli("run-background-job", "--name", "newsletter")
     assert result.exit_code == 0
     assert [line.split()[1] for line in tenant_project.log()] == ["1", "2", "4"]
@@ -55,8 +56,8 @@ def test_arguments_are_converted_by_annotation(tenant_project):
     (["--arg", "1", "--arg", "2", "--param", "novalue"], "--param 'novalue' is not of the form KEY=VALUE"),
 ])
 def test_bad_arguments_exit_2_before_any_tenant_runs(tenant_project, args, message):
-    tenant_project.job("typed", RECORDING_JOB.replace("def run(ctx, *args, **params):",
-                                                      "def run(ctx, count: int, ratio: float):\n    args, params = (), {}"))
+    typed = "def run(ctx, count: int, ratio: float):\n    args, params = (), {}"
+    tenant_project.job("typed", RECORDING_JOB.replace("def run(ctx, *args, **params):", typed))
     result = tenant_project.cli("run-background-job", "--name", "typed", *args)
     assert result.exit_code == 2, result.output
     assert message in result.output
@@ -242,7 +243,8 @@ def test_history_command_filters(tenant_project):
         ("flaky", 2, "succeeded"), ("flaky", 1, "succeeded")]
     failed = json.loads(tenant_project.cli("history", "--json", "--status", "failed").stdout)["runs"]
     assert [(r["tenant"], r["error"], r["trigger"]) for r in failed] == [(3, "ValueError: three", "manual")]
-    assert len(json.loads(tenant_project.cli("history", "--json", "--job", "flaky", "--limit", "2").stdout)["runs"]) == 2
+    history = tenant_project.cli("history", "--json", "--job", "flaky", "--limit", "2")
+    assert len(json.loads(history.stdout)["runs"]) == 2
     plain = tenant_project.cli("history", "--tenant", "3")
     header, row = plain.output.splitlines()
     assert header.split() == ["started_at", "job", "tenant", "trigger", "status", "duration", "error"]
