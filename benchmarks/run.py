@@ -277,7 +277,8 @@ SUBMIT_BENCH = r"""
 import sys, time
 from pinstripe_jobs.config import load_settings
 from pinstripe_jobs.fleet.executor import FleetExecutor
-from pinstripe_jobs.model.plan import NullObserver, RunOptions
+from pinstripe_jobs.model.plan import RunOptions
+from pinstripe_jobs.observers.base import NullObserver
 from pinstripe_jobs.model.results import Summary
 from pinstripe_jobs.execution.runner import Runner
 

@@ -9,7 +9,7 @@ from pinstripe_jobs.execution.workspace import current_workspace
 from pinstripe_jobs.model.results import Summary
 
 
-def run_background_job(name: str, *args: Any, config: str | os.PathLike | None = None, **params: Any) -> Summary:
+def run_background_job(name: str, *args: Any, config: str | os.PathLike[str] | None = None, **params: Any) -> Summary:
     """Run job ``name`` now and return its ``Summary`` (``.runs`` holds each run's outcome).
 
     Called inside a running job, it runs for that job's tenant only. Raises ``JobFailed`` when any run
@@ -38,7 +38,7 @@ def run_background_job(name: str, *args: Any, config: str | os.PathLike | None =
     return summary
 
 
-async def arun_background_job(name: str, *args: Any, config: str | os.PathLike | None = None,
+async def arun_background_job(name: str, *args: Any, config: str | os.PathLike[str] | None = None,
                               **params: Any) -> Summary:
     """The awaitable form: runs the job in a worker thread so the caller's event loop stays free."""
     import asyncio

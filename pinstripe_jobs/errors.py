@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from pinstripe_jobs.model.status import Status
 
 
 class ExitCode(enum.IntEnum):
@@ -91,6 +95,29 @@ class TenantSourceError(ConfigError):
     pass
 
 
+class _Run(Protocol):
+    """What ``JobFailed`` reads of a run (a ``model.results.RunResult``; not imported: it imports this module)."""
+
+    @property
+    def tenant(self) -> Any: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+class _Runs(Protocol):
+    """What ``JobFailed`` reads of a job run (a ``model.results.Summary``)."""
+
+    @property
+    def job(self) -> str: ...
+
+    @property
+    def runs(self) -> Sequence[_Run] | None: ...
+
+
 class JobFailed(Exception):
     """Raised by the Python API when one or more runs of a job failed.
 
@@ -99,11 +126,11 @@ class JobFailed(Exception):
 
     exit_code = ExitCode.FAILED
 
-    def __init__(self, result):
+    def __init__(self, result: _Runs):
         self.result = result
         lines = [f"Background job '{result.job}' failed:"]
-        for run in result.runs:
-            if run.status not in ("succeeded", "skipped"):
+        for run in result.runs or ():
+            if run.status not in (Status.SUCCEEDED, Status.SKIPPED):
                 who = "no tenant" if run.tenant is None else f"tenant {run.tenant}"
                 lines.append(f"  {who}: {run.status}: {run.error}")
         super().__init__("\n".join(lines))

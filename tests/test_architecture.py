@@ -70,12 +70,33 @@ def test_the_cycle_check_can_fail():
 
 def test_lower_layers_never_import_higher_ones():
     graph = import_graph()
-    higher = {"pinstripe_jobs.cli.commands", "pinstripe_jobs.cli.services", "pinstripe_jobs.scheduling.bot", "pinstripe_jobs.execution.runner"}
-    for lower in ("pinstripe_jobs.model.plan", "pinstripe_jobs.execution.planner", "pinstripe_jobs.execution.leases", "pinstripe_jobs.execution.attempts",
-                  "pinstripe_jobs.execution.executors.local", "pinstripe_jobs.execution.isolation", "pinstripe_jobs.store.state",
+    higher = {"pinstripe_jobs.cli.commands", "pinstripe_jobs.cli.services", "pinstripe_jobs.scheduling.bot",
+              "pinstripe_jobs.execution.runner"}
+    for lower in ("pinstripe_jobs.model.plan", "pinstripe_jobs.execution.planner", "pinstripe_jobs.execution.leases",
+                  "pinstripe_jobs.execution.attempts", "pinstripe_jobs.execution.executors.local",
+                  "pinstripe_jobs.execution.isolation", "pinstripe_jobs.store.state",
                   "pinstripe_jobs.model.results", "pinstripe_jobs.observers.terminal", "pinstripe_jobs.registry.jobs",
-                  "pinstripe_jobs.tenants.query", "pinstripe_jobs.observers.notify", "pinstripe_jobs.scheduling.per_tenant"):
+                  "pinstripe_jobs.tenants.query", "pinstripe_jobs.observers.notify",
+                  "pinstripe_jobs.scheduling.per_tenant", *EXECUTORS, "pinstripe_jobs.observers.base"):
         assert not (graph[lower] & higher), (lower, graph[lower] & higher)
+
+
+EXECUTORS = [f"pinstripe_jobs.execution.executors.{name}" for name in ("base", "inline", "threads", "tasks", "local")]
+
+
+def test_executors_know_the_runner_only_through_their_contract():
+    """The executors (and the fleet's) never import the runner: it hands itself in as a ``TenantRunner``."""
+    graph = import_graph()
+    for executor in [*EXECUTORS, "pinstripe_jobs.fleet.executor"]:
+        assert "pinstripe_jobs.execution.runner" not in graph[executor], executor
+    assert "pinstripe_jobs.execution.executors.base" in graph["pinstripe_jobs.fleet.executor"]
+
+
+def test_the_model_never_imports_observers_or_execution():
+    graph = import_graph()
+    for name in ("pinstripe_jobs.model.plan", "pinstripe_jobs.model.results", "pinstripe_jobs.model.status"):
+        upward = {m for m in graph[name] if m.startswith(("pinstripe_jobs.observers", "pinstripe_jobs.execution"))}
+        assert not upward, name
 
 
 def test_the_runner_is_split_along_its_nouns():
@@ -85,5 +106,6 @@ def test_the_runner_is_split_along_its_nouns():
     pieces = {f"pinstripe_jobs.execution.{name}" for name in ("planner", "leases", "attempts", "executors.local",
                                                                "isolation")}
     for piece in pieces:
-        assert not graph[piece] & (pieces | {"pinstripe_jobs.execution.runner"}) - {"pinstripe_jobs.execution.isolation"}, piece
+        others = (pieces | {"pinstripe_jobs.execution.runner"}) - {"pinstripe_jobs.execution.isolation"}
+        assert not graph[piece] & others, piece
     assert len((PACKAGE / "execution" / "runner.py").read_text().splitlines()) < 300

@@ -172,10 +172,10 @@ def run(ctx):
     result = subprocess.run([str(SCRIPT), "run-background-job", "--name", "chatty", "--concurrency", "8"],
                             cwd=tenant_project.root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
-    lines = [l for l in result.stdout.splitlines() if "line=" in l]
+    lines = [line for line in result.stdout.splitlines() if "line=" in line]
     assert len(lines) == 800
-    assert all(re.fullmatch(r"tenant=\d+ line=\d+ x{50}", l) for l in lines)
-    results = [l for l in result.stdout.splitlines() if l.strip().startswith("SUCCEEDED")]
+    assert all(re.fullmatch(r"tenant=\d+ line=\d+ x{50}", line) for line in lines)
+    results = [line for line in result.stdout.splitlines() if line.strip().startswith("SUCCEEDED")]
     assert len(results) == 40
 
 
@@ -209,14 +209,15 @@ def test_a_bug_of_ours_in_one_tenant_fails_that_tenant_and_loses_none(project, k
     from pinstripe_jobs.execution.leases import Leases
 
     many_tenants(project, 6)
-    body = "async def run(ctx):\n    return ctx.tenant.id\n" if kind == "async" else "def run(ctx):\n    return ctx.tenant.id\n"
+    body = ("async def run(ctx):\n    return ctx.tenant.id\n" if kind == "async"
+            else "def run(ctx):\n    return ctx.tenant.id\n")
     project.job("work", body)
     real = Leases.acquire
 
-    def acquire(self, plan, tenant, attempt, told):
+    def acquire(self, plan, tenant, attempt, told, observer):
         if tenant.id == 3:
             raise RuntimeError("a bug of ours")
-        return real(self, plan, tenant, attempt, told)
+        return real(self, plan, tenant, attempt, told, observer)
 
     monkeypatch.setattr(Leases, "acquire", acquire)
     runner = Runner(load_settings(cwd=project.root, env={}))

@@ -142,6 +142,37 @@ def test_a_fleet_run_reports_what_a_local_run_does(fleet):
     assert len(history) == 16 and {r["status"] for r in history} == {"succeeded", "failed"}
 
 
+def test_the_fleet_runs_the_invocations_tenant_selection_not_the_workers_own_source(fleet):
+    """#20: --tenants, --shard and --exclude-tenant travel with every batch, and workers resolve the batch's
+    tenants against that source (they used to read their own config's, and skip them all)."""
+    from pinstripe_jobs.model.plan import shard_of
+
+    fleet.sqlite_tenants([{"id": i, "name": f"t{i}", "active": True, "plan": "pro"} for i in range(101, 131)],
+                         name="other.db")
+    in_shard = [i for i in range(101, 131) if shard_of(i, 3) == 1]
+    excluded, expected = in_shard[0], in_shard[1:]
+    worker(fleet, "--concurrency", "2")
+    result = run(fleet, "run-background-job", "--name", "work", "--executor", "celery", "--tenants",
+                 "sqlite:///other.db", "--shard", "1/3", "--exclude-tenant", str(excluded), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = as_json(result)
+    assert by_tenant(doc) == {i: "succeeded" for i in expected}, doc
+    assert doc["counts"] == {"succeeded": len(expected)}
+    assert sorted(int(c[1]) for c in calls(fleet) if c[0] == "start") == expected  # ran on the workers, once each
+    assert {r["pid"] for r in doc["runs"]}.isdisjoint({os.getpid()})
+
+
+def test_a_tenants_long_output_on_the_fleet_is_cut_with_a_visible_marker(fleet):
+    fleet.job("loud", "def run(ctx):\n    print('x' * 100_000)\n    print('the end')\n")
+    worker(fleet, "--concurrency", "1")
+    result = run(fleet, "run-background-job", "--name", "loud", "--executor", "celery", "--tenant", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "x" * 1000 in result.stdout and "the end" not in result.stdout
+    cut = len("x" * 100_000 + "\n" + "the end\n") - 64 * 1024
+    assert f"\n[output cut: {cut} more characters not shown; a tenant's output on the fleet is capped at 64 KiB]\n" \
+        in result.stdout
+
+
 def test_celery_own_command_runs_the_same_worker(fleet):
     """`celery -A pinstripe_jobs.fleet.worker worker` with PINSTRIPE_CONFIG: the app of that config."""
     queue = [line for line in (fleet.root / "pinstripe.toml").read_text().splitlines() if line.startswith("queue")]

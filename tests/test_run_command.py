@@ -26,7 +26,8 @@ def test_name_spellings(tenant_project, spelling):
 
 
 def test_tenants_filter_narrows_the_run(tenant_project):
-    tenant_project.job("newsletter", RECORDING_JOB + "\ndef tenants_filter(tenants):\n    return tenants.where(active=True)\n")
+    tenant_project.job("newsletter",
+                       RECORDING_JOB + "\ndef tenants_filter(tenants):\n    return tenants.where(active=True)\n")
     result = tenant_project.cli("run-background-job", "--name", "newsletter")
     assert result.exit_code == 0
     assert [line.split()[1] for line in tenant_project.log()] == ["1", "2", "4"]
@@ -55,8 +56,8 @@ def test_arguments_are_converted_by_annotation(tenant_project):
     (["--arg", "1", "--arg", "2", "--param", "novalue"], "--param 'novalue' is not of the form KEY=VALUE"),
 ])
 def test_bad_arguments_exit_2_before_any_tenant_runs(tenant_project, args, message):
-    tenant_project.job("typed", RECORDING_JOB.replace("def run(ctx, *args, **params):",
-                                                      "def run(ctx, count: int, ratio: float):\n    args, params = (), {}"))
+    typed = "def run(ctx, count: int, ratio: float):\n    args, params = (), {}"
+    tenant_project.job("typed", RECORDING_JOB.replace("def run(ctx, *args, **params):", typed))
     result = tenant_project.cli("run-background-job", "--name", "typed", *args)
     assert result.exit_code == 2, result.output
     assert message in result.output
@@ -242,7 +243,8 @@ def test_history_command_filters(tenant_project):
         ("flaky", 2, "succeeded"), ("flaky", 1, "succeeded")]
     failed = json.loads(tenant_project.cli("history", "--json", "--status", "failed").stdout)["runs"]
     assert [(r["tenant"], r["error"], r["trigger"]) for r in failed] == [(3, "ValueError: three", "manual")]
-    assert len(json.loads(tenant_project.cli("history", "--json", "--job", "flaky", "--limit", "2").stdout)["runs"]) == 2
+    history = tenant_project.cli("history", "--json", "--job", "flaky", "--limit", "2")
+    assert len(json.loads(history.stdout)["runs"]) == 2
     plain = tenant_project.cli("history", "--tenant", "3")
     header, row = plain.output.splitlines()
     assert header.split() == ["started_at", "job", "tenant", "trigger", "status", "duration", "error"]
@@ -351,3 +353,41 @@ def test_service_names_may_not_hide_ctx_attributes(project):
     project.job("record", RECORDING_JOB)
     result = project.cli("run-background-job", "--name", "record")
     assert result.exit_code == 3 and "would hide ctx.tenant" in result.output
+
+
+def test_a_lone_surrogate_tenant_id_is_a_clear_tenant_source_error_not_a_traceback(project):
+    """#20: a tenant id "\\ud800" (JSON) could be neither stored nor printed: a UnicodeEncodeError traceback."""
+    from .procs import run
+
+    project.job("record", RECORDING_JOB)
+    project.config('tenants = "tenants.json"\n')
+    (project.root / "tenants.json").write_text('[{"id": "a"}, {"id": "b\\ud800"}, {"id": "c"}]')
+    for flags in ([], ["--json"]):
+        result = run(project, "run-background-job", "--name", "record", *flags)
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+        document = json.loads(result.stdout) if flags else None
+        message = document["error"] if document else result.stdout
+        assert "gave the tenant id 'b\\ud800', which is not valid text: it holds a lone surrogate" in message
+        assert "tenants.json" in message and "Fix that tenant's id in the source" in message
+        if document:
+            assert document["exit_code"] == 3 and document["counts"] == {"succeeded": 1}
+    assert [line.split()[1] for line in project.log()] == ["a", "a"]  # the tenants read before it ran
+
+
+def test_invisible_and_bidirectional_characters_in_tenant_ids_are_escaped(project):
+    """#20: a right-to-left override or a zero-width space in a tenant id was printed raw, so one id could
+    pass for another or reorder the line."""
+    from .procs import run
+
+    project.job("record", RECORDING_JOB)
+    project.config('tenants = "tenants.json"\n')
+    ids = ["a\u202eb", "z\u200bw", "\ufeffbom", "plain"]
+    project.json_tenants([{"id": tenant} for tenant in ids])
+    result = run(project, "run-background-job", "--name", "record", "--tenant", "plain", "--tenant", "a\u202eb",
+                 "--tenant", "z\u200bw", "--tenant", "\ufeffbom")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for shown in ("tenant a\\u202eb ", "tenant z\\u200bw ", "tenant \\ufeffbom ", "tenant plain "):
+        assert shown in result.stdout, result.stdout
+    ours = [line for line in result.stdout.splitlines() if "SUCCEEDED" in line or line.startswith("record:")]
+    assert not any(char in line for line in ours for char in "\u202e\u200b\ufeff")

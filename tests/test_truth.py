@@ -265,7 +265,8 @@ def test_history_status_abandoned_and_read_only_commands(tenant_project, tmp_pat
 # -- 8. messages name the right source ----------------------------------------------------------------------------
 @pytest.mark.parametrize("args, env, expected", [
     (["start-bot", "--since", "yesterday"], {}, "--since 'yesterday' is not an ISO 8601"),
-    (["list-background-jobs"], {"PINSTRIPE_TIMEZONE": "Mars/Base"}, "Unknown time zone 'Mars/Base' (PINSTRIPE_TIMEZONE)"),
+    (["list-background-jobs"], {"PINSTRIPE_TIMEZONE": "Mars/Base"},
+     "Unknown time zone 'Mars/Base' (PINSTRIPE_TIMEZONE)"),
     (["list-background-jobs", "--jobs-dir", "nope"], {}, "does not exist (from --jobs-dir)"),
     (["list-background-jobs", "--config", "."], {}, "is a directory"),
     (["run-background-job", "--name", "record", "--tenants", "jobs"], {}, "'jobs' (--tenants) is a directory"),

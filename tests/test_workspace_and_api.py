@@ -111,7 +111,8 @@ def test_failing_teardown_fails_the_run(svc_project):
 def test_unknown_service_is_a_clear_attribute_error(svc_project):
     svc_project.job("typo", "def run(ctx):\n    ctx.mailr\n")
     result = svc_project.cli("run-background-job", "--name", "typo", "--tenant", "1", "--json")
-    assert "ctx has no attribute or service 'mailr' (services: closable" in json.loads(result.stdout)["runs"][0]["error"]
+    error = json.loads(result.stdout)["runs"][0]["error"]
+    assert "ctx has no attribute or service 'mailr' (services: closable" in error
 
 
 def test_broken_service_reference_stops_the_run_as_a_configuration_error(svc_project):
@@ -201,7 +202,8 @@ def test_api_returns_per_run_results(tenant_project):
 
 
 def test_api_raises_job_failed_with_cause_and_results(tenant_project):
-    tenant_project.job("risky", "def run(ctx):\n    if ctx.tenant.id in (2, 4):\n        raise ValueError(f'bad {ctx.tenant.id}')\n")
+    tenant_project.job("risky", "def run(ctx):\n    if ctx.tenant.id in (2, 4):\n"
+                                "        raise ValueError(f'bad {ctx.tenant.id}')\n")
     with pytest.raises(JobFailed) as info:
         run_background_job("risky")
     error = info.value

@@ -22,7 +22,7 @@ MAX_LIMIT = 10**6
 def list_background_jobs_command(as_json: bool, project: Project) -> None:
     """List every job with its description, schedules and next run time."""
     from pinstripe_jobs.cli.listing import describe_jobs, last_invocations
-    from pinstripe_jobs.observers.terminal import print_job_list
+    from pinstripe_jobs.observers.listings import print_job_list
     from pinstripe_jobs.store.state import open_store
 
     settings = project.settings()
@@ -59,7 +59,7 @@ def generate_background_job_command(name: str, project: Project) -> None:
 def history_command(job: str | None, tenant: str | None, status: str | None, limit: int, as_json: bool,
                     project: Project) -> None:
     """Show recorded runs, newest first."""
-    from pinstripe_jobs.observers.terminal import print_history
+    from pinstripe_jobs.observers.listings import print_history
     from pinstripe_jobs.registry.jobs import normalize_name
     from pinstripe_jobs.store.state import open_store
 

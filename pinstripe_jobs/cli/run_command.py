@@ -148,7 +148,7 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xm
             runner = Runner(settings, stop=stop)
             plan = runner.plan(name, RunOptions(**flags))
             if dry_run:
-                from pinstripe_jobs.observers.terminal import print_dry_run
+                from pinstripe_jobs.observers.listings import print_dry_run
 
                 print_dry_run(plan.spec.name, plan.tenants(), as_json)
                 return

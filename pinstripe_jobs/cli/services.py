@@ -16,7 +16,8 @@ from pinstripe_jobs.observers.terminal import PlainReporter
 if TYPE_CHECKING:
     from pinstripe_jobs.execution.runner import Runner
     from pinstripe_jobs.execution.signals import StopFlag
-    from pinstripe_jobs.model.plan import Observer, Plan
+    from pinstripe_jobs.model.plan import Plan
+    from pinstripe_jobs.observers.base import Observer
     from pinstripe_jobs.scheduling.bot import Firing, Scheduler
 
 

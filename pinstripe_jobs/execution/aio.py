@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
-def run_coroutine(coro) -> Any:
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to the end from sync code, even if this thread already runs an event loop."""
     import asyncio
 
@@ -13,7 +16,7 @@ def run_coroutine(coro) -> Any:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
-    box: dict[str, Any] = {}
+    box: dict[str, Any] = {}  # "value" (T) or "error"
 
     def target() -> None:
         try:
@@ -26,7 +29,8 @@ def run_coroutine(coro) -> Any:
     thread.join()
     if "error" in box:
         raise box["error"]
-    return box.get("value")
+    value: T = box["value"]
+    return value
 
 
 def is_coroutine(value: Any) -> bool:

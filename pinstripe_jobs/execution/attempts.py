@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pinstripe_jobs.errors import cap, mask_secrets
 from pinstripe_jobs.execution.aio import is_coroutine, run_coroutine
 from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
 from pinstripe_jobs.execution.workspace import (
+    Nested,
     ServiceCleanupError,
     ServiceConfigError,
     ServiceFactories,
@@ -28,6 +29,7 @@ from pinstripe_jobs.registry.loading import describe_exception
 if TYPE_CHECKING:
     from pinstripe_jobs.tenants import Tenant
 
+T = TypeVar("T")
 MAX_ERROR = 4000  # what is kept of a job's error message and traceback (linear to handle, bounded to keep)
 MAX_TRACEBACK = 20000
 
@@ -42,14 +44,14 @@ def backoff_delay(base: float, attempt: int, rand: Callable[[], float] | None = 
         import random
 
         rand = random.random
-    return base * (2 ** (attempt - 1)) * (0.5 + rand())
+    return float(base * (2 ** (attempt - 1)) * (0.5 + rand()))
 
 
 class Attempts:
     """Calls a plan's job for one tenant. ``nested`` is handed to workspaces (``ctx.run_background_job``)."""
 
     def __init__(self, factories: ServiceFactories, stop: StopFlag, clock: Callable[[], float],
-                 nested: Callable[..., Any]):
+                 nested: Nested):
         self.factories = factories
         self.stop = stop
         self.clock = clock
@@ -196,7 +198,7 @@ class _Process:
                     os.environ[key] = value
 
 
-def _environ_snapshot() -> dict:
+def _environ_snapshot() -> dict[Any, Any]:
     """The environment as stored (bytes on POSIX): copying it costs a microsecond, decoding it fifty."""
     data = getattr(os.environ, "_data", None)
     return dict(data) if isinstance(data, dict) else dict(os.environ)
@@ -206,7 +208,7 @@ def _text(value: Any) -> str:
     return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
-async def _with_timeout(awaitable, timeout: float | None):
+async def _with_timeout(awaitable: Awaitable[T], timeout: float | None) -> T:
     if not timeout:
         return await awaitable
     import asyncio

@@ -11,6 +11,7 @@ This module knows nothing of the runner: it is handed the function to run in the
 """
 from __future__ import annotations
 
+import codecs
 import os
 import pickle
 import select
@@ -54,8 +55,6 @@ def run_in_child(attempt: Callable[[], RunResult], tenant_id: Any, *, timeout: f
 
 def _watch(pid: int, result_r: int, out_r: int, tenant_id: Any, timeout: float | None,
            stopping: Callable[[], bool], clock: Callable[[], float], started: float) -> RunResult:
-    import codecs
-
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     payload = bytearray()
     open_fds = {result_r, out_r}
@@ -106,7 +105,7 @@ def _watch(pid: int, result_r: int, out_r: int, tenant_id: Any, timeout: float |
                      value=data.get("value"))
 
 
-def _drain(open_fds: set[int], out_r: int, payload: bytearray, decoder) -> None:
+def _drain(open_fds: set[int], out_r: int, payload: bytearray, decoder: codecs.IncrementalDecoder) -> None:
     """Read what the dead child left in the pipes, without blocking."""
     for fd in list(open_fds):
         while select.select([fd], [], [], 0)[0]:
@@ -163,7 +162,8 @@ def _death(status: int | None) -> str:
     return f"ChildProcessError: the tenant's process exited with status {code} before reporting a result"
 
 
-def _child(attempt: Callable[[], RunResult], result_w: int, out_w: int, old_mask) -> None:  # pragma: no cover
+def _child(attempt: Callable[[], RunResult], result_w: int, out_w: int,
+           old_mask: set[int | signal.Signals]) -> None:  # pragma: no cover
     """The child: its own process group, dies with the parent, fresh streams; reports one result."""
     try:
         os.setpgid(0, 0)

@@ -10,7 +10,7 @@ first error is kept (``state_error``: the run ends with exit 3) and nothing more
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.execution.signals import StopFlag
@@ -21,6 +21,7 @@ from pinstripe_jobs.model.results import tenant_id as _tid
 if TYPE_CHECKING:
     import threading
 
+    from pinstripe_jobs.observers.base import Observer
     from pinstripe_jobs.store.state import Lease, StateStore
     from pinstripe_jobs.tenants import Tenant
 
@@ -63,20 +64,20 @@ class Leases:
 
     # -- claiming ahead -----------------------------------------------------------------------------
     def claiming(self, plan: Plan, tenants: Iterator[Tenant | None], stopped: Callable[[], Any]
-                 ) -> Iterator[Tenant | None]:
+                 ) -> Generator[Tenant | None, None, None]:
         """Claim tenants a page ahead of running them (see ``StateStore.claim``). The next page is read and
         claimed on a thread of its own when half of the current one has started, so the claim overlaps
         the jobs instead of holding up the next start. Pages start at the concurrency and double while
         they go by fast (up to ``MAX_PAGE``), so slow jobs never hold many tenants queued. Claiming ends
         when ``stopped()`` says why nothing more starts; the tenants after that pass through unclaimed."""
         size = plan.concurrency
-        page: list = [] if stopped() else list(itertools.islice(tenants, size))
+        page: list[Tenant | None] = [] if stopped() else list(itertools.islice(tenants, size))
         claim = self._claim(plan, page)
         last_page_s = 0.0  # how long the page before went by
         try:
             while page:
                 begun = self.clock()
-                upcoming: list = []
+                upcoming: list[Tenant | None] = []
                 upcoming_claim = None
                 # the next page is claimed halfway through this one; after a lone tenant (not claimed: its
                 # row is written when it starts), so that history ids follow the order tenants start in
@@ -99,7 +100,7 @@ class Leases:
             if claim is not None:
                 claim.join()
 
-    def _claim(self, plan: Plan, page: list) -> threading.Thread | None:
+    def _claim(self, plan: Plan, page: list[Tenant | None]) -> threading.Thread | None:
         """Claim ``page`` on a thread (one tenant: nothing to claim, its begin_run is one transaction)."""
         if len(page) < 2:
             return None
@@ -121,7 +122,8 @@ class Leases:
         return thread
 
     # -- taking -------------------------------------------------------------------------------------
-    def acquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str]) -> Lease | RunResult | None:
+    def acquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str], observer: Observer
+                ) -> Lease | RunResult | None:
         """One try at what a run needs before it starts: a slot of its tenant (``tenant_concurrency``),
         then the (job, tenant) lock and history row. A lease: go. A result: do not run (skipped, and
         recorded). None: wait and try again (``overlap = "wait"`` or ``--wait``; told once why)."""
@@ -140,7 +142,7 @@ class Leases:
                     return self._locked_out(plan, tenant, f"{AT_CAP} ({cap})")
                 if "cap" not in told:
                     told.add("cap")
-                    plan.observer.waiting(_tid(tenant), f"tenant_concurrency = {cap}: that many runs of this "
+                    observer.waiting(_tid(tenant), f"tenant_concurrency = {cap}: that many runs of this "
                                                         "tenant are going")
                 return None
         lease = self._take_lock(plan, tenant, attempt)
@@ -150,14 +152,14 @@ class Leases:
             if lease is None and self._waits(plan):
                 if "lock" not in told:
                     told.add("lock")
-                    self._tell_waiting(plan, tenant)
+                    self._tell_waiting(plan, tenant, observer)
                 return None
             return lease if lease is not None else self._locked_out(plan, tenant)
         lease.slot = slot
         self.active[lease.run_id] = lease
         return lease
 
-    async def aacquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str]
+    async def aacquire(self, plan: Plan, tenant: Tenant | None, attempt: int, told: set[str], observer: Observer
                        ) -> Lease | RunResult | None:
         """``acquire`` for an asyncio task. PostgreSQL: its round trips run on a thread of the plan's own
         pool (one per concurrent task), never on the event loop, and concurrent starts share commits.
@@ -165,13 +167,13 @@ class Leases:
         import asyncio
 
         if self.state.local:
-            return self.acquire(plan, tenant, attempt, told)
+            return self.acquire(plan, tenant, attempt, told, observer)
         if plan.io_pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             plan.io_pool = ThreadPoolExecutor(max_workers=plan.concurrency, thread_name_prefix="pinstripe-io")
         return await asyncio.get_running_loop().run_in_executor(plan.io_pool, self.acquire, plan, tenant, attempt,
-                                                                told)
+                                                                told, observer)
 
     def _take_lock(self, plan: Plan, tenant: Tenant | None, attempt: int) -> Lease | None | RunResult:
         """The lease (a claimed one, marked running; or a new row), None when another live run holds the
@@ -180,7 +182,7 @@ class Leases:
         from pinstripe_jobs.store.state import StateUnavailable
 
         try:
-            claimed = plan.claims.pop(key(_tid(tenant)), None) if attempt == 1 and plan.claims else None
+            claimed: Lease | None = plan.claims.pop(key(_tid(tenant)), None) if attempt == 1 and plan.claims else None
             linger = LINGER_S if plan.concurrency > 1 and not self.state.local else 0.0
             if claimed is not None and self.state.start(claimed, linger):
                 return claimed
@@ -191,14 +193,14 @@ class Leases:
             self.state_error = self.state_error or exc.render()
             return RunResult(_tid(tenant), SKIPPED, reason=STATE_DOWN)
 
-    def _tell_waiting(self, plan: Plan, tenant: Tenant | None) -> None:
+    def _tell_waiting(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> None:
         from pinstripe_jobs.store.state import StateUnavailable
 
         try:
             holder = self.state.holder(plan.spec.name, _tid(tenant))
         except StateUnavailable:
             holder = None
-        plan.observer.waiting(_tid(tenant), holder or "its holder just finished")
+        observer.waiting(_tid(tenant), holder or "its holder just finished")
 
     def _waits(self, plan: Plan) -> bool:
         return (plan.options.wait or plan.spec.overlap == "wait") and not self.stop.requested
@@ -228,11 +230,14 @@ class Leases:
             if lease is None:
                 unclaimed.append(tenant)
             else:
-                self.quietly(lambda: self.state.end_run(lease, SKIPPED, reason, defer=True))
+                self._end_quietly(lease, SKIPPED, reason, defer=True)
         if unclaimed:
             self.quietly(lambda: self.state.record_many(plan.spec.name, unclaimed, plan.options.trigger, SKIPPED,
                                                         invocation=plan.invocation, error=reason,
                                                         tick=plan.options.tick))
+
+    def _end_quietly(self, lease: Lease, status: str, reason: str, defer: bool = False) -> None:
+        self.quietly(lambda: self.state.end_run(lease, status, reason, defer=defer))
 
     def interrupt_active(self, reason: str) -> int:
         """Record every run still in progress as interrupted (used when a process must stop now)."""
@@ -240,6 +245,6 @@ class Leases:
         for run_id in list(self.active):
             lease = self.active.pop(run_id, None)
             if lease is not None:
-                self.quietly(lambda: self.state.end_run(lease, INTERRUPTED, reason))
+                self._end_quietly(lease, INTERRUPTED, reason)
                 count += 1
         return count

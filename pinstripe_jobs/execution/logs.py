@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import IO
+from typing import IO, Any
 
 from pinstripe_jobs.errors import mask_secrets
 
@@ -35,13 +35,13 @@ class JobLogFormatter(logging.Formatter):
         return text
 
 
-def job_adapter(job: str, tenant, attempt: int) -> logging.LoggerAdapter:
+def job_adapter(job: str, tenant: Any, attempt: int) -> logging.LoggerAdapter[logging.Logger]:
     """``ctx.log``: a logger whose records carry the job, the tenant and the attempt."""
     return logging.LoggerAdapter(logging.getLogger("pinstripe.job"), {"job": job, "tenant": tenant,
                                                                      "attempt": attempt})
 
 
-def setup_logging(stream: IO, as_json: bool = False) -> None:
+def setup_logging(stream: IO[str], as_json: bool = False) -> None:
     root = logging.getLogger("pinstripe")
     for handler in list(root.handlers):
         if getattr(handler, "_pinstripe", False):

@@ -3,15 +3,16 @@ tenant query narrowed by the job's ``tenants_filter``, --tenant, --exclude-tenan
 Nothing runs and nothing is written here."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from pinstripe_jobs.config import Settings
-from pinstripe_jobs.errors import ConfigError, UsageError
+from pinstripe_jobs.errors import ConfigError, TenantSourceError, UsageError
 from pinstripe_jobs.model.plan import Plan, RunOptions
 from pinstripe_jobs.registry.arguments import bind_arguments
 from pinstripe_jobs.registry.jobs import JobRegistry, JobSpec
 from pinstripe_jobs.registry.loading import describe_exception, error_location
+from pinstripe_jobs.textsafe import is_valid_text, literal
 
 if TYPE_CHECKING:  # imported when a plan runs per tenant: a job that does not never loads a source
     from pinstripe_jobs.tenants import Tenant, TenantQuery, TenantSource
@@ -78,6 +79,18 @@ class Planner:
             candidates = plan.fixed if plan.fixed is not None else query.only_ids(failed)
             plan.fixed = [t for t in candidates if str(t.id) in failed]
         return plan
+
+    def checked(self, tenants: Iterator[Tenant | None]) -> Iterator[Tenant | None]:
+        """``tenants``, stopping with a tenant source error at an id that is not valid text (a lone
+        surrogate, as JSON's "\\ud800" gives): it could be neither recorded nor shown."""
+        for tenant in tenants:
+            if tenant is not None and not is_valid_text(str(tenant.id)):
+                raise TenantSourceError(
+                    f"The tenant source {self.source.description} gave the tenant id '{literal(tenant.id)}', which is "
+                    "not valid text: it holds a lone surrogate (half of a UTF-16 pair), so it can be neither "
+                    "recorded nor shown.", "Fix that tenant's id in the source (in JSON, a \\ud800-\\udbff escape "
+                    "must be followed by a \\udc00-\\udfff one).")
+            yield tenant
 
     def _fixed_tenants(self, spec: JobSpec, query: TenantQuery, ids: tuple[str, ...]) -> list[Tenant]:
         found = list(query.only_ids(ids))

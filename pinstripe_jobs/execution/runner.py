@@ -3,8 +3,9 @@ scheduler and Celery workers all go through it. Never imports rich: progress goe
 
 The pieces, each with one job: ``planner`` (a checked plan and its tenant query), ``leases`` (claims,
 locks, slots and the history rows that record each run), ``attempts`` (one call of the job: workspace,
-timeout, child process). How tenants are spread (one by one, threads, asyncio tasks) is in ``fanout``;
-they receive the per-tenant path (``run_one``), which reads top to bottom here.
+timeout, child process). Where and how tenants are spread is an ``Executor`` (``executors``: inline,
+threads, asyncio tasks, or the Celery fleet, chosen by name); executors call back into the per-tenant
+path (``run_one``), which reads top to bottom here.
 """
 from __future__ import annotations
 
@@ -12,18 +13,22 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.errors import JobFailed, PinstripeError
 from pinstripe_jobs.execution.attempts import Attempts, backoff_delay, end_of_output
+from pinstripe_jobs.execution.executors.base import Executor
+from pinstripe_jobs.execution.executors.registry import executor_for
 from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
 from pinstripe_jobs.execution.planner import Planner
 from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
 from pinstripe_jobs.execution.workspace import ServiceFactories, Workspace
-from pinstripe_jobs.model.plan import NullObserver, Observer, Plan, RunOptions, spread_offset
-from pinstripe_jobs.model.results import INTERRUPTED, SKIPPED, RunResult, Summary
+from pinstripe_jobs.model.plan import Plan, RunOptions, spread_offset
+from pinstripe_jobs.model.results import RunResult, Summary
+from pinstripe_jobs.model.status import Status
+from pinstripe_jobs.observers.base import NullObserver, Observer
 from pinstripe_jobs.registry.jobs import JobRegistry, JobSpec
 
 if TYPE_CHECKING:
@@ -32,7 +37,6 @@ if TYPE_CHECKING:
 
 LOCK_POLL_S = 0.2
 _OPEN_LOCK = threading.Lock()
-_END = object()
 _HOST = os.uname().nodename
 
 
@@ -52,14 +56,19 @@ class Runner:
 
     @property
     def state(self) -> StateStore:
-        if self._state is None:
+        state = self._state
+        if state is None:
             with _OPEN_LOCK:
-                if self._state is None:
+                state = self._state
+                if state is None:
                     from pinstripe_jobs.store.state import open_store
 
-                    self._state = open_store(self.settings, cancelled=self.stop.grace_over,
-                                             guard=self.stop.interruptible_write)
-        return self._state
+                    state = open_store(self.settings, cancelled=self.stop.grace_over,
+                                       guard=self.stop.interruptible_write)
+                    if state is None:  # only a read-only open finds no store
+                        raise AssertionError("open_store returned no store for a read-write open")
+                    self._state = state
+        return state
 
     @property
     def state_error(self) -> str | None:
@@ -101,19 +110,15 @@ class Runner:
         return self.execute(plan, observer or NullObserver())
 
     def execute(self, plan: Plan, observer: Observer) -> Summary:
-        from pinstripe_jobs.execution.executors.local import fan_out
-
         summary = Summary(plan.spec.name, runs=[] if plan.options.keep_runs else None)
-        plan.observer = observer
         executor = self.executor(plan)
-        if executor is not None:
-            with self.stop.interruptible():
-                executor.check(plan)  # a fleet that cannot work is a configuration error before anything runs
-        tenants = plan.tenants()
+        with self.stop.interruptible():
+            executor.check(plan)  # a fleet that cannot work is a configuration error before anything runs
+        selected = self.planner.checked(plan.tenants())
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
-            first = next(tenants, _END)  # a broken tenant source fails here, before anything is printed or run
-        tenants = _guarded(itertools.chain([first], tenants) if first is not _END else iter(()), summary, self.stop)
-        if executor is None and plan.multi_tenant and not plan.spread:
+            first = list(itertools.islice(selected, 1))  # a broken source fails here, before anything is printed
+        tenants = _guarded(itertools.chain(first, selected), summary, self.stop)
+        if executor.claims_ahead and plan.multi_tenant and not plan.spread:
             tenants = self.leases.claiming(plan, tenants, lambda: self.stop_reason(plan, summary))
         observer.started(plan)
         started = self.clock()
@@ -121,11 +126,10 @@ class Runner:
             plan.invocation, plan.spec.name, plan.options.trigger, tick=plan.options.tick,
             args={"args": list(plan.options.args), "params": plan.options.params} if plan.options.args
             or plan.options.params else None))
+        ran = False
         try:
-            if executor is not None:
-                executor.run(plan, tenants, observer, summary)
-            else:
-                fan_out(self, plan, tenants, observer, summary)
+            executor.run(plan, tenants, observer, summary)
+            ran = True
         finally:
             tenants.close()  # a claim still in flight is in before what was never started is recorded
             if plan.io_pool is not None:
@@ -138,19 +142,18 @@ class Runner:
             summary.signal = self.stop.signal
             if (self.state_error or self.config_error) and not summary.error:
                 summary.error = self.state_error or self.config_error
-            if begun and self._state is not None and not self.state_error:
-                self.leases.quietly(lambda: self._state.end_invocation(plan.invocation, summary.status,
-                                                                       int(summary.exit_code), summary.counts))
+            if ran:  # report files: one that cannot be written is the run's error (exit 3)
+                observer.closing(summary)
+            state = self._state
+            if begun and state is not None and not self.state_error:
+                self.leases.quietly(lambda: state.end_invocation(plan.invocation, summary.status,
+                                                                 int(summary.exit_code), summary.counts))
         observer.finished(summary)
         return summary
 
-    def executor(self, plan: Plan):
-        """Where the tenants run: None for this machine (the fan-out strategies), or the Celery fleet."""
-        if self.settings.executor != "celery":
-            return None
-        from pinstripe_jobs.fleet.executor import FleetExecutor
-
-        return FleetExecutor(self, plan.options.deadline)
+    def executor(self, plan: Plan) -> Executor:
+        """Where and how the tenants run: the executor named by the settings (``executors.registry``)."""
+        return executor_for(self.settings.executor, self, plan)
 
     def record_skipped(self, plan: Plan, tenants: list[Any], reason: str) -> None:
         self.leases.record_skipped(plan, tenants, reason)
@@ -189,15 +192,15 @@ class Runner:
         return None
 
     # -- one tenant: lease, attempt, record, retry ---------------------------------------------------
-    def run_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
-        """All attempts of one tenant's run, in this thread."""
+    def run_one(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult:
+        """All attempts of one tenant's run, in this thread; waits and retries are told to ``observer``."""
         attempts = 1 + plan.retries
         for attempt in range(1, attempts + 1):
             told: set[str] = set()
-            lease = self.leases.acquire(plan, tenant, attempt, told)
+            lease = self.leases.acquire(plan, tenant, attempt, told, observer)
             while lease is None:  # overlap = "wait": the lock or the tenant's slots are held
                 self.sleep(LOCK_POLL_S)
-                lease = self.leases.acquire(plan, tenant, attempt, told)
+                lease = self.leases.acquire(plan, tenant, attempt, told, observer)
             if isinstance(lease, RunResult):  # not run: skipped (and recorded)
                 return lease
             if plan.isolated:
@@ -208,10 +211,10 @@ class Runner:
             self.leases.end(lease, result, attempt)
             if not self._retry(plan, result, attempt, attempts):
                 return _placed(result)
-            self.sleep(self._backoff(plan, tenant, result, attempt, attempts))
+            self.sleep(self._backoff(plan, observer, result, attempt, attempts))
         raise AssertionError("unreachable")
 
-    async def arun_one(self, plan: Plan, tenant: Tenant | None) -> RunResult:
+    async def arun_one(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult:
         """All attempts of one tenant's run of an ``async def`` job, as an asyncio task (not isolated:
         isolated async jobs go through ``run_one``, their child process runs the event loop)."""
         import asyncio
@@ -219,10 +222,10 @@ class Runner:
         attempts = 1 + plan.retries
         for attempt in range(1, attempts + 1):
             told: set[str] = set()
-            lease = await self.leases.aacquire(plan, tenant, attempt, told)
+            lease = await self.leases.aacquire(plan, tenant, attempt, told, observer)
             while lease is None:
                 await asyncio.sleep(LOCK_POLL_S)
-                lease = await self.leases.aacquire(plan, tenant, attempt, told)
+                lease = await self.leases.aacquire(plan, tenant, attempt, told, observer)
             if isinstance(lease, RunResult):
                 return lease
             result = await self.attempts.as_task(plan, tenant, attempt)
@@ -230,16 +233,16 @@ class Runner:
             self.leases.end(lease, result, attempt)
             if not self._retry(plan, result, attempt, attempts):
                 return _placed(result)
-            await asyncio.sleep(self._backoff(plan, tenant, result, attempt, attempts))
+            await asyncio.sleep(self._backoff(plan, observer, result, attempt, attempts))
         raise AssertionError("unreachable")
 
     def _retry(self, plan: Plan, result: RunResult, attempt: int, attempts: int) -> bool:
-        return not (result.ok or attempt == attempts or result.status == INTERRUPTED or self.stop.requested
+        return not (result.ok or attempt == attempts or result.status == Status.INTERRUPTED or self.stop.requested
                     or self.config_error)
 
-    def _backoff(self, plan: Plan, tenant: Tenant | None, result: RunResult, attempt: int, attempts: int) -> float:
+    def _backoff(self, plan: Plan, observer: Observer, result: RunResult, attempt: int, attempts: int) -> float:
         delay = backoff_delay(plan.spec.retry_backoff, attempt)
-        plan.observer.retrying(result.tenant, attempt, attempts, delay, result.error)
+        observer.retrying(result.tenant, attempt, attempts, delay, result.error)
         return delay
 
     def _forget_parent(self) -> None:
@@ -248,21 +251,19 @@ class Runner:
         self.leases.active = {}
 
     # -- nested calls ------------------------------------------------------------------------------
-    def run_nested(self, name: str, args: tuple, params: dict, workspace: Workspace | None) -> Summary:
+    def run_nested(self, name: str, args: tuple[Any, ...], params: dict[str, Any], workspace: Workspace | None
+                   ) -> Summary:
         """``ctx.run_background_job``: inside a tenant's workspace, for that tenant only."""
         spec = self.registry.load(name)
-        options = RunOptions(args=args, params=params, trigger="api", keep_runs=True)
+        plan = self.plan(spec, RunOptions(args=args, params=params, trigger="api", keep_runs=True))
         tenant = workspace.tenant if workspace is not None else None
-        if tenant is not None and spec.multi_tenant:
-            plan = self.plan(spec, options)
+        if tenant is not None and plan.query is not None:  # a job per tenant: this workspace's tenant only
             plan.fixed = list(plan.query.only_ids([tenant.id]))
             if not plan.fixed:
                 summary = Summary(spec.name, runs=[])
-                summary.add(RunResult(tenant.id, SKIPPED, reason="not matched by the job's tenants_filter"))
+                summary.add(RunResult(tenant.id, Status.SKIPPED, reason="not matched by the job's tenants_filter"))
                 return summary
-            summary = self.execute(plan, NullObserver())
-        else:
-            summary = self.run(spec, options)
+        summary = self.execute(plan, NullObserver())
         if summary.failures:
             raise JobFailed(summary) from summary.failures[0].exception
         return summary
@@ -274,7 +275,8 @@ def _placed(result: RunResult) -> RunResult:
     return result
 
 
-def _guarded(tenants: Iterator[Tenant | None], summary: Summary, stop: StopFlag) -> Iterator[Tenant | None]:
+def _guarded(tenants: Iterator[Tenant | None], summary: Summary, stop: StopFlag
+             ) -> Generator[Tenant | None, None, None]:
     """Stop cleanly when the tenant source breaks mid-stream (the error is kept on the summary: exit 3), or
     when a signal arrives while it is being read."""
     while True:

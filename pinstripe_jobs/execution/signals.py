@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 received: int | None = None  # the first SIGINT/SIGTERM this process got while handlers were installed
 
@@ -25,7 +26,7 @@ class RunInterrupted(BaseException):
     """Raised into a running job when its grace period is over or a second signal arrives, and into a
     read that a signal cuts short. ``signum``: the signal that caused it, when known."""
 
-    def __init__(self, *args, signum: int | None = None):
+    def __init__(self, *args: object, signum: int | None = None):
         super().__init__(*args)
         self.signum = signum
 
@@ -144,13 +145,13 @@ def stop_on_signals(flag: StopFlag, *, escalate: bool = True) -> Iterator[StopFl
         yield flag
         return
 
-    def on_alarm(signum: int, frame) -> None:
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
         flag.abort()
         flag.cut_short(grace_over=True)
         if escalate:
             flag.escalate()
 
-    def on_signal(signum: int, frame) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         global received
         received = received or signum
         if flag.requested:  # the second signal: abort at once

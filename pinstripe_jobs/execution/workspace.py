@@ -14,7 +14,13 @@ from pinstripe_jobs.errors import ConfigError
 from pinstripe_jobs.registry.loading import describe_exception, import_ref
 
 if TYPE_CHECKING:
+    import logging
+
+    from pinstripe_jobs.model.results import Summary
     from pinstripe_jobs.tenants import Tenant
+
+# ``ctx.run_background_job``: (job name, args, params, the calling workspace) -> the nested run's summary
+Nested = Callable[[str, "tuple[Any, ...]", "dict[str, Any]", "Workspace | None"], "Summary"]
 
 current_workspace: ContextVar[Workspace | None] = ContextVar("pinstripe_workspace", default=None)
 _log_setup: Callable[[], None] | None = None
@@ -60,8 +66,8 @@ class ServiceConfigError(ConfigError):
 class Workspace:
     """What a job's ``run(ctx, ...)`` receives."""
 
-    def __init__(self, *, job: str, tenant: Tenant | None, args: tuple, params: dict,
-                 factories: ServiceFactories, nested: Callable[..., Any], attempt: int = 1, tick: Any = None):
+    def __init__(self, *, job: str, tenant: Tenant | None, args: tuple[Any, ...], params: dict[str, Any],
+                 factories: ServiceFactories, nested: Nested, attempt: int = 1, tick: Any = None):
         self.job = job
         self.tick = tick  # the scheduled tick (aware datetime) when the scheduler fired this run, else None
         self.tenant = tenant
@@ -75,7 +81,7 @@ class Workspace:
         self._closed = False
 
     @property
-    def log(self):
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """A logger whose lines carry the job and the tenant (created on first use)."""
         global _log_setup
         adapter = self.__dict__.get("_log")
@@ -141,11 +147,11 @@ class Workspace:
         if problems:
             raise ServiceCleanupError("; ".join(problems)) from first  # its traceback shows where
 
-    def run_background_job(self, name: str, *args: Any, **params: Any):
+    def run_background_job(self, name: str, *args: Any, **params: Any) -> Summary:
         """Run another job now: for this workspace's tenant only, or fanned out if there is none."""
         return self._nested(name, args, params, self)
 
-    async def arun_background_job(self, name: str, *args: Any, **params: Any):
+    async def arun_background_job(self, name: str, *args: Any, **params: Any) -> Summary:
         import asyncio
 
         return await asyncio.to_thread(self._nested, name, args, params, self)

@@ -4,24 +4,31 @@ CLI side (``fleet.py``, which sends tasks by name) and the workers (``celery.py`
 Imported only when the celery executor or a worker is used (Celery is an optional extra)."""
 from __future__ import annotations
 
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import ConfigError
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from pinstripe_jobs.config import Settings
 
 TASK = "pinstripe.run_batch"
 DEFAULTS = {"queue": "pinstripe", "batch_size": 50, "visibility_timeout": 3600}
 
 
-def require_celery():
+def require_celery() -> ModuleType:
     try:
-        import celery
+        import celery as module
     except ImportError:
         raise ConfigError("The celery executor needs Celery, which is not installed.",
                           "Install the extra: pip install 'pinstripe-jobs[celery]'.") from None
+    celery: ModuleType = module
     return celery
 
 
-def celery_settings(settings) -> dict[str, Any]:
+def celery_settings(settings: Settings) -> dict[str, Any]:
     """[celery] with its defaults; the result backend is derived from the broker when not set."""
     conf = {**DEFAULTS, **settings.celery}
     broker = conf.get("broker")
@@ -37,7 +44,7 @@ def celery_settings(settings) -> dict[str, Any]:
     return conf
 
 
-def make_app(settings):
+def make_app(settings: Settings) -> Celery:
     """A Celery app for the project: JSON only, late acks, one message prefetched per process."""
     celery = require_celery()
     conf = celery_settings(settings)
@@ -54,7 +61,7 @@ def make_app(settings):
     return app
 
 
-def check_broker(app, broker: str, after: str = "") -> None:
+def check_broker(app: Celery, broker: str, after: str = "") -> None:
     """One quick connection to the broker: an unreachable one is a configuration error (exit 3), before
     anything is sent or a worker starts."""
     try:

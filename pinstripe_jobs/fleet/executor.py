@@ -8,44 +8,53 @@ reports each tenant as its result comes back: the same per-tenant lines, progres
 batches not started and writes a cancel marker to the state store, which workers check before each
 tenant; tenants whose result never comes back are reported ``interrupted``.
 
-Imported only when ``executor = "celery"``. Knows the runner only through the small protocol below.
+Imported only when ``executor = "celery"``. An ``Executor`` (``execution.executors.base``): it knows the
+runner only through ``TenantRunner``.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import ConfigError
-from pinstripe_jobs.model.results import FAILED, INTERRUPTED, SKIPPED, RunResult, Summary
+from pinstripe_jobs.execution.executors.base import Executor, TenantRunner
+from pinstripe_jobs.model.results import RunResult, Summary
+from pinstripe_jobs.model.status import Status
+from pinstripe_jobs.tenants.query import Tenant
 
 if TYPE_CHECKING:
-    from pinstripe_jobs.execution.signals import StopFlag
-    from pinstripe_jobs.model.plan import Observer, Plan
+    from celery import Celery
+
+    from pinstripe_jobs.model.plan import Plan
+    from pinstripe_jobs.observers.base import Observer
 
 POLL_S = 0.2
 BACKEND_RETRY_S = 30
 OPTIONS = ("args", "params", "trigger", "tick", "timeout", "retries", "isolation", "wait", "grace")
 
 
-class Runner(Protocol):
-    settings: Any
-    stop: StopFlag
-    state: Any
+class FleetExecutor(Executor):
+    """``check`` before anything is printed or sent; ``run`` sends and collects. Workers take the locks and
+    write the history rows: the runner claims nothing ahead."""
 
-    def record_skipped(self, plan: Plan, tenants: list, reason: str) -> None: ...
+    name = "celery"
+    claims_ahead = False
 
-
-class FleetExecutor:
-    """``check`` before anything is printed or sent; ``run`` sends and collects."""
-
-    def __init__(self, runner: Runner, deadline: float | None = None):
-        self.runner = runner
+    def __init__(self, runner: TenantRunner, deadline: float | None = None):
+        super().__init__(runner)
         self.deadline = deadline
-        self.app = None
-        self.conf: dict = {}
+        self.app: Celery | None = None  # made by ``check``
+        self.conf: dict[str, Any] = {}
         self.results: dict[str, Any] = {}  # task id -> AsyncResult, for an RPC result backend
         self.polling = True
+
+    @property
+    def celery(self) -> Celery:
+        """The fleet's Celery app, made (and its broker reached) by ``check``."""
+        if self.app is None:
+            raise ConfigError("The celery executor ran before it was checked.", "Call check(plan) before run().")
+        return self.app
 
     def check(self, plan: Plan) -> None:
         from pinstripe_jobs.errors import UsageError
@@ -77,21 +86,21 @@ class FleetExecutor:
                 f"(timeout {plan.timeout:g}s x {attempts} attempt(s) x batch_size {self.conf['batch_size']}), "
                 f"longer than the broker's visibility_timeout ({self.conf['visibility_timeout']:g}s): the broker "
                 "would deliver it twice.", "Raise [celery] visibility_timeout, or lower batch_size.")
-        self.app = make_app(self.runner.settings)
-        if hasattr(self.app.backend, "get_many"):  # polled (Redis): no pub/sub subscription per task message
-            self.app.backend.on_task_call = lambda *args, **kwargs: None
-        check_broker(self.app, self.conf["broker"], " Nothing was sent.")
+        app = self.app = make_app(self.runner.settings)
+        if hasattr(app.backend, "get_many"):  # polled (Redis): no pub/sub subscription per task message
+            app.backend.on_task_call = lambda *args, **kwargs: None
+        check_broker(app, self.conf["broker"], " Nothing was sent.")
 
-    def run(self, plan: Plan, tenants: Iterator, observer: Observer, summary: Summary) -> None:
+    def run(self, plan: Plan, tenants: Iterator[Tenant | None], observer: Observer, summary: Summary) -> None:
         from pinstripe_jobs.fleet.broker import TASK
 
         runner = self.runner
-        options = {name: getattr(plan.options, name) for name in OPTIONS}
-        options["tick"] = plan.options.tick.isoformat() if plan.options.tick else None
-        options["args"] = list(plan.options.args)
-        pending: dict[str, list] = {}  # task id -> its tenants not yet reported
+        if self.app is None:
+            self.check(plan)
+        options = self._options(plan)
+        pending: dict[str, list[Any]] = {}  # task id -> its tenants not yet reported
         started = time.monotonic()
-        batch: list = []
+        batch: list[Any] = []
         queue = self.conf["queue"]
 
         not_sent: str | None = None  # why tenants are no longer sent (a stop, the deadline, the broker)
@@ -99,7 +108,7 @@ class FleetExecutor:
         def send() -> None:
             nonlocal not_sent
             try:
-                result = self.app.send_task(TASK, args=(plan.spec.name, batch, options, plan.invocation),
+                result = self.celery.send_task(TASK, args=(plan.spec.name, batch, options, plan.invocation),
                                             queue=queue)
             except Exception as exc:  # the broker went away mid-run: the rest is reported, not sent
                 from pinstripe_jobs.errors import mask_secrets
@@ -110,14 +119,14 @@ class FleetExecutor:
                 batch.clear()
                 return
             if not self.polling:  # an RPC backend: its replies come to this process's queue
-                self.app.backend.add_pending_result(result)
+                self.celery.backend.add_pending_result(result)
                 self.results[result.id] = result
             pending[result.id] = list(batch)
             batch.clear()
 
-        unsent: list = []
+        unsent: list[Any] = []
         collected = time.monotonic()
-        self.polling = hasattr(self.app.backend, "get_many")
+        self.polling = hasattr(self.celery.backend, "get_many")
         for tenant in tenants:
             tenant_id = None if tenant is None else tenant.id
             if not_sent is None and (runner.stop.requested or self._past_deadline(started)):
@@ -139,14 +148,30 @@ class FleetExecutor:
         if batch:
             send()
         if unsent:
-            self._give_up_tenants(plan, unsent, SKIPPED, not_sent or "interrupted", observer, summary)
+            self._give_up_tenants(plan, unsent, Status.SKIPPED, not_sent or "interrupted", observer, summary)
         self._wait(pending, plan, observer, summary, started)
+
+    def _options(self, plan: Plan) -> dict[str, Any]:
+        """What every batch carries besides its tenants: the run's options, and its tenant selection (the
+        source this invocation reads, --tenant, --exclude-tenant, --shard), which workers resolve the
+        batch's tenants against instead of their own config's source."""
+        options: dict[str, Any] = {name: getattr(plan.options, name) for name in OPTIONS}
+        options["tick"] = plan.options.tick.isoformat() if plan.options.tick else None
+        options["args"] = list(plan.options.args)
+        settings = self.runner.settings
+        options["selection"] = {
+            "tenants": settings.tenants, "tenants_table": settings.tenants_table,
+            "tenant_ids": [str(t) for t in plan.options.tenant_ids],
+            "exclude_ids": [str(t) for t in plan.options.exclude_ids],
+            "shard": list(plan.options.shard) if plan.options.shard else None}
+        return options
 
     # -- collecting --------------------------------------------------------------------------------
     def _past_deadline(self, started: float) -> bool:
         return self.deadline is not None and time.monotonic() - started >= self.deadline
 
-    def _wait(self, pending: dict, plan: Plan, observer: Observer, summary: Summary, started: float) -> None:
+    def _wait(self, pending: dict[str, list[Any]], plan: Plan, observer: Observer, summary: Summary,
+              started: float) -> None:
         runner = self.runner
         cancelled = None
         failing_since = None
@@ -180,11 +205,11 @@ class FleetExecutor:
             self._record_missing(plan, missing, reason, observer, summary)
             pending.clear()
 
-    def _collect(self, pending: dict, wait: float) -> list[tuple[str, dict]]:
-        """The batches whose result is in (task id, result meta); wait up to ``wait`` seconds for one. A key-value result
-        backend (Redis) is polled many ids at a time (MGET; nothing is kept per batch but its tenant ids);
-        an RPC one (RabbitMQ) is drained from this process's reply queue."""
-        backend = self.app.backend
+    def _collect(self, pending: dict[str, list[Any]], wait: float) -> list[tuple[str, dict[str, Any]]]:
+        """The batches whose result is in (task id, result meta); wait up to ``wait`` seconds for one. A
+        key-value result backend (Redis) is polled many ids at a time (MGET; nothing is kept per batch but its
+        tenant ids); an RPC one (RabbitMQ) is drained from this process's reply queue."""
+        backend = self.celery.backend
         if not self.polling:
 
             try:
@@ -196,7 +221,7 @@ class FleetExecutor:
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         ids = list(pending)[:500]
-        arrived: list[tuple[str, dict]] = []
+        arrived: list[tuple[str, dict[str, Any]]] = []
         if not ids:
             return arrived
         try:
@@ -207,7 +232,7 @@ class FleetExecutor:
             pass
         return arrived
 
-    def _report(self, task_id: str, meta: dict, pending: dict, plan: Plan, observer: Observer,
+    def _report(self, task_id: str, meta: dict[str, Any], pending: dict[str, list[Any]], plan: Plan, observer: Observer,
                 summary: Summary) -> None:
         value = meta.get("result")
         if meta.get("status") == "FAILURE" and _worker_lost(value):
@@ -216,19 +241,19 @@ class FleetExecutor:
             if not self.polling and task_id in pending:
                 from celery.result import AsyncResult
 
-                again = AsyncResult(task_id, app=self.app)
-                self.app.backend.add_pending_result(again)
+                again = AsyncResult(task_id, app=self.celery)
+                self.celery.backend.add_pending_result(again)
                 self.results[task_id] = again
             return
         tenants = pending.pop(task_id, None)
         if tenants is None:
             return
         if meta.get("status") == "REVOKED":  # cancelled before a worker started it
-            self._record_missing(plan, tenants, "cancelled before it started", observer, summary, status=SKIPPED)
+            self._record_missing(plan, tenants, "cancelled before it started", observer, summary, status=Status.SKIPPED)
             return
         if meta.get("status") != "SUCCESS" or not isinstance(value, dict):
             error = f"the task failed on the worker: {value!r}"[:2000]
-            self._record_missing(plan, tenants, error, observer, summary, status=FAILED)
+            self._record_missing(plan, tenants, error, observer, summary, status=Status.FAILED)
             return
         reported = set()
         for data in value.get("results", []):
@@ -255,9 +280,9 @@ class FleetExecutor:
         rest = [t for t in tenants if _key(t) not in reported]
         if rest:
             reason = "not run: " + (value.get("error") or "the worker returned no result for it").splitlines()[0]
-            self._record_missing(plan, rest, reason, observer, summary, status=SKIPPED)
+            self._record_missing(plan, rest, reason, observer, summary, status=Status.SKIPPED)
 
-    def _cancel(self, plan: Plan, pending: dict, reason: str) -> None:
+    def _cancel(self, plan: Plan, pending: dict[str, list[Any]], reason: str) -> None:
         """Workers check the marker before each tenant (revokes live only in worker memory); batches not
         started are revoked too."""
         try:
@@ -265,12 +290,12 @@ class FleetExecutor:
         except Exception:
             pass
         try:
-            self.app.control.revoke(list(pending), terminate=False)
+            self.celery.control.revoke(list(pending), terminate=False)
         except Exception:
             pass
 
-    def _record_missing(self, plan: Plan, tenants: list, reason: str, observer: Observer, summary: Summary,
-                        status: str = INTERRUPTED) -> None:
+    def _record_missing(self, plan: Plan, tenants: list[Any], reason: str, observer: Observer, summary: Summary,
+                        status: str = Status.INTERRUPTED) -> None:
         """Tenants with no result from the fleet: reported, and recorded unless a worker recorded them."""
         try:
             known = self.runner.state.invocation_outcomes(plan.spec.name, plan.invocation, tenants, running=True)
@@ -278,20 +303,20 @@ class FleetExecutor:
             known = {}
         for tenant in tenants:
             outcome = known.get(_key(tenant))
-            if outcome is not None and outcome[0] == "running":  # still going on a worker, which records it
-                result = RunResult(tenant, INTERRUPTED, error=f"{reason} (still running on a worker, which "
+            if outcome is not None and outcome[0] == Status.RUNNING:  # still going on a worker, which records it
+                result = RunResult(tenant, Status.INTERRUPTED, error=f"{reason} (still running on a worker, which "
                                                               "records its outcome)")
             elif outcome is not None:  # it finished after all (its batch result was lost)
                 result = RunResult(tenant, outcome[0], error=outcome[1])
             else:
-                result = RunResult(tenant, status, error=reason if status != SKIPPED else None,
-                                   reason=reason if status == SKIPPED else None)
+                result = RunResult(tenant, status, error=reason if status != Status.SKIPPED else None,
+                                   reason=reason if status == Status.SKIPPED else None)
             observer.run_started(_tenant(tenant))
             summary.add(result)
             observer.run_finished(result)
         self._write(plan, [t for t in tenants if _key(t) not in known], status, reason)
 
-    def _give_up_tenants(self, plan: Plan, tenants: list, status: str, reason: str, observer: Observer,
+    def _give_up_tenants(self, plan: Plan, tenants: list[Any], status: str, reason: str, observer: Observer,
                          summary: Summary) -> None:
         for tenant in tenants:
             result = RunResult(tenant, status, reason=reason)
@@ -300,7 +325,7 @@ class FleetExecutor:
             observer.run_finished(result)
         self._write(plan, tenants, status, reason)
 
-    def _write(self, plan: Plan, tenants: list, status: str, reason: str) -> None:
+    def _write(self, plan: Plan, tenants: list[Any], status: str, reason: str) -> None:
         if not tenants:
             return
         try:
@@ -310,22 +335,14 @@ class FleetExecutor:
             self.runner.state_error = self.runner.state_error or getattr(exc, "message", str(exc))
 
 
-class _Tenant:
-    """What observers need of a tenant reported from the fleet: its id."""
-
-    __slots__ = ("id",)
-
-    def __init__(self, tenant_id: Any):
-        self.id = tenant_id
-
-
 def _worker_lost(value: Any) -> bool:
     name = value.get("exc_type") if isinstance(value, dict) else type(value).__name__
     return name == "WorkerLostError"
 
 
-def _tenant(tenant_id: Any) -> _Tenant | None:
-    return None if tenant_id is None else _Tenant(tenant_id)
+def _tenant(tenant_id: Any) -> Tenant | None:
+    """What observers are told of a tenant reported from the fleet: its id."""
+    return None if tenant_id is None else Tenant({"id": tenant_id})
 
 
 def _key(tenant: Any) -> str:

@@ -1,14 +1,15 @@
 """What one run was asked for and how it is told about: ``RunOptions``, the checked ``Plan`` (job,
-arguments, tenant selection, effective settings), the ``Observer`` protocol, and the stable per-tenant
-numbers (shard, spread offset). Knows nothing of running: the runner and the fan-out both build on it.
+arguments, tenant selection, effective settings) and the stable per-tenant numbers (shard, spread offset).
+Knows nothing of running nor of who is told about it: the runner and the executors build on it.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from pinstripe_jobs.model.results import RunResult, Summary
+    from datetime import datetime
+
     from pinstripe_jobs.registry.jobs import JobSpec
     from pinstripe_jobs.tenants import Tenant, TenantQuery
 
@@ -16,11 +17,33 @@ if TYPE_CHECKING:
 class RunOptions:
     """What one run was asked for: arguments, tenant selection and the knobs that override the job module."""
 
-    FIELDS = {"args": (), "params": None, "tenant_ids": (), "exclude_ids": (), "fail_fast": False,
-              "concurrency": None, "shard": None, "trigger": "manual", "tick": None, "wait": False,
-              "only_failed": False, "keep_runs": False, "timeout": None, "retries": None, "isolation": None,
-              "max_failures": None, "grace": 30.0, "skip_reason": None, "spread": None,
-              "invocation": None, "deadline": None}
+    FIELDS: ClassVar[dict[str, Any]] = {
+        "args": (), "params": None, "tenant_ids": (), "exclude_ids": (), "fail_fast": False, "concurrency": None,
+        "shard": None, "trigger": "manual", "tick": None, "wait": False, "only_failed": False, "keep_runs": False,
+        "timeout": None, "retries": None, "isolation": None, "max_failures": None, "grace": 30.0,
+        "skip_reason": None, "spread": None, "invocation": None, "deadline": None}
+
+    args: tuple[Any, ...]
+    params: dict[str, Any]
+    tenant_ids: tuple[str, ...]
+    exclude_ids: tuple[str, ...]
+    fail_fast: bool
+    concurrency: int | None
+    shard: tuple[int, int] | None
+    trigger: str
+    tick: datetime | None
+    wait: bool
+    only_failed: bool
+    keep_runs: bool
+    timeout: float | None
+    retries: int | None
+    isolation: str | None
+    max_failures: int | None
+    grace: float
+    skip_reason: str | None
+    spread: float | None
+    invocation: str | None
+    deadline: float | None
 
     def __init__(self, **values: Any):
         unknown = set(values) - set(self.FIELDS)
@@ -40,40 +63,10 @@ def new_invocation_id() -> str:
     return f"{time.time_ns() // 1000:014x}-{os.urandom(5).hex()}"
 
 
-class Observer(Protocol):
-    def started(self, plan: Plan) -> None: ...
-
-    def run_started(self, tenant: Tenant | None) -> None: ...
-
-    def run_finished(self, result: RunResult) -> None: ...
-
-    def finished(self, summary: Summary) -> None: ...
-
-
-class NullObserver:
-    def started(self, plan: Plan) -> None:
-        pass
-
-    def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
-        pass
-
-    def waiting(self, tenant: Any, holder: str) -> None:
-        pass
-
-    def run_started(self, tenant: Tenant | None) -> None:
-        pass
-
-    def run_finished(self, result: RunResult) -> None:
-        pass
-
-    def finished(self, summary: Summary) -> None:
-        pass
-
-
 class Plan:
     """A checked run: the job, converted arguments, the tenant query and the effective settings."""
 
-    def __init__(self, spec: JobSpec, args: tuple, params: dict, options: RunOptions,
+    def __init__(self, spec: JobSpec, args: tuple[Any, ...], params: dict[str, Any], options: RunOptions,
                  query: TenantQuery | None = None):
         self.spec = spec
         self.args = args
@@ -86,7 +79,6 @@ class Plan:
         self.io_pool: Any = None  # async jobs: threads for the leases' database work (see Leases.aacquire)
         # the id that groups this run's history rows (one per command or tick)
         self.invocation: str = options.invocation or new_invocation_id()
-        self.observer: Observer = NullObserver()  # set by ``Runner.execute``: retries and waits are told to it
         self.admit: Callable[[Tenant], bool] | None = None  # per-tenant schedules: is this tenant due?
         # spread: each tenant starts at base + a stable offset within this many seconds (scheduled runs of
         # a job with `spread`, or --spread); None: at once
@@ -105,21 +97,22 @@ class Plan:
         return self.query is not None
 
     def tenants(self) -> Iterator[Tenant | None]:
-        if not self.multi_tenant:
+        if self.query is None:
             yield None
             return
-        source = self.fixed if self.fixed is not None else self.query
+        source: Iterable[Tenant] = self.fixed if self.fixed is not None else self.query
         shard = self.options.shard
         done, admit = self.done, self.admit
         selected = (t for t in source if (shard is None or shard_of(t.id, shard[1]) == shard[0])
                     and not (done and str(t.id) in done) and (admit is None or admit(t)))
-        if self.spread:  # start order = offset order (this reads the selected tenants into memory)
-            yield from sorted(selected, key=lambda t: spread_offset(t.id, self.spread))
+        spread = self.spread
+        if spread:  # start order = offset order (this reads the selected tenants into memory)
+            yield from sorted(selected, key=lambda t: spread_offset(t.id, spread))
         else:
             yield from selected
 
     def count(self) -> int:
-        if not self.multi_tenant:
+        if self.query is None:
             return 1
         if self.fixed is None and self.options.shard is None and not self.done and self.admit is None:
             return self.query.count()

@@ -5,15 +5,16 @@ from pathlib import Path
 from typing import Any
 
 from pinstripe_jobs.errors import ExitCode
-from pinstripe_jobs.model.status import BAD as BAD_STATUSES
+from pinstripe_jobs.model.status import BAD as BAD_STATUSES  # re-exported: the statuses of a run that did not succeed
 from pinstripe_jobs.model.status import Status
 
 SUCCEEDED, FAILED, SKIPPED = Status.SUCCEEDED, Status.FAILED, Status.SKIPPED
 TIMED_OUT, INTERRUPTED = Status.TIMED_OUT, Status.INTERRUPTED
 ALREADY_RUNNING = "already running"
 AT_CAP = "tenant at its concurrency cap"
-STATUS_OF_EXIT = {0: "succeeded", 1: "failed", 3: "error", 4: "skipped", 124: "timed_out", 130: "interrupted",
-                  143: "interrupted"}
+# the overall word of a run, by exit code ("error": its tenant source, state store or a service broke)
+STATUS_OF_EXIT: dict[int, str] = {0: Status.SUCCEEDED, 1: Status.FAILED, 3: "error", 4: Status.SKIPPED,
+                                  124: Status.TIMED_OUT, 130: Status.INTERRUPTED, 143: Status.INTERRUPTED}
 
 
 def tenant_id(tenant: Any) -> Any:
@@ -49,8 +50,8 @@ class RunResult:
     def ok(self) -> bool:
         return self.status not in BAD_STATUSES
 
-    def to_json(self) -> dict:
-        data = {"tenant": self.tenant, "status": self.status, "duration_s": round(self.duration_s, 6),
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"tenant": self.tenant, "status": self.status, "duration_s": round(self.duration_s, 6),
                 "error": self.error}
         if self.reason:
             data["reason"] = self.reason
@@ -75,6 +76,7 @@ class Summary:
         self.signal = signal  # the signal that interrupted the run, if any
         self.already_running = 0  # runs skipped because the job was already running for that tenant
         self.error: str | None = None  # the tenant source broke mid-run: not every tenant could be read
+        self.report_error: str | None = None  # a report file (JUnit, the step summary) could not be written
 
     def add(self, result: RunResult) -> None:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
@@ -97,13 +99,13 @@ class Summary:
 
     @property
     def exit_code(self) -> ExitCode:
-        """Precedence: interrupted (130/143) > tenant source broke mid-run (3) > failed (1) > timed out (124)
-        > skipped as already running (4) > 0."""
+        """Precedence: interrupted (130/143) > tenant source broke mid-run, or a report could not be written
+        (3) > failed (1) > timed out (124) > skipped as already running (4) > 0."""
         import signal
 
         if self.signal is not None:
             return ExitCode.TERMINATED if self.signal == signal.SIGTERM else ExitCode.INTERRUPTED
-        if self.error:
+        if self.error or self.report_error:
             return ExitCode.CONFIG
         if self.counts.get(FAILED) or self.counts.get(INTERRUPTED):
             return ExitCode.FAILED
@@ -112,6 +114,10 @@ class Summary:
         if self.already_running:
             return ExitCode.SKIPPED
         return ExitCode.OK
+
+
+CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
 def job_traceback(exc: BaseException, job_file: Path | str | None) -> str:
@@ -128,9 +134,9 @@ def job_traceback(exc: BaseException, job_file: Path | str | None) -> str:
     while current is not None and all(current is not seen for seen, _ in chain) and len(chain) < 10:
         chain.append((current, link))
         if current.__cause__ is not None:
-            current, link = current.__cause__, "\nThe above exception was the direct cause of the following exception:\n\n"
+            current, link = current.__cause__, CAUSE
         elif current.__context__ is not None and not current.__suppress_context__:
-            current, link = current.__context__, "\nDuring handling of the above exception, another exception occurred:\n\n"
+            current, link = current.__context__, CONTEXT
         else:
             current = None
     parts = []

@@ -2,10 +2,10 @@
 printed and serialised as that text. Every list of statuses (the SQL ones included) is derived from here."""
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """The status of one tenant's run, as history records it."""
 
     QUEUED = "queued"  # claimed ahead (its lock taken, its row written) but not started yet
@@ -16,9 +16,6 @@ class Status(str, Enum):
     TIMED_OUT = "timed_out"
     INTERRUPTED = "interrupted"
     ABANDONED = "abandoned"  # its holder is provably gone (killed mid-run)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 ALL: tuple[Status, ...] = tuple(Status)

@@ -3,62 +3,45 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
 from pinstripe_jobs.errors import mask_secrets
-from pinstripe_jobs.model.results import BAD_STATUSES as BAD
-from pinstripe_jobs.model.results import SKIPPED, RunResult, Summary
+from pinstripe_jobs.model.results import RunResult, Summary
+from pinstripe_jobs.model.status import BAD, Status
+from pinstripe_jobs.observers.base import Observer, Tee
 from pinstripe_jobs.textsafe import literal
 
+if TYPE_CHECKING:
+    from pinstripe_jobs.model.plan import Plan
 
-class Tee:
-    """Several observers as one."""
-
-    def __init__(self, *observers: Any):
-        self.observers = observers
-
-    def started(self, plan) -> None:
-        for observer in self.observers:
-            observer.started(plan)
-
-    def run_started(self, tenant) -> None:
-        for observer in self.observers:
-            observer.run_started(tenant)
-
-    def run_finished(self, result: RunResult) -> None:
-        for observer in self.observers:
-            observer.run_finished(result)
-
-    def retrying(self, *args: Any) -> None:
-        for observer in self.observers:
-            getattr(observer, "retrying", lambda *a: None)(*args)
-
-    def waiting(self, *args: Any) -> None:
-        for observer in self.observers:
-            getattr(observer, "waiting", lambda *a: None)(*args)
-
-    def finished(self, summary: Summary) -> None:
-        for observer in self.observers:
-            observer.finished(summary)
+__all__ = ["GitHubReporter", "JUnitReporter", "Tee"]  # Tee lives in observers.base; kept importable here
 
 
-class JUnitReporter:
-    """One testcase per tenant run. Test cases are streamed to a side file and wrapped at the end."""
+class JUnitReporter(Observer):
+    """One testcase per tenant run. Test cases are streamed to a side file and wrapped at the end.
 
-    def __init__(self, path: str | os.PathLike):
+    The report's path is checked when the reporter is made, before anything runs: one that cannot be
+    written is a usage error (exit 2). If writing still fails at the end, the run says so (exit 3)."""
+
+    def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self.part = self.path.with_name(self.path.name + ".part")
+        for target in (self.path, self.part):
+            _check_writable(target)
         self.job = ""
-        self.fh: IO | None = None
+        self.fh: IO[str] | None = None  # the side file, open from ``started`` to ``finished``
 
-    def started(self, plan) -> None:
+    def started(self, plan: Plan) -> None:
         self.job = plan.spec.name
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = self.part.open("w", encoding="utf-8")
+        self._cases()
 
-    def run_started(self, tenant) -> None:
-        pass
+    def _cases(self) -> IO[str]:
+        """The side file the test cases are streamed to (opened on first use)."""
+        if self.fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = self.part.open("w", encoding="utf-8")
+        return self.fh
 
     def run_finished(self, result: RunResult) -> None:
         name = "no tenant" if result.tenant is None else f"tenant {literal(result.tenant)}"
@@ -67,21 +50,29 @@ class JUnitReporter:
         if result.status in BAD:  # control characters are not allowed in XML: written as visible escapes
             message = literal(mask_secrets(result.error or result.status))
             body = escape(literal(mask_secrets(result.traceback or result.error or result.status), multiline=True))
-            self.fh.write(f"{head}>\n    <failure type={quoteattr(result.status)} message={quoteattr(message)}>"
+            self._cases().write(f"{head}>\n    <failure type={quoteattr(result.status)} message={quoteattr(message)}>"
                           f"{body}</failure>\n  </testcase>\n")
-        elif result.status == SKIPPED:
-            self.fh.write(f"{head}>\n    <skipped message={quoteattr(literal(result.reason or 'skipped'))}/>\n"
+        elif result.status == Status.SKIPPED:
+            self._cases().write(f"{head}>\n    <skipped message={quoteattr(literal(result.reason or 'skipped'))}/>\n"
                           "  </testcase>\n")
         else:
-            self.fh.write(f"{head}/>\n")
+            self._cases().write(f"{head}/>\n")
 
-    def finished(self, summary: Summary) -> None:
-        self.fh.close()
+    def closing(self, summary: Summary) -> None:
+        try:
+            self._write(summary)
+        except OSError as exc:
+            summary.report_error = (f"Could not write the JUnit report {self.path}: "
+                                    f"{exc.strerror or type(exc).__name__}.")
+
+    def _write(self, summary: Summary) -> None:
+        self._cases().close()
+        self.fh = None
         failures = sum(summary.counts.get(s, 0) for s in BAD)
         with self.path.open("w", encoding="utf-8") as out:
             out.write('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n')
             out.write(f'<testsuite name={quoteattr("pinstripe " + summary.job)} tests="{summary.total}" '
-                      f'failures="{failures}" errors="0" skipped="{summary.counts.get(SKIPPED, 0)}" '
+                      f'failures="{failures}" errors="0" skipped="{summary.counts.get(Status.SKIPPED, 0)}" '
                       f'time="{summary.duration_s:.6f}">\n')
             with self.part.open(encoding="utf-8") as part:
                 for line in part:
@@ -90,28 +81,45 @@ class JUnitReporter:
         self.part.unlink()
 
 
+def _check_writable(path: Path) -> None:
+    """A report file that cannot be written is a usage error (exit 2), found before anything runs. Probed
+    by opening it for appending (its folder is made if missing); a file that did not exist is removed again."""
+    from pinstripe_jobs.errors import UsageError
+
+    hint = "Give a file path in a folder this process can write to, e.g. --junit-xml reports/pinstripe.xml."
+    if path.is_dir():
+        raise UsageError(f"--junit-xml {literal(path)} is a directory, not a file.", hint)
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--junit-xml {literal(path)} cannot be written: {exc.strerror or type(exc).__name__}.",
+                         hint) from None
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
 def _command_text(text: str) -> str:
     """A workflow-command value: % and line breaks encoded as GitHub documents, other controls made visible."""
     text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return literal(text)
 
 
-class GitHubReporter:
+class GitHubReporter(Observer):
     """Under GitHub Actions: an ``::error`` annotation per failed run, and a table in the step summary."""
 
     ROWS = 50
 
-    def __init__(self, out: IO, summary_path: str | None):
+    def __init__(self, out: IO[str], summary_path: str | None):
         self.out = out
         self.summary_path = summary_path
         self.job = ""
         self.bad: list[RunResult] = []
 
-    def started(self, plan) -> None:
+    def started(self, plan: Plan) -> None:
         self.job = plan.spec.name
-
-    def run_started(self, tenant) -> None:
-        pass
 
     def run_finished(self, result: RunResult) -> None:
         if result.status not in BAD:
@@ -126,7 +134,7 @@ class GitHubReporter:
         if not self.summary_path:
             return
         counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(summary.counts.items())) or "no runs"
-        icon = "✅" if summary.status == "succeeded" else "❌"
+        icon = "✅" if summary.status == Status.SUCCEEDED else "❌"
         lines = [f"### {icon} `{summary.job}`: {summary.status}", "", f"{counts} in {summary.duration_s:.2f}s", ""]
         if self.bad:
             lines += ["| tenant | status | error |", "| --- | --- | --- |"]

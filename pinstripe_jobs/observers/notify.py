@@ -7,17 +7,25 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import mask_secrets
-from pinstripe_jobs.model.results import BAD_STATUSES, SKIPPED, Summary
+from pinstripe_jobs.model.results import RunResult, Summary
+from pinstripe_jobs.model.status import BAD as BAD_STATUSES
+from pinstripe_jobs.model.status import Status
+from pinstripe_jobs.observers.base import Observer
+
+if TYPE_CHECKING:
+    from pinstripe_jobs.model.plan import Plan
+    from pinstripe_jobs.store.state import StateStore
 
 log = logging.getLogger("pinstripe.notify")
 FAILURES_SHOWN = 10
 
 
-class Notifier:
-    def __init__(self, config: dict, state_for: Any = None):
+class Notifier(Observer):
+    def __init__(self, config: dict[str, Any], state_for: Callable[[], StateStore] | None = None):
         self.events = set(config.get("on", ["failure", "recovery"]))
         self.webhook = config.get("webhook")
         self.command = config.get("command")
@@ -25,26 +33,17 @@ class Notifier:
         self.timeout = float(config.get("timeout", 5))
         self.state_for = state_for  # () -> StateStore: remembers each job's last outcome (for "recovery")
         self.trigger = "manual"
-        self.failures: list = []
+        self.failures: list[RunResult] = []
         self.skipped = 0
 
-    # -- the observer protocol ----------------------------------------------------------------------
-    def started(self, plan) -> None:
+    # -- the observer hooks --------------------------------------------------------------------------
+    def started(self, plan: Plan) -> None:
         self.trigger = plan.options.trigger
 
-    def run_started(self, tenant) -> None:
-        pass
-
-    def retrying(self, *args: Any) -> None:
-        pass
-
-    def waiting(self, *args: Any) -> None:
-        pass
-
-    def run_finished(self, result) -> None:
+    def run_finished(self, result: RunResult) -> None:
         if result.status in BAD_STATUSES and len(self.failures) < FAILURES_SHOWN:
             self.failures.append(result)
-        elif result.status == SKIPPED and not (result.reason or "").startswith("not this shard"):
+        elif result.status == Status.SKIPPED and not (result.reason or "").startswith("not this shard"):
             self.skipped += 1  # already running, at the tenant cap, a stop: worth saying
 
     def finished(self, summary: Summary) -> None:
@@ -58,10 +57,10 @@ class Notifier:
     # -- deciding and writing -------------------------------------------------------------------------
     def event(self, summary: Summary) -> str | None:
         failed = bool(summary.failures or summary.error)
-        previous = self._remember(summary.job, "failed" if failed else "succeeded")
+        previous = self._remember(summary.job, Status.FAILED.value if failed else Status.SUCCEEDED.value)
         if failed:
             return "failure" if "failure" in self.events else None
-        if previous == "failed" and "recovery" in self.events:
+        if previous == Status.FAILED and "recovery" in self.events:
             return "recovery"
         if self.skipped and "skipped" in self.events:
             return "skipped"
@@ -76,7 +75,7 @@ class Notifier:
             log.warning("could not read the last outcome of %s: %s", job, getattr(exc, "message", exc))
             return None
 
-    def message(self, summary: Summary, event: str) -> dict:
+    def message(self, summary: Summary, event: str) -> dict[str, Any]:
         counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(summary.counts.items())) or "no runs"
         icon = {"failure": ":x:", "recovery": ":white_check_mark:", "skipped": ":warning:"}[event]
         lines = [f"{icon} {summary.job} ({self.trigger}): {summary.status.replace('_', ' ')} - {counts}"]
@@ -84,7 +83,8 @@ class Notifier:
                     for r in self.failures]
         for failure in failures:
             who = "(no tenant)" if failure["tenant"] is None else f"tenant {failure['tenant']}"
-            lines.append(f"  {who}: {failure['status']}: {failure['error'].splitlines()[0] if failure['error'] else ''}")
+            first = failure["error"].splitlines()[0] if failure["error"] else ""
+            lines.append(f"  {who}: {failure['status']}: {first}")
         if len(summary.failures) > len(failures):
             lines.append(f"  ... and {len(summary.failures) - len(failures)} more")
         rerun = f"pinstripe run-background-job --name {summary.job} --only-failed"
@@ -97,7 +97,7 @@ class Notifier:
                 "failures": failures, "rerun": rerun}
 
     # -- sending ------------------------------------------------------------------------------------------
-    def send(self, message: dict) -> None:
+    def send(self, message: dict[str, Any]) -> None:
         body = json.dumps(message, default=str)
         for name, target, deliver in (("webhook", self.webhook, self._post), ("command", self.command, self._run),
                                       ("callable", self.callable, self._call)):
@@ -118,7 +118,7 @@ class Notifier:
             text = text.replace(self.webhook, f"{parts.scheme}://{parts.hostname}/***")
         return mask_secrets(text)
 
-    def _post(self, url: str, body: str, message: dict) -> None:
+    def _post(self, url: str, body: str, message: dict[str, Any]) -> None:
         import urllib.request
 
         request = urllib.request.Request(url, data=body.encode(), method="POST",
@@ -126,14 +126,14 @@ class Notifier:
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             response.read(65536)
 
-    def _run(self, command: str, body: str, message: dict) -> None:
+    def _run(self, command: str, body: str, message: dict[str, Any]) -> None:
         import subprocess
 
         done = subprocess.run(command, shell=True, input=body, text=True, capture_output=True, timeout=self.timeout)
         if done.returncode != 0:
             raise RuntimeError(f"exit status {done.returncode}: {done.stderr.strip()[:200]}")
 
-    def _call(self, ref: str, body: str, message: dict) -> None:
+    def _call(self, ref: str, body: str, message: dict[str, Any]) -> None:
         import threading
 
         from pinstripe_jobs.registry.loading import import_ref

@@ -8,11 +8,20 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
-from pinstripe_jobs.model.results import ALREADY_RUNNING, SKIPPED, SUCCEEDED, RunResult, Summary
+from pinstripe_jobs.model.results import ALREADY_RUNNING, RunResult, Summary
+from pinstripe_jobs.model.status import Status
+from pinstripe_jobs.observers.base import Observer
 from pinstripe_jobs.textsafe import first_line, literal
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.progress import Progress, TaskID
+    from rich.text import Text
+
+    from pinstripe_jobs.model.plan import Plan
 
 TABLE_ROWS = 50  # the summary table shows every failure and at most this many other runs
 
@@ -36,10 +45,12 @@ def summary_line(summary: Summary) -> str:
     if summary.error:
         text += f"\n{literal(summary.error, multiline=True)}\nThe run stopped there: tenants after that point were " \
                 "not read or not run."
+    if summary.report_error:
+        text += f"\n{literal(summary.report_error, multiline=True)}"
     return text
 
 
-def use_rich(stream: IO) -> bool:
+def use_rich(stream: IO[str]) -> bool:
     return stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
@@ -54,7 +65,7 @@ class BatchedLines:
     EVERY_S = 0.05
     _all: list[BatchedLines] = []
 
-    def __init__(self, target: IO):
+    def __init__(self, target: IO[str]):
         self.target = target
         self.pending: list[str] = []
         self._stop = threading.Event()
@@ -98,7 +109,7 @@ class LineSink:
     tenant's unterminated last line, so it is never glued to the next line. Linear in what is written
     (chunks are joined once per line)."""
 
-    def __init__(self, emit: Callable[[str], None], target: IO | None = None):
+    def __init__(self, emit: Callable[[str], None], target: IO[str] | None = None):
         self.emit = emit
         self.target = target
         self._pending: dict[int, list[str]] = {}
@@ -154,30 +165,27 @@ class LineSink:
         return True
 
 
-def whole_lines(target: IO) -> LineSink:
+def whole_lines(target: IO[str]) -> LineSink:
     return LineSink(BatchedLines(target), target)
 
 
 BULK_SKIPS_SHOWN = 5  # skipped runs with the same reason: show this many, then one line for the rest
 
 
-class PlainReporter:
+class PlainReporter(Observer):
     """One line per finished run; failures add their trimmed traceback, indented. Whole lines only, so
     reporters on several threads (the bot) never interleave half-lines. A long run of tenants skipped for
     the same reason (a stop) is collapsed into one line."""
 
-    def __init__(self, out: IO | None = None, tracebacks: bool = True, prefix: str = ""):
+    def __init__(self, out: IO[str] | None = None, tracebacks: bool = True, prefix: str = ""):
         self.out = out or sys.stdout
         self.tracebacks = tracebacks
         self.prefix = prefix
         self._skips: dict[str, int] = {}
 
-    def started(self, plan) -> None:
+    def started(self, plan: Plan) -> None:
         scope = "for each matching tenant" if plan.multi_tenant else "once (not per tenant)"
         self._write(f"Running {literal(plan.spec.name)} {scope}")
-
-    def run_started(self, tenant) -> None:
-        pass
 
     def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
         self._write(f"  RETRY       {who(tenant)}  attempt {attempt + 1}/{attempts} in {delay:.1f}s after: "
@@ -187,7 +195,7 @@ class PlainReporter:
         self._write(f"  WAITING     {who(tenant)}  for the run holding its lock ({literal(holder)})")
 
     def run_finished(self, result: RunResult) -> None:
-        if result.status == SKIPPED and result.reason and result.reason != ALREADY_RUNNING:
+        if result.status == Status.SKIPPED and result.reason and result.reason != ALREADY_RUNNING:
             seen = self._skips[result.reason] = self._skips.get(result.reason, 0) + 1
             if seen > BULK_SKIPS_SHOWN:
                 return
@@ -215,7 +223,7 @@ class PlainReporter:
             self.out.flush()
 
 
-class RichReporter:
+class RichReporter(Observer):
     """A transient progress bar, result lines above it, and a summary table at the end.
 
     Job output does not go through rich: it is collected (``emit``) and written above the bar as it is,
@@ -224,12 +232,12 @@ class RichReporter:
 
     REFRESH_S = 0.1
 
-    def __init__(self, out: IO | None = None):
+    def __init__(self, out: IO[str] | None = None):
         from rich.console import Console
 
         self.console = Console(file=out or sys.stdout)
-        self.progress = None
-        self.task = None
+        self.progress: Progress | None = None  # the bar, from ``started`` on
+        self.task: TaskID | None = None
         self.shown: list[RunResult] = []
         self.hidden: dict[str, int] = {}
         self._pending: list[str] = []
@@ -237,7 +245,7 @@ class RichReporter:
         self._stopped = threading.Event()
         self._flusher: threading.Thread | None = None
 
-    def started(self, plan) -> None:
+    def started(self, plan: Plan) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -249,14 +257,14 @@ class RichReporter:
         )
 
         total = plan.count()
-        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+        progress = self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                                  TimeRemainingColumn(), console=self.console, transient=True, auto_refresh=False,
                                  redirect_stdout=False, redirect_stderr=False)
-        self.progress.start()
+        progress.start()
         from rich.markup import escape
 
-        self.task = self.progress.add_task(escape(literal(plan.spec.name)), total=total)
+        self.task = progress.add_task(escape(literal(plan.spec.name)), total=total)
         self._flusher = threading.Thread(target=self._flush_loop, daemon=True, name="pinstripe-progress")
         self._flusher.start()
 
@@ -279,9 +287,6 @@ class RichReporter:
             if refresh and self.progress is not None:
                 self.progress.refresh()
 
-    def run_started(self, tenant) -> None:
-        pass
-
     def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
         self._print(self._line("yellow", "RETRY", f"{who(tenant)} attempt {attempt + 1}/{attempts} in {delay:.1f}s "
                                                   f"after: {first_line(error)}"))
@@ -289,12 +294,12 @@ class RichReporter:
     def waiting(self, tenant: Any, holder: str) -> None:
         self._print(self._line("yellow", "WAITING", f"{who(tenant)} for the run holding its lock ({literal(holder)})"))
 
-    def _line(self, style: str, word: str, detail: str):
+    def _line(self, style: str, word: str, detail: str) -> Text:
         from rich.text import Text
 
         return Text.assemble((word, style), " ", detail)
 
-    def _print(self, *renderables, **options) -> None:
+    def _print(self, *renderables: RenderableType, **options: Any) -> None:
         with self._lock:
             self._drain(refresh=False)
             self.console.print(*renderables, **options)
@@ -302,19 +307,20 @@ class RichReporter:
     def run_finished(self, result: RunResult) -> None:
         from rich.text import Text
 
-        bulk = result.status == SKIPPED and result.reason and result.reason != ALREADY_RUNNING
-        if result.status != SUCCEEDED and not (bulk and self._count_hidden(result, BULK_SKIPS_SHOWN)):
-            style = "yellow" if result.status == SKIPPED else "red"
+        bulk = result.status == Status.SKIPPED and result.reason and result.reason != ALREADY_RUNNING
+        if result.status != Status.SUCCEEDED and not (bulk and self._count_hidden(result, BULK_SKIPS_SHOWN)):
+            style = "yellow" if result.status == Status.SKIPPED else "red"
             detail = result.error or result.reason or ""
             self._print(self._line(style, result.status.upper(), f"{who(result.tenant)} {first_line(detail)}"))
             if result.traceback:
                 self._print(Text(literal(result.traceback, multiline=True), style="dim"), highlight=False)
-        if result.status in (SUCCEEDED, SKIPPED):
+        if result.status in (Status.SUCCEEDED, Status.SKIPPED):
             if not self._count_hidden(result, TABLE_ROWS):
                 self.shown.append(result)
         else:
             self.shown.append(result)
-        self.progress.advance(self.task)
+        if self.progress is not None and self.task is not None:
+            self.progress.advance(self.task)
 
     def _count_hidden(self, result: RunResult, limit: int) -> bool:
         """True (and counted) when this is past the first ``limit`` runs of its status."""
@@ -333,11 +339,12 @@ class RichReporter:
         if self._flusher is not None:
             self._flusher.join()
         self._drain(refresh=False)
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
         table = Table(title=Text(literal(summary.job)), title_justify="left")
         for column in ("tenant", "status", "duration", "error"):
             table.add_column(column, overflow="fold")
-        colours = {"succeeded": "green", "skipped": "yellow"}
+        colours: dict[str, str] = {Status.SUCCEEDED: "green", Status.SKIPPED: "yellow"}
         for result in self.shown:
             colour = colours.get(result.status, "red")
             table.add_row(Text("-" if result.tenant is None else literal(result.tenant)),
@@ -349,23 +356,20 @@ class RichReporter:
         self.console.print(Text(summary_line(summary)), highlight=False)
 
 
-class JsonReporter:
+class JsonReporter(Observer):
     """Writes ``{"job", "runs": [...], "status", "duration_s"}`` to ``out``, each run as it finishes."""
 
-    def __init__(self, out: IO, notices: IO | None = None):
+    def __init__(self, out: IO[str], notices: IO[str] | None = None):
         self.out = out
         self.notices = notices or sys.stderr  # retries and waits: not part of the document
         self.first = True
 
-    def started(self, plan) -> None:
+    def started(self, plan: Plan) -> None:
         import json
 
         self.json = json
-        self.out.write('{"job": %s, "runs": [' % json.dumps(plan.spec.name))
+        self.out.write(f'{{"job": {json.dumps(plan.spec.name)}, "runs": [')
         self.out.flush()
-
-    def run_started(self, tenant) -> None:
-        pass
 
     def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
         PlainReporter(self.notices).retrying(tenant, attempt, attempts, delay, error)
@@ -385,110 +389,7 @@ class JsonReporter:
             tail["interrupted_by"] = summary.signal
         if summary.error:
             tail["error"] = summary.error
+        if summary.report_error:
+            tail["report_error"] = summary.report_error
         self.out.write("\n], " + self.json.dumps(tail)[1:] + "\n")
         self.out.flush()
-
-
-def print_json(document: Any, out: IO | None = None) -> None:
-    import json
-
-    (out or sys.stdout).write(json.dumps(document, indent=2, default=str) + "\n")
-
-
-def print_dry_run(job: str, tenants: Iterable, as_json: bool, out: IO | None = None) -> int:
-    out = out or sys.stdout
-    ids = []
-    if as_json:
-        ids = [None if t is None else t.id for t in tenants]
-        print_json({"job": job, "dry_run": True, "tenants": ids}, out)
-        return len(ids)
-    count = 0
-    out.write(f"Dry run: {literal(job)} would run for\n")
-    for tenant in tenants:
-        count += 1
-        name = f"  ({literal(tenant.get('name'))})" if tenant is not None and tenant.get("name") else ""
-        out.write(f"  {who(None if tenant is None else tenant.id)}{name}\n")
-    out.write(f"{count} run(s); nothing was run.\n")
-    return count
-
-
-def print_job_list(jobs: list[dict], broken: list, as_json: bool, out: IO | None = None) -> None:
-    out = out or sys.stdout
-    if as_json:
-        print_json({"jobs": jobs, "broken": [{"name": b.job_name, "file": b.path, "line": b.line,
-                                              "error": b.error} for b in broken]}, out)
-        return
-    columns = ("job", "description", "per tenant", "schedule", "next run", "last run")
-    rows = []
-    for job in jobs:
-        schedule = ", ".join(s["cron"] + (f" {s['args']}" if s["args"] else "") for s in job["schedules"]) or "-"
-        if schedule != "-" and job.get("timezone"):
-            schedule += f" ({job['timezone']})"
-        last = "-"
-        if job.get("last_status"):
-            last = f"{job['last_status']} {job.get('last_run') or ''}".strip()
-        rows.append([literal(cell) for cell in (job["name"], job["description"] or "-",
-                                               "yes" if job["multi_tenant"] else "no", schedule,
-                                               job["next_run"] or "-", last)])
-    if rows and use_rich(out):
-        _rich_table(out, columns, rows)
-    for row in rows if not use_rich(out) else ():
-        out.write(f"{row[0]}\n  description: {row[1]}\n  per tenant: {row[2]}\n  schedule: {row[3]}\n"
-                  f"  next run: {row[4]}\n  last run: {row[5]}\n")
-    if not jobs and not broken:
-        out.write("No jobs yet. Create one with `pinstripe generate-background-job NAME`.\n")
-    for problem in broken:
-        where = f"{problem.path}:{problem.line}" if problem.line else problem.path
-        out.write(f"BROKEN {literal(problem.job_name)}: {literal(where)}: {literal(problem.error)}\n")
-
-
-def _rich_table(out: IO, columns: tuple[str, ...], rows: list[list[str]], styles: dict[int, Callable] | None = None
-                ) -> None:
-    """A table whose cells are literal text (never parsed as markup)."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table()
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(cell, style=(styles or {}).get(i, lambda c: "")(cell)) for i, cell in enumerate(row)))
-    Console(file=out).print(table)
-
-
-HISTORY_COLUMNS = ("started_at", "job", "tenant", "trigger", "status", "duration", "error")
-
-
-def print_history(rows: list[dict], as_json: bool, out: IO | None = None) -> None:
-    out = out or sys.stdout
-    if as_json:
-        print_json({"runs": rows}, out)
-        return
-    if not rows:
-        out.write("No runs recorded.\n")
-        return
-    lines = [[_cell(row, c) for c in HISTORY_COLUMNS] for row in rows]
-    if use_rich(out):
-        colours = {"succeeded": "green", "skipped": "yellow", "running": "cyan"}
-        _rich_table(out, HISTORY_COLUMNS, lines, {4: lambda status: colours.get(status, "red")})
-        return
-    widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(HISTORY_COLUMNS)]
-    widths[-1] = 0  # the error column is last: no padding
-    for line in [list(HISTORY_COLUMNS), *lines]:
-        out.write("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() + "\n")
-
-
-def _cell(row: dict, column: str) -> str:
-    if column == "duration":
-        from datetime import datetime
-
-        if not row.get("ended_at"):
-            return "-"
-        seconds = (datetime.fromisoformat(row["ended_at"]) - datetime.fromisoformat(row["started_at"])).total_seconds()
-        return f"{seconds:.3f}s"
-    if column == "tenant":
-        return "-" if row["tenant"] is None else literal(row["tenant"])
-    if column == "error":
-        return first_line(row.get("error"))
-    return literal(row.get(column) or "-")
