@@ -16,7 +16,11 @@ if TYPE_CHECKING:
 HOST = os.uname().nodename
 LIVE = Status.RUNNING
 QUEUED = Status.QUEUED
+ABANDONED = Status.ABANDONED
+SKIPPED = Status.SKIPPED
 HELD_SQL = sql_list(HELD)
+LIVE_OR_GONE = (Status.ABANDONED, Status.RUNNING)  # a running row may read as abandoned, and the other way round
+LIVE_OR_GONE_SQL = sql_list(LIVE_OR_GONE)
 BAD = RERUN
 MAX_ERROR = 4000  # characters of an error message kept in history
 MAX_TRACEBACK = 20000

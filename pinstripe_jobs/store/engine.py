@@ -133,7 +133,7 @@ class Engine:
     def execute(self, conn: Connection, sql: str, params: Params = ()) -> Cursor:
         """One statement (``?`` placeholders) on ``conn``; its cursor."""
         cursor: Cursor = conn.cursor()
-        cursor.execute(self.dialect.sql(sql), params)  # type: ignore[attr-defined]
+        cursor.execute(self.dialect.sql(sql), params)
         return cursor
 
     def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pinstripe_jobs.store.common import BAD, COLUMNS, LIVE, Row
+from pinstripe_jobs.store.common import ABANDONED, BAD, COLUMNS, LIVE, LIVE_OR_GONE, LIVE_OR_GONE_SQL, Row
 from pinstripe_jobs.store.dialects import Params
 from pinstripe_jobs.store.engine import Engine
 
@@ -32,7 +32,7 @@ class HistoryReads:
         process token is dropped. Changes ``row`` in place and returns it."""
         if row["status"] == LIVE and not self.engine.holder_alive(row["host"], row["pid"], row["pid_token"],
                                                                   row["heartbeat_at"]):
-            row["status"] = "abandoned"
+            row["status"] = ABANDONED.value
             row["ended_at"] = row["heartbeat_at"]  # its last sign of life, not when someone looked
         row.pop("pid_token", None)
         if row.pop("tenant_kind", None) == "int" and row["tenant"] is not None:
@@ -50,8 +50,8 @@ class HistoryReads:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        if status in ("abandoned", LIVE):  # a running row may read as abandoned, and the other way round
-            where.append("status IN ('abandoned', 'running')")
+        if status in LIVE_OR_GONE:  # a running row may read as abandoned, and the other way round
+            where.append(f"status IN {LIVE_OR_GONE_SQL}")
         elif status is not None:
             where.append("status = ?")
             params.append(status)
@@ -59,7 +59,7 @@ class HistoryReads:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC"
-        if status not in ("abandoned", LIVE) and limit is not None:
+        if status not in LIVE_OR_GONE and limit is not None:
             sql += f" LIMIT {int(limit)}"
         rows = self._select(sql, params)
         if status is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pinstripe_jobs.store.common import HOST, LIVE, iso, storable
+from pinstripe_jobs.store.common import ABANDONED, HOST, LIVE, QUEUED, iso, storable
 from pinstripe_jobs.store.dialects import Connection
 from pinstripe_jobs.store.engine import Engine
 from pinstripe_jobs.store.schema import latest_of
@@ -72,8 +72,8 @@ class InvocationRecords:
             rows += self.engine.query(
                 f"SELECT COALESCE(tenant, '-'), status, error FROM pinstripe_runs WHERE job = ? AND "
                 f"(tenant IN ({', '.join('?' * len(part))}){' OR tenant IS NULL' if '-' in part else ''}) "
-                f"AND invocation = ? AND status <> 'queued' {'' if running else 'AND status <> ?'} ORDER BY id",
-                (job, *part, invocation) + (() if running else (LIVE,)))
+                f"AND invocation = ? AND status <> ? {'' if running else 'AND status <> ?'} ORDER BY id",
+                (job, *part, invocation, QUEUED) + (() if running else (LIVE,)))
         return {row[0]: (row[1], row[2]) for row in rows}
 
 
@@ -81,7 +81,7 @@ def close_abandoned(engine: Engine, conn: Connection, job: str) -> None:
     for row in engine.execute(conn, "SELECT id, first_id, host, pid, pid_token FROM pinstripe_invocations WHERE "
                                     "job = ? AND ended_at IS NULL", (job,)).fetchall():
         if not engine.holder_alive(row[2], row[3], row[4], None):
-            close(engine, conn, row[0], row[1] or 0, "abandoned", None)
+            close(engine, conn, row[0], row[1] or 0, ABANDONED.value, None)
 
 
 def close(engine: Engine, conn: Connection, invocation: str, first_id: int, status: str, exit_code: int | None,
@@ -92,7 +92,7 @@ def close(engine: Engine, conn: Connection, invocation: str, first_id: int, stat
         found: dict[str, int] = {}
         for key, n in engine.execute(conn, f"SELECT status, count(*) FROM pinstripe_runs WHERE {_WHERE} GROUP BY "
                                            "status", (first_id, invocation)).fetchall():
-            key = "abandoned" if key == LIVE else key  # its holder is gone
+            key = ABANDONED.value if key == LIVE else key  # its holder is gone
             found[key] = found.get(key, 0) + n
         counts = ",".join(f"{k}={v}" for k, v in sorted(found.items()))
         engine.execute(conn, latest_of(_WHERE), (first_id, invocation))

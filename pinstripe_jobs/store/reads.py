@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from pinstripe_jobs.model.status import RANK
-from pinstripe_jobs.store.common import COLUMNS, LIVE
+from pinstripe_jobs.store.common import ABANDONED, COLUMNS, LIVE, LIVE_OR_GONE, LIVE_OR_GONE_SQL
 from pinstripe_jobs.store.common import HELD_SQL as HELD  # written as the lock index's own
 from pinstripe_jobs.store.contracts import History
 
@@ -81,7 +81,7 @@ class HistoryQueries:
                                 "GROUP BY status", (first_id, row["id"]))
             row["counts"] = {status: n for status, n in counts}
             alive = self.store.holder_alive(row["host"], row["pid"], token, None)
-            row["status"] = LIVE if alive else "abandoned"
+            row["status"] = LIVE.value if alive else ABANDONED.value
         return row
 
     def recent_invocations(self, job: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -112,8 +112,8 @@ class HistoryQueries:
         if items:
             keys = [item["tenant_key"] for item in items]
             live = self._rows(f"SELECT COALESCE(tenant, '-'), host, pid, pid_token, heartbeat_at FROM pinstripe_runs "
-                              f"WHERE job = ? AND status IN {HELD} AND status = 'running' AND COALESCE(tenant, '-') IN "
-                              f"({', '.join('?' * len(keys))})", [job, *keys])
+                              f"WHERE job = ? AND status IN {HELD} AND status = '{LIVE.value}' AND "
+                              f"COALESCE(tenant, '-') IN ({', '.join('?' * len(keys))})", [job, *keys])
             running = {row[0] for row in live if self.store.holder_alive(*row[1:5])}
         for item in items:
             item["running_now"] = item["tenant_key"] in running
@@ -166,8 +166,8 @@ class HistoryQueries:
             first = self._rows("SELECT first_id FROM pinstripe_invocations WHERE id = ?", (invocation,))
             where.append("id > ?")
             params.append((first[0][0] or 0) if first else 0)
-        if status in ("abandoned", LIVE):
-            where.append("status IN ('abandoned', 'running')")
+        if status in LIVE_OR_GONE:
+            where.append(f"status IN {LIVE_OR_GONE_SQL}")
         elif status:
             where.append("status = ?")
             params.append(status)
@@ -183,7 +183,7 @@ class HistoryQueries:
             rows = self._rows(f"{base} ORDER BY id DESC LIMIT {int(limit) + 1}", [*params, before])
             for row in rows:
                 item = self.store.present(dict(zip(COLUMNS, row, strict=False)))
-                if status in ("abandoned", LIVE) and item["status"] != status:
+                if status in LIVE_OR_GONE and item["status"] != status:
                     continue
                 items.append(item)
             if len(rows) <= limit:
@@ -204,7 +204,7 @@ class HistoryQueries:
     def running(self, now: datetime) -> list[dict[str, Any]]:
         """Runs going now, and ``running`` rows whose holder is gone (abandoned), oldest first."""
         rows = self._rows(f"SELECT {', '.join(COLUMNS)} FROM pinstripe_runs WHERE status IN {HELD} AND "
-                          "status = 'running' ORDER BY started_at LIMIT 1000")
+                          f"status = '{LIVE.value}' ORDER BY started_at LIMIT 1000")
         items = []
         for row in rows:
             item = self.store.present(dict(zip(COLUMNS, row, strict=False)))

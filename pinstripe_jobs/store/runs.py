@@ -14,11 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from pinstripe_jobs.store.common import (
+    ABANDONED,
     HELD_SQL,
     HOST,
     LIVE,
     MAX_TRACEBACK,
     QUEUED,
+    SKIPPED,
     Lease,
     iso,
     storable,
@@ -119,13 +121,12 @@ class RunRecords:
 def take_over(engine: Engine, conn: Connection, run_id: int, status: str, since: str) -> None:
     """The lock of a holder that is provably gone: its run reads ``abandoned``, or ``skipped`` when it
     was only claimed and never started."""
+    sql = "UPDATE pinstripe_runs SET status = ?, ended_at = ?, error = ? WHERE id = ? AND status = ?"
     if status == QUEUED:
-        engine.execute(conn, "UPDATE pinstripe_runs SET status = 'skipped', ended_at = ?, error = ? WHERE id = ? "
-                             "AND status = ?", (since, "never started: its process is gone (claimed ahead, then "
-                                                       "taken over by a later run)", run_id, QUEUED))
+        error = "never started: its process is gone (claimed ahead, then taken over by a later run)"
+        engine.execute(conn, sql, (SKIPPED, since, error, run_id, QUEUED))
     else:
-        engine.execute(conn, "UPDATE pinstripe_runs SET status = 'abandoned', ended_at = ?, error = ? WHERE id = ? "
-                             "AND status = ?", (since, "its process is gone (taken over by a later run)", run_id, LIVE))
+        engine.execute(conn, sql, (ABANDONED, since, "its process is gone (taken over by a later run)", run_id, LIVE))
     engine.folder.add([run_id])
 
 

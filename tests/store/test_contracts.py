@@ -38,3 +38,17 @@ def test_the_dashboard_reads_through_the_public_read_api_only(stores):
     items, _ = queries.runs(job="job")
     assert [(r["tenant"], r["status"]) for r in items] == [(1, "failed")]
     assert queries.run(items[0]["id"])["error"] == "ValueError: x"
+
+
+def test_no_module_asks_which_database_and_the_reads_use_no_private_store_name():
+    from pathlib import Path
+
+    import pinstripe_jobs
+
+    package = Path(pinstripe_jobs.__file__).parent
+    for path in package.rglob("*.py"):
+        if path.name not in ("dialects.py", "schema.py"):
+            text = path.read_text()
+            assert "is_sqlite" not in text and "is_postgres" not in text, path
+    reads = (package / "store" / "reads.py").read_text()
+    assert "store._" not in reads
