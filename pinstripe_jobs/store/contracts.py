@@ -185,14 +185,18 @@ class Maintenance(Protocol):
     """Steps run apart from the record path; opening a store runs none of them."""
 
     def maintain(self, now: datetime | None = None) -> bool:
-        """Prune unless a prune ran in the last day (kept in meta as ``pruned_at``): True when it pruned.
-        ``open_store`` runs it for commands that write; read-only commands never do."""
+        """Prune unless a prune ran in the last day (kept in meta as ``pruned_at``), in one transaction that
+        waits for others' locks only briefly: True when it pruned. Never raises for the store: when it cannot
+        run now (a table locked, the database down or refusing, a stop) it logs a warning, returns False and
+        leaves the store's state as it was; the next command tries again. ``open_store`` runs it for commands
+        that write; read-only commands never do. Kill -9 midway: nothing of it is committed."""
         ...
 
     def prune(self, now: datetime | None = None) -> int:
         """Delete finished runs started more than ``history_days`` ago (never a held row: a lock stays),
         finished ticks, ended invocations and newest statuses as old; returns the runs deleted. Nothing
-        with ``history_days`` 0. One transaction: a kill -9 deletes all or nothing."""
+        with ``history_days`` 0. Each table's delete commits on its own (a kill -9 may leave the later
+        tables for the next prune). Retried and raising like every call."""
         ...
 
 

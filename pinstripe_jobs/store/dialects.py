@@ -90,6 +90,11 @@ class Dialect:
         """True when the database is a file that does not exist (a read-only command must not create it)."""
         return False
 
+    def short_lock_wait(self) -> str | None:
+        """A statement that makes the open transaction wait for others' locks only briefly (housekeeping
+        that can wait for the next command), or None where locks are short anyway (SQLite)."""
+        return None
+
 
 class SQLiteDialect(Dialect):
     local = True
@@ -173,6 +178,9 @@ class PostgresDialect(Dialect):
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s")
+
+    def short_lock_wait(self) -> str | None:
+        return "SET LOCAL lock_timeout = 100"
 
     def pipeline(self, conn: Connection, pipelined: bool) -> AbstractContextManager[Any]:
         if not pipelined:

@@ -111,6 +111,18 @@ class Engine:
                     self.sleep(delay)
                     delay = min(delay * 2, 2.0)
 
+    def try_once(self, operation: Callable[[Connection], T]) -> T | None:
+        """``operation`` once, without retrying or waiting out an outage, for housekeeping that the next
+        command can do as well: None when it could not run now (a lock held, the database gone or refusing,
+        a stop), logged as a warning. Whether the store counts as down is left as it was."""
+        down = self.down_since
+        try:
+            return self.call(operation, budget=0)
+        except StateUnavailable as exc:
+            self.down_since = down
+            log().warning("state store housekeeping skipped (the next command tries again): %s", exc.message)
+            return None
+
     def _give_up_unless_transient(self, exc: Exception) -> None:
         """Re-raise what is not a passing fault (a driver's refusal as StateUnavailable); else drop the
         connection, to be retried on a fresh one."""

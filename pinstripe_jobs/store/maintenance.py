@@ -20,15 +20,27 @@ class Maintenance:
     history_days: float
 
     def maintain(self, now: datetime | None = None) -> bool:
-        """Prune at most once a day per store (the check is one indexed read). True when it pruned."""
+        """Prune unless a prune ran in the last day (the check is one indexed read), in one transaction that
+        waits for others' locks only briefly. Housekeeping never holds a command up: when it cannot run now
+        (a table locked, the database down) it is skipped with a warning. True when it pruned."""
         engine = self.engine
-        now = now or engine.clock()
-        rows = engine.query("SELECT value FROM pinstripe_meta WHERE key = ?", (PRUNED_AT,))
-        if rows and now - datetime.fromisoformat(rows[0][0]) < timedelta(days=1):
+        moment = now or engine.clock()
+        engine.flush()
+        done = engine.try_once(lambda conn: engine.transaction(conn, lambda: self._prune_if_due(conn, moment)))
+        return bool(done)
+
+    def _prune_if_due(self, conn: Connection, now: datetime) -> bool:
+        engine = self.engine
+        row = engine.execute(conn, "SELECT value FROM pinstripe_meta WHERE key = ?", (PRUNED_AT,)).fetchone()
+        if row and now - datetime.fromisoformat(row[0]) < timedelta(days=1):
             return False
-        self.prune(now)
-        engine.call(lambda conn: engine.execute(conn, "INSERT INTO pinstripe_meta VALUES (?, ?) ON CONFLICT (key) DO "
-                                                      "UPDATE SET value = excluded.value", (PRUNED_AT, stamp(now))))
+        wait = engine.dialect.short_lock_wait()
+        if wait:
+            engine.execute(conn, wait)
+        if self.history_days:
+            _delete_old(engine, conn, stamp(now - timedelta(days=self.history_days)))
+        engine.execute(conn, "INSERT INTO pinstripe_meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                             "excluded.value", (PRUNED_AT, stamp(now)))
         return True
 
     def prune(self, now: datetime | None = None) -> int:
@@ -39,18 +51,7 @@ class Maintenance:
         engine = self.engine
         cutoff = stamp((now or engine.clock()) - timedelta(days=self.history_days))
         engine.flush()
-
-        def delete(conn: Connection) -> int:
-            removed = engine.execute(conn, f"DELETE FROM pinstripe_runs WHERE started_at < ? AND status NOT IN "
-                                           f"{HELD_SQL}", (cutoff,)).rowcount
-            engine.execute(conn, "DELETE FROM pinstripe_ticks WHERE claimed_at < ? AND finished_at IS NOT NULL",
-                           (cutoff,))
-            engine.execute(conn, "DELETE FROM pinstripe_invocations WHERE started_at < ? AND ended_at IS NOT NULL",
-                           (cutoff,))
-            engine.execute(conn, "DELETE FROM pinstripe_latest WHERE ended_at < ?", (cutoff,))
-            return removed
-
-        return engine.call(delete)
+        return engine.call(lambda conn: _delete_old(engine, conn, cutoff))
 
     def rebuild_latest(self) -> None:
         """Fold every tenant's newest finished run into the newest statuses (for history written outside the
@@ -58,3 +59,14 @@ class Maintenance:
         engine = self.engine
         engine.flush()
         engine.call(lambda conn: engine.transaction(conn, lambda: rebuild(conn, engine.execute)))
+
+
+def _delete_old(engine: Engine, conn: Connection, cutoff: str) -> int:
+    """Delete history older than ``cutoff`` (never a held run); the runs deleted."""
+    removed = engine.execute(conn, f"DELETE FROM pinstripe_runs WHERE started_at < ? AND status NOT IN {HELD_SQL}",
+                             (cutoff,)).rowcount
+    engine.execute(conn, "DELETE FROM pinstripe_ticks WHERE claimed_at < ? AND finished_at IS NOT NULL", (cutoff,))
+    engine.execute(conn, "DELETE FROM pinstripe_invocations WHERE started_at < ? AND ended_at IS NOT NULL",
+                   (cutoff,))
+    engine.execute(conn, "DELETE FROM pinstripe_latest WHERE ended_at < ?", (cutoff,))
+    return removed

@@ -30,7 +30,6 @@ from pinstripe_jobs.store.common import (
     StateUnavailable,
     first_line,
     iso,
-    log,
     process_alive,
     process_token,
     storable,
@@ -116,17 +115,14 @@ def open_store(settings: Settings, *, read_only: bool = False, **options: Any) -
     """The project's store. ``read_only`` (history, listing): None when the SQLite file does not exist,
     so a read-only command never creates ``.pinstripe/state.db``, and no maintenance. Otherwise the daily
     maintenance (pruning) runs once the store is open; if the store cannot do it now (a table locked, the
-    database gone), that is logged and left to the next command, whose own calls then say what is wrong."""
+    database gone), that is logged and left to the next command: the command's own calls say what is wrong."""
     url = settings.state_url
     if read_only and dialect_for(url).missing():
         return None
     store = StateStore(url, history_days=settings.history_days, retry_s=settings.state_retry_s,
                        lock_stale_s=settings.lock_stale_s, **options)
     if not read_only:
-        try:
-            store.maintain()
-        except StateUnavailable as exc:  # housekeeping never stops a command: the next one prunes
-            log().warning("could not prune the history now: %s", exc.message)
+        store.maintain()  # never raises for the store: skipped (with a warning) when it cannot run now
     return store
 
 

@@ -56,3 +56,34 @@ def test_a_read_only_open_never_creates_a_sqlite_file(tmp_path):
     path = tmp_path / "state" / "state.db"
     settings = SimpleNamespace(state_url=f"sqlite:///{path}", history_days=30, state_retry_s=10, lock_stale_s=60)
     assert open_store(settings, read_only=True) is None and not path.exists()
+
+
+def test_maintenance_that_cannot_get_its_locks_is_skipped_without_holding_the_command_up(stores, state_url):
+    import sqlite3
+    import time
+
+    store = stores(retry_s=30)
+    store.remember("pruned_at", (T0 - timedelta(days=400)).isoformat())
+    if state_url.startswith("sqlite"):
+        blocker = sqlite3.connect(state_url.split(":///", 1)[1], isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+    else:
+        import psycopg
+
+        from tests.conftest import PG_URL
+
+        blocker = psycopg.connect(PG_URL.replace("+psycopg", ""))
+        schema = state_url.rsplit("%3D", 1)[1]
+        blocker.execute(f"LOCK TABLE {schema}.pinstripe_runs IN ACCESS EXCLUSIVE MODE")
+    try:
+        began = time.monotonic()
+        assert store.maintain() is False
+        assert time.monotonic() - began < 10  # one short try, not the 30 s retry budget
+    finally:
+        if state_url.startswith("sqlite"):
+            blocker.execute("ROLLBACK")
+        else:
+            blocker.rollback()
+        blocker.close()
+    assert store.recall("pruned_at").startswith("2025")  # not pruned: the next command tries again
+    assert store.maintain() is True
