@@ -235,30 +235,33 @@ def bench_dashboard(tmp: Path) -> dict:
     (root / "pinstripe.toml").write_text('tenants = "tenants.json"\n')
     (root / "tenants.json").write_text("[]")
     sys.path.insert(0, str(HERE.parent))
-    from pinstripe_jobs.store.state import LATEST, StateStore
+    from pinstripe_jobs.store import StateStore
 
     store = StateStore(f"sqlite:///{root / '.pinstripe' / 'state.db'}", history_days=0)
-    conn = store._conn
-    conn.execute("BEGIN")
-    run_id = 0
-    for inv in range(invocations):
-        started = f"2026-11-{inv + 10:02d}T03:00:00.000000+00:00"
-        ended = f"2026-11-{inv + 10:02d}T03:10:00.000000+00:00"
-        conn.execute("INSERT INTO pinstripe_invocations (id, job, trigger, started_at, ended_at, status, exit_code, "
-                     "counts, p50_ms, p95_ms, max_ms) VALUES (?, 'bench', 'schedule', ?, ?, 'failed', 1, ?, 20, 40, 90)",
-                     (f"inv{inv}", started, ended, f"failed={tenants // 50},succeeded={tenants - tenants // 50}"))
-        rows = []
-        for tenant in range(1, tenants + 1):
-            run_id += 1
-            failed = (tenant * 7 + inv) % 50 == 0
-            rows.append(("bench", f"{tenant:07d}", "manual", started, ended, "failed" if failed else "succeeded",
-                         f"ValueError: tenant {tenant % 3}" if failed else None, f"inv{inv}", 20.0 + tenant % 30))
-        conn.executemany("INSERT INTO pinstripe_runs (job, tenant, trigger, started_at, ended_at, status, error, "
-                         "invocation, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    conn.execute(LATEST.format(source="pinstripe_runs", where="id IN (SELECT max(id) FROM pinstripe_runs GROUP BY "
-                                                              "job, COALESCE(tenant, '-'))"))
-    conn.execute("COMMIT")
-    conn.execute("ANALYZE")
+
+    def load(conn) -> None:  # a history written in bulk, then each tenant's newest status folded
+        conn.execute("BEGIN")
+        run_id = 0
+        for inv in range(invocations):
+            started = f"2026-11-{inv + 10:02d}T03:00:00.000000+00:00"
+            ended = f"2026-11-{inv + 10:02d}T03:10:00.000000+00:00"
+            conn.execute("INSERT INTO pinstripe_invocations (id, job, trigger, started_at, ended_at, status, "
+                         "exit_code, counts, p50_ms, p95_ms, max_ms) VALUES (?, 'bench', 'schedule', ?, ?, 'failed', "
+                         "1, ?, 20, 40, 90)",
+                         (f"inv{inv}", started, ended, f"failed={tenants // 50},succeeded={tenants - tenants // 50}"))
+            rows = []
+            for tenant in range(1, tenants + 1):
+                run_id += 1
+                failed = (tenant * 7 + inv) % 50 == 0
+                rows.append(("bench", f"{tenant:07d}", "manual", started, ended, "failed" if failed else "succeeded",
+                             f"ValueError: tenant {tenant % 3}" if failed else None, f"inv{inv}", 20.0 + tenant % 30))
+            conn.executemany("INSERT INTO pinstripe_runs (job, tenant, trigger, started_at, ended_at, status, error, "
+                             "invocation, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+
+    store.engine.call(load)
+    store.rebuild_latest()
+    store.engine.call(lambda conn: conn.execute("ANALYZE"))
     store.close()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PINSTRIPE_")}
     out = subprocess.run([sys.executable, "-c", DASHBOARD_BENCH], cwd=root, env=env, capture_output=True, text=True)

@@ -230,8 +230,9 @@ def test_only_a_provably_gone_holder_loses_its_lock(state_url):
     store = StateStore(state_url, clock=lambda: now[0], lock_stale_s=60)
     try:
         lease = store.begin_run("job", 1, "manual")
-        store._leases.clear()  # no heartbeat thread: the test moves the clock
-        store._call(lambda conn: store._execute(conn, "UPDATE pinstripe_runs SET host = 'elsewhere', pid = 1"))
+        store.engine.leases.clear()  # no heartbeat thread: the test moves the clock
+        store.engine.call(lambda conn: store.engine.execute(conn, "UPDATE pinstripe_runs SET host = 'elsewhere', "
+                                                                  "pid = 1"))
         now[0] += timedelta(seconds=59)
         assert store.begin_run("job", 1, "manual") is None  # fresh enough: alive
         assert store.runs()[0]["status"] == "running"

@@ -171,7 +171,7 @@ def test_a_claim_taken_over_before_it_starts_is_not_started(state_url):
     mine = StateStore(state_url, clock=lambda: clock[0], lock_stale_s=60)
     claimed = mine.claim("job", [1], "manual")["1"]
     # the claimer looks gone: as if on another host whose heartbeat stopped two minutes ago
-    mine._call(lambda conn: mine._execute(conn, "UPDATE pinstripe_runs SET host = 'elsewhere'"))
+    mine.engine.call(lambda conn: mine.engine.execute(conn, "UPDATE pinstripe_runs SET host = 'elsewhere'"))
     clock[0] = T0 + timedelta(minutes=2)
     other = StateStore(state_url, clock=lambda: clock[0], lock_stale_s=60)
     lease = other.begin_run("job", 1, "manual")
@@ -189,8 +189,8 @@ def test_concurrent_starts_share_commits(store):
 
     claimed = store.claim("job", list(range(40)), "manual")
     commits = []
-    real = store._commit_pending
-    store._commit_pending = lambda conn: (commits.append(1), real(conn))[1]
+    real = store.engine.commit_pending
+    store.engine.commit_pending = lambda conn: (commits.append(1), real(conn))[1]
     barrier = threading.Barrier(40)
     results = []
 

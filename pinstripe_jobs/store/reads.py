@@ -8,16 +8,20 @@ naming the last row of the page before. Nothing here writes.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pinstripe_jobs.model.status import RANK
-from pinstripe_jobs.store.state import COLUMNS, LIVE, StateStore
-from pinstripe_jobs.store.state import HELD_SQL as HELD  # written as the lock index's own
+from pinstripe_jobs.store.common import ABANDONED, COLUMNS, LIVE, LIVE_OR_GONE, LIVE_OR_GONE_SQL
+from pinstripe_jobs.store.common import HELD_SQL as HELD  # written as the lock index's own
+from pinstripe_jobs.store.contracts import History
 
 # condition, so that SQLite reads the running runs from that small partial index, not the whole history
 
 PAGE = 50
 _LATEST = ("job", "tenant_key", "tenant", "tenant_kind", "run_id", "status", "rank", "started_at", "ended_at", "error",
            "invocation", "failing_since")
+_RANKS: dict[str, int] = {status.value: rank for status, rank in RANK.items()}
+_NOT_OURS = "was not handed out by this query: pass the next_cursor of the page before"
 _INVOCATION = ("id", "job", "trigger", "tick", "args", "started_at", "ended_at", "status", "exit_code", "counts",
                "p50_ms", "p95_ms", "max_ms", "host", "pid", "pid_token", "first_id")
 
@@ -38,33 +42,37 @@ def _parse_counts(text: str | None) -> dict[str, int]:
 def _split(cursor: str, parts: int) -> list[str]:
     fields = cursor.split("|", parts - 1)
     if len(fields) != parts:
-        raise BadCursor(f"cursor {cursor!r} was not handed out by this query: pass the next_cursor of the page before")
+        raise BadCursor(f"cursor {cursor!r} {_NOT_OURS}")
     return fields
 
 
 class HistoryQueries:
-    def __init__(self, store: StateStore):
+    """The dashboard's reads, over a store's public read API (``contracts.History``: ``query``,
+    ``present``, ``holder_alive``)."""
+
+    def __init__(self, store: History):
         self.store = store
 
-    def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
-        self.store.flush()
-        return self.store._call(lambda conn: self.store._execute(conn, sql, params).fetchall())
+    def _rows(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.store.query(sql, params)
 
     # -- invocations -------------------------------------------------------------------------------
-    def invocations(self, job: str, *, cursor: str | None = None, limit: int = PAGE) -> tuple[list[dict], str | None]:
+    def invocations(self, job: str, *, cursor: str | None = None, limit: int = PAGE
+                    ) -> tuple[list[dict[str, Any]], str | None]:
         """A job's invocations, newest first, with counts by status and p50/p95/max duration."""
-        where, params = ["job = ?"], [job]
+        where: list[str] = ["job = ?"]
+        params: list[Any] = [job]
         if cursor:
             started, inv = _split(cursor, 2)
             where.append("(started_at < ? OR (started_at = ? AND id < ?))")
             params += [started, started, inv]
         rows = self._rows(f"SELECT {', '.join(_INVOCATION)} FROM pinstripe_invocations WHERE {' AND '.join(where)} "
                           f"ORDER BY started_at DESC, id DESC LIMIT {int(limit) + 1}", params)
-        items = [self._invocation(dict(zip(_INVOCATION, row))) for row in rows[:limit]]
+        items = [self._invocation(dict(zip(_INVOCATION, row, strict=False))) for row in rows[:limit]]
         more = len(rows) > limit
         return items, (f"{items[-1]['started_at']}|{items[-1]['id']}" if more and items else None)
 
-    def _invocation(self, row: dict) -> dict:
+    def _invocation(self, row: dict[str, Any]) -> dict[str, Any]:
         row["counts"] = _parse_counts(row["counts"])
         token = row.pop("pid_token")
         first_id = row.pop("first_id") or 0
@@ -72,40 +80,41 @@ class HistoryQueries:
             counts = self._rows("SELECT status, count(*) FROM pinstripe_runs WHERE id > ? AND invocation = ? "
                                 "GROUP BY status", (first_id, row["id"]))
             row["counts"] = {status: n for status, n in counts}
-            alive = self.store._holder_alive(row["host"], row["pid"], token, None)
-            row["status"] = LIVE if alive else "abandoned"
+            alive = self.store.holder_alive(row["host"], row["pid"], token, None)
+            row["status"] = LIVE.value if alive else ABANDONED.value
         return row
 
-    def recent_invocations(self, job: str, limit: int = 20) -> list[dict]:
+    def recent_invocations(self, job: str, limit: int = 20) -> list[dict[str, Any]]:
         return self.invocations(job, limit=limit)[0]
 
     # -- the tenant grid ---------------------------------------------------------------------------
     def grid(self, job: str, *, status: str | None = None, search: str | None = None, cursor: str | None = None,
-             limit: int = PAGE) -> tuple[list[dict], str | None]:
+             limit: int = PAGE) -> tuple[list[dict[str, Any]], str | None]:
         """Each tenant's newest status for ``job``, failing tenants first, then by tenant id; filtered by
         status and by a tenant id substring. Tenants with a run going now are marked ``running_now``."""
-        where, params = ["job = ?"], [job]
+        where: list[str] = ["job = ?"]
+        params: list[Any] = [job]
         if status:  # a range of the (job, rank, tenant) index: each status has one rank
             where += ["rank = ?", "status = ?"]
-            params += [RANK.get(status, 2), status]
+            params += [_RANKS.get(status, 2), status]
         if search:
             where.append("tenant_key LIKE ? ESCAPE '\\'")
             params.append("%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         if cursor:
             rank, key = _split(cursor, 2)
             if not rank.isdigit():
-                raise BadCursor(f"cursor {cursor!r} was not handed out by this query: pass the next_cursor of the page before")
+                raise BadCursor(f"cursor {cursor!r} {_NOT_OURS}")
             where.append("(rank > ? OR (rank = ? AND tenant_key > ?))")
             params += [int(rank), int(rank), key]
         rows = self._rows(f"SELECT {', '.join(_LATEST)} FROM pinstripe_latest WHERE {' AND '.join(where)} "
                           f"ORDER BY rank, tenant_key LIMIT {int(limit) + 1}", params)
-        items = [dict(zip(_LATEST, row)) for row in rows[:limit]]
+        items = [dict(zip(_LATEST, row, strict=False)) for row in rows[:limit]]
         if items:
             keys = [item["tenant_key"] for item in items]
             live = self._rows(f"SELECT COALESCE(tenant, '-'), host, pid, pid_token, heartbeat_at FROM pinstripe_runs "
-                              f"WHERE job = ? AND status IN {HELD} AND status = 'running' AND COALESCE(tenant, '-') IN "
-                              f"({', '.join('?' * len(keys))})", [job, *keys])
-            running = {row[0] for row in live if self.store._holder_alive(*row[1:5])}
+                              f"WHERE job = ? AND status IN {HELD} AND status = '{LIVE.value}' AND "
+                              f"COALESCE(tenant, '-') IN ({', '.join('?' * len(keys))})", [job, *keys])
+            running = {row[0] for row in live if self.store.holder_alive(*row[1:5])}
         for item in items:
             item["running_now"] = item["tenant_key"] in running
             if item.pop("tenant_kind") == "int" and item["tenant"] is not None:
@@ -119,10 +128,11 @@ class HistoryQueries:
                                                       "GROUP BY status", (job,))}
 
     # -- failures ----------------------------------------------------------------------------------
-    def failures(self, job: str | None = None, limit: int = 100) -> list[dict]:
+    def failures(self, job: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Tenants whose newest run failed or timed out, grouped by job and error (exception type and
         message): how many, since when, and the newest run of the group (for its traceback)."""
-        where, params = ["rank = 0"], []
+        where: list[str] = ["rank = 0"]
+        params: list[Any] = []
         if job:
             where.append("job = ?")
             params.append(job)
@@ -143,10 +153,11 @@ class HistoryQueries:
     # -- runs --------------------------------------------------------------------------------------
     def runs(self, *, job: str | None = None, status: str | None = None, tenant: str | None = None,
              invocation: str | None = None, cursor: str | None = None, limit: int = PAGE
-             ) -> tuple[list[dict], str | None]:
+             ) -> tuple[list[dict[str, Any]], str | None]:
         """Run rows, newest first. ``running`` rows whose holder is gone read as ``abandoned`` (the status
         filter matches what is shown)."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for column, value in (("job", job), ("tenant", tenant), ("invocation", invocation)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -155,24 +166,24 @@ class HistoryQueries:
             first = self._rows("SELECT first_id FROM pinstripe_invocations WHERE id = ?", (invocation,))
             where.append("id > ?")
             params.append((first[0][0] or 0) if first else 0)
-        if status in ("abandoned", LIVE):
-            where.append("status IN ('abandoned', 'running')")
+        if status in LIVE_OR_GONE:
+            where.append(f"status IN {LIVE_OR_GONE_SQL}")
         elif status:
             where.append("status = ?")
             params.append(status)
         if cursor:
             if not cursor.isdigit():
-                raise BadCursor(f"cursor {cursor!r} was not handed out by this query: pass the next_cursor of the page before")
+                raise BadCursor(f"cursor {cursor!r} {_NOT_OURS}")
             where.append("id < ?")
             params.append(int(cursor))
         base = f"SELECT {', '.join(COLUMNS)} FROM pinstripe_runs WHERE " + " AND ".join([*where, "id < ?"])
-        items: list[dict] = []
+        items: list[dict[str, Any]] = []
         before = 2 ** 62
         while len(items) <= limit:  # abandoned vs running is decided after reading: read on until the page is full
             rows = self._rows(f"{base} ORDER BY id DESC LIMIT {int(limit) + 1}", [*params, before])
             for row in rows:
-                item = self.store._present(dict(zip(COLUMNS, row)))
-                if status in ("abandoned", LIVE) and item["status"] != status:
+                item = self.store.present(dict(zip(COLUMNS, row, strict=False)))
+                if status in LIVE_OR_GONE and item["status"] != status:
                     continue
                 items.append(item)
             if len(rows) <= limit:
@@ -182,38 +193,39 @@ class HistoryQueries:
         items = items[:limit]
         return items, (str(items[-1]["id"]) if more and items else None)
 
-    def run(self, run_id: int) -> dict | None:
+    def run(self, run_id: int) -> dict[str, Any] | None:
         """One run with its error and traceback."""
         rows = self._rows(f"SELECT {', '.join(COLUMNS)}, traceback FROM pinstripe_runs WHERE id = ?", (int(run_id),))
         if not rows:
             return None
-        row = self.store._present(dict(zip((*COLUMNS, "traceback"), rows[0])))
+        row = self.store.present(dict(zip((*COLUMNS, "traceback"), rows[0], strict=False)))
         return row
 
-    def running(self, now: datetime) -> list[dict]:
+    def running(self, now: datetime) -> list[dict[str, Any]]:
         """Runs going now, and ``running`` rows whose holder is gone (abandoned), oldest first."""
-        rows = self._rows(f"SELECT {', '.join(COLUMNS)} FROM pinstripe_runs WHERE status IN {HELD} AND status = 'running' "
-                          "ORDER BY started_at LIMIT 1000")
+        rows = self._rows(f"SELECT {', '.join(COLUMNS)} FROM pinstripe_runs WHERE status IN {HELD} AND "
+                          f"status = '{LIVE.value}' ORDER BY started_at LIMIT 1000")
         items = []
         for row in rows:
-            item = self.store._present(dict(zip(COLUMNS, row)))
+            item = self.store.present(dict(zip(COLUMNS, row, strict=False)))
             item["elapsed_s"] = round((now - datetime.fromisoformat(item["started_at"])).total_seconds(), 1)
             items.append(item)
         return items
 
     # -- ticks -------------------------------------------------------------------------------------
-    def ticks(self, *, cursor: str | None = None, limit: int = PAGE) -> tuple[list[dict], str | None]:
+    def ticks(self, *, cursor: str | None = None, limit: int = PAGE) -> tuple[list[dict[str, Any]], str | None]:
         """The bot's tick claims, newest claim first: fired, caught_up (coalesced into a later run),
         resumed (taken over from a runner that died) and missed (skipped past ``misfire_grace``)."""
         columns = ("job", "tick", "kind", "claimed_at", "finished_at", "host", "pid")
-        where, params = "", []
+        where = ""
+        params: list[Any] = []
         if cursor:
             claimed, job, tick = _split(cursor, 3)
             where = "WHERE (claimed_at < ? OR (claimed_at = ? AND (job < ? OR (job = ? AND tick < ?))))"
             params = [claimed, claimed, job, job, tick]
         rows = self._rows(f"SELECT {', '.join(columns)} FROM pinstripe_ticks {where} ORDER BY claimed_at DESC, "
                           f"job DESC, tick DESC LIMIT {int(limit) + 1}", params)
-        items = [dict(zip(columns, row)) for row in rows[:limit]]
+        items = [dict(zip(columns, row, strict=False)) for row in rows[:limit]]
         for item in items:
             item["kind"] = item["kind"] or "fired"
             item["state"] = "done" if item["finished_at"] else ("running" if item["pid"] else "released")
