@@ -501,5 +501,9 @@ def dashboard_command(host: str, port: int, root_path: str, allow_actions: bool,
           project_args=project_args, announce=lambda text: click.echo(text, err=True))
 
 
+from pinstripe_jobs.cli.migrate import register  # noqa: E402  (after the decorators it is given)
+
+register(main, project_options=project_options, handle_errors=handle_errors, load=load)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -28,7 +28,7 @@ from typing import Any
 from pinstripe_jobs.errors import ConfigError, cap, mask_secrets
 from pinstripe_jobs.execution.signals import RunInterrupted
 from pinstripe_jobs.model.status import HELD, RERUN, Status, sql_list
-from pinstripe_jobs.store.schema import ensure_schema, latest_of
+from pinstripe_jobs.store.schema import SchemaError, SchemaMissing, check_schema, ensure_schema, latest_of
 
 HOST = os.uname().nodename
 LIVE = Status.RUNNING
@@ -119,7 +119,8 @@ class StateStore:
 
     def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow, history_days: float = 30,
                  retry_s: float = 60, lock_stale_s: float = 60, sleep: Callable[[float], Any] | None = None,
-                 cancelled: Callable[[], bool] | None = None, guard: Callable[[], Any] | None = None):
+                 cancelled: Callable[[], bool] | None = None, guard: Callable[[], Any] | None = None,
+                 read_only: bool = False):
         self.url = url
         self.clock = clock
         self.history_days = history_days
@@ -152,14 +153,20 @@ class StateStore:
                               "Use sqlite:///path/state.db or postgresql+psycopg://user@host/db.")
         self._conn = None
         try:
-            self._call(lambda conn: ensure_schema(conn, sqlite=self.is_sqlite), budget=min(retry_s, OPEN_RETRY_S))
+            schema = check_schema if read_only else ensure_schema  # read-only: never creates, upgrades or prunes
+            self.schema = self._call(lambda conn: schema(conn, sqlite=self.is_sqlite),
+                                     budget=min(retry_s, OPEN_RETRY_S))
+        except SchemaError as exc:  # too new (refused untouched), or too old to read without upgrading
+            self._discard()
+            raise exc.at(mask_secrets(url)) from None
         except StateUnavailable as exc:
             raise ConfigError(f"State store {mask_secrets(url)} is not usable: {exc.cause}",
                               "Check `state` in the config, or PINSTRIPE_STATE.") from None
         except Exception as exc:  # not a passing fault: a bad login, a missing database
             raise ConfigError(f"State store {mask_secrets(url)} is not usable: {_first_line(exc)}",
                               "Check `state` in the config, or PINSTRIPE_STATE.") from None
-        self._prune_daily()
+        if not read_only:
+            self._prune_daily()
 
     # -- connections -------------------------------------------------------------------------------
     def _connect(self):
@@ -930,8 +937,11 @@ def open_store(settings, *, read_only: bool = False, **options: Any) -> StateSto
         path = url.split(":///", 1)[1].split("?", 1)[0]
         if path and path != ":memory:" and not Path(path).is_file():
             return None
-    return StateStore(url, history_days=settings.history_days, retry_s=settings.state_retry_s,
-                      lock_stale_s=settings.lock_stale_s, **options)
+    try:
+        return StateStore(url, history_days=settings.history_days, retry_s=settings.state_retry_s,
+                          lock_stale_s=settings.lock_stale_s, read_only=read_only, **options)
+    except SchemaMissing:  # read-only, and no tables yet (PostgreSQL): no history, as without a SQLite file
+        return None
 
 
 def _rollback(conn) -> None:
