@@ -11,12 +11,17 @@ Also here: the SQL that folds run ends into ``pinstripe_latest`` (``LATEST``, ``
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import ConfigError
 from pinstripe_jobs.model.status import HELD, RANK, sql_list
-from pinstripe_jobs.store.migrations import CURRENT, MIGRATIONS, Db, v01
 
+if TYPE_CHECKING:
+    from pinstripe_jobs.store.migrations import Db
+
+# This release's version: the number of migrations (a test holds the two equal). They are imported only
+# when a database is not at this version, so that opening a current one costs one small read.
+CURRENT = 5
 SCHEMA_VERSION = str(CURRENT)
 _STORE = "The state store"  # how a message names the store until ``SchemaError.at`` names its URL
 
@@ -103,12 +108,14 @@ def ensure_schema(conn: Any, *, sqlite: bool) -> SchemaChange:
     """Create the tables, or upgrade them in place to this version: the migrations above the database's
     version, in order, in one transaction (on PostgreSQL under an advisory lock, so concurrent openers
     upgrade once). A newer version raises ``SchemaTooNew`` before anything is written."""
-    db = Db(conn, sqlite=sqlite)
-    value = _fast_read(db)
+    value = _fast_read(conn, sqlite)
     if value == SCHEMA_VERSION:
         return SchemaChange(CURRENT, CURRENT, recorded=True)
     if value is not None:
         _version(value)  # a newer version: refused before any lock or write
+    from pinstripe_jobs.store.migrations import MIGRATIONS, Db
+
+    db = Db(conn, sqlite=sqlite)
     db.execute("BEGIN IMMEDIATE" if sqlite else "BEGIN")
     try:
         if not sqlite:
@@ -129,10 +136,11 @@ def ensure_schema(conn: Any, *, sqlite: bool) -> SchemaChange:
 def check_schema(conn: Any, *, sqlite: bool) -> SchemaChange:
     """For a read-only open: reads only. Raises ``SchemaMissing`` without the tables, ``SchemaTooOld``
     at an older version (upgrading is a write), ``SchemaTooNew`` at a newer one."""
-    db = Db(conn, sqlite=sqlite)
-    if _fast_read(db) == SCHEMA_VERSION:
+    if _fast_read(conn, sqlite) == SCHEMA_VERSION:
         return SchemaChange(CURRENT, CURRENT, recorded=True)
-    before, recorded, empty = _detect(db)
+    from pinstripe_jobs.store.migrations import Db
+
+    before, recorded, empty = _detect(Db(conn, sqlite=sqlite))
     if before == CURRENT:
         return SchemaChange(CURRENT, CURRENT, recorded=recorded)
     if empty:
@@ -144,21 +152,18 @@ def check_schema(conn: Any, *, sqlite: bool) -> SchemaChange:
                        "Run `pinstripe migrate` (or any command that runs jobs) to upgrade it, then try again.")
 
 
-def is_current(conn: Any, *, sqlite: bool) -> bool:
-    """True when the tables exist at this version (one read of the small meta table: opening a store
-    then touches no other table, so a busy history table does not delay it)."""
-    return _fast_read(Db(conn, sqlite=sqlite)) == SCHEMA_VERSION
-
-
-def _fast_read(db: Db) -> str | None:
-    """The recorded version, or None (no meta table, or no version in it), in one read and no catalog query."""
+def _fast_read(conn: Any, sqlite: bool) -> str | None:
+    """The recorded version, or None (no meta table, or no version in it): one read of the small meta table,
+    so opening a store at this version touches no other table (a busy history table does not delay it)."""
     try:
-        row = db.execute("SELECT value FROM pinstripe_meta WHERE key = 'schema'").fetchone()
+        cursor = conn.cursor()
+        cursor.execute("SELECT value FROM pinstripe_meta WHERE key = 'schema'")
+        row = cursor.fetchone()
     except Exception as exc:
         if "pinstripe_meta" not in str(exc) and "no such table" not in str(exc):
             raise
-        if db.sqlite and db.conn.in_transaction:
-            _rollback(db.conn)
+        if sqlite and conn.in_transaction:
+            _rollback(conn)
         return None
     return None if row is None else str(row[0])
 
@@ -166,6 +171,8 @@ def _fast_read(db: Db) -> str | None:
 def _detect(db: Db) -> tuple[int, bool, bool]:
     """(version, recorded, empty): the recorded version, or for a database from before versions were
     recorded (eeced65) the one its columns show: 1 when it has all of version 1, else 0 (v01 completes it)."""
+    from pinstripe_jobs.store.migrations import v01
+
     tables = db.tables()
     if "pinstripe_meta" in tables:
         row = db.execute("SELECT value FROM pinstripe_meta WHERE key = 'schema'").fetchone()
@@ -178,7 +185,10 @@ def _detect(db: Db) -> tuple[int, bool, bool]:
 
 def _version(value: str) -> int:
     """A recorded version as a number; one this release does not know raises ``SchemaTooNew``."""
-    if value.isdigit() and 0 < int(value) <= CURRENT:
+    if not value.isdigit() or int(value) == 0:
+        raise SchemaError(f"{_STORE} records schema version {value!r} in pinstripe_meta, which no release wrote.",
+                          "Restore the row (key 'schema') from a backup, or point `state` at another database.")
+    if int(value) <= CURRENT:
         return int(value)
     raise SchemaTooNew(f"{_STORE} has schema version {value}, this release knows up to {CURRENT}: "
                        "upgrade pinstripe-jobs.",

@@ -4,7 +4,7 @@ the runs as that release reads them back (JSON). Argument: the state URL."""
 import inspect
 import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pinstripe_jobs import state
 
@@ -12,12 +12,13 @@ url = sys.argv[1]
 release = sys.argv[2]
 assert state.__file__.startswith(release), (state.__file__, release)  # the old code, not this checkout's
 store = state.StateStore(url)
-tick = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=1)
+tick = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
 invocations = hasattr(store, "begin_invocation")
 options = {"invocation": "inv-old"} if "invocation" in inspect.signature(store.begin_run).parameters else {}
 if invocations:
     store.begin_invocation("inv-old", "sync", "manual")
-for tenant, status, error in ((1, "failed", "ValueError: old"), (1, "succeeded", None), (2, "failed", "ValueError: old")):
+for tenant, status, error in ((1, "failed", "ValueError: old"), (1, "succeeded", None),
+                              (2, "failed", "ValueError: old")):
     lease = store.begin_run("sync", tenant, "manual", **options)
     store.end_run(lease, status, error)
 if invocations:

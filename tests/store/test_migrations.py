@@ -142,7 +142,7 @@ def current_shape(tmp_path_factory):
 # -- the migrations themselves ---------------------------------------------------------------------------
 def test_the_migrations_are_numbered_in_order_and_self_contained():
     assert [m.VERSION for m in migrations.MIGRATIONS] == list(range(1, migrations.CURRENT + 1))
-    assert schema.SCHEMA_VERSION == str(migrations.CURRENT) == "5"
+    assert schema.SCHEMA_VERSION == str(schema.CURRENT) == str(migrations.CURRENT) == "5"
     folder = Path(migrations.__file__).parent
     assert sorted(p.name for p in folder.glob("v*.py")) == [f"v{n:02d}.py" for n in range(1, migrations.CURRENT + 1)]
     for path in folder.glob("v*.py"):  # its own SQL: it imports nothing of ours but the small base
@@ -220,7 +220,7 @@ def test_a_failing_upgrade_changes_nothing(state_url, releases, monkeypatch):
             db.execute("ALTER TABLE pinstripe_runs ADD COLUMN half_done TEXT")
             raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(schema, "MIGRATIONS", (*migrations.MIGRATIONS[:4], Broken))
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS[:4], Broken))
     with pytest.raises(ConfigError, match="disk on fire"):
         StateStore(state_url, retry_s=1)
     assert recorded_version(state_url) == "3"
@@ -230,10 +230,10 @@ def test_a_failing_upgrade_changes_nothing(state_url, releases, monkeypatch):
 
 
 # -- a newer schema ----------------------------------------------------------------------------------------
-def newer(url: str) -> None:
+def newer(url: str, version: str = "7") -> None:
     StateStore(url).close()
     conn = connect(url)
-    conn.execute("UPDATE pinstripe_meta SET value = '7' WHERE key = 'schema'")
+    conn.execute(f"UPDATE pinstripe_meta SET value = '{version}' WHERE key = 'schema'")
     if url.startswith("sqlite"):
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -249,6 +249,15 @@ def test_a_newer_schema_is_refused_untouched(state_url, read_only):
     assert "schema version 7, this release knows up to 5: upgrade pinstripe-jobs" in caught.value.message
     assert caught.value.message.startswith("State store ")  # names which store
     assert "Nothing in the database was changed" in caught.value.hint
+    assert snapshot(state_url) == before
+
+
+def test_a_version_no_release_wrote_is_refused_untouched(state_url):
+    newer(state_url, "banana")
+    before = snapshot(state_url)
+    with pytest.raises(schema.SchemaError, match="records schema version 'banana' in pinstripe_meta") as caught:
+        StateStore(state_url)
+    assert caught.value.exit_code == ExitCode.CONFIG and "Restore the row" in caught.value.hint
     assert snapshot(state_url) == before
 
 
@@ -336,3 +345,31 @@ def test_the_read_only_store_opens_a_current_database_without_writing(state_url)
     assert store.schema.upgraded is False and store.runs() == [] and store.last_runs() == {}
     store.close()
     assert snapshot(state_url) == before
+
+
+def test_concurrent_openers_upgrade_once(state_url, releases):
+    """Processes that start together on an old database: one upgrades (under the advisory lock on
+    PostgreSQL, the write lock on SQLite), the others find it done."""
+    import threading
+
+    build(releases, "f2d6c07", state_url)
+    barrier = threading.Barrier(4)
+    changes: list = []
+    errors: list = []
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            store = StateStore(state_url)
+            changes.append(store.schema.before)
+            store.close()
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == [] and sorted(changes) == [3, 5, 5, 5]
+    assert recorded_version(state_url) == "5"
