@@ -319,6 +319,7 @@ def test_read_only_commands_create_no_tables(project, state_url):
     result = run(project, "history", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["runs"] == []
+    assert run(project, "list-background-jobs").returncode == 0
     if state_url.startswith("sqlite"):
         assert not path_of(state_url).exists()
     else:
