@@ -326,7 +326,7 @@ def test_run_due_jobs_that_cannot_claim_a_tick_exits_3_and_the_tick_fires_later(
     project.json_tenants([{"id": 1}])
     project.config(f'tenants = "tenants.json"\nstate = "{pg_schema_url}"\nstate_retry_s = 1\n')
     project.job("tick", 'schedule = "0 * * * *"\n' + FAULT_JOB.replace("    spec = json", "    return\n    spec = json"))
-    assert run(project, "list-background-jobs").returncode == 0  # creates the store's tables
+    assert run(project, "migrate").returncode == 0  # creates the store's tables
     schema = pg_schema_url.rsplit("%3D", 1)[1]
     with psycopg.connect(ADMIN) as conn:  # another session holds the claims table
         conn.execute(f"LOCK TABLE {schema}.pinstripe_ticks IN EXCLUSIVE MODE")
@@ -408,7 +408,7 @@ def test_sigterm_wins_over_a_locked_history_table(project, pg_schema_url):
     project.json_tenants([{"id": 1}, {"id": 2}])
     project.config(f'tenants = "tenants.json"\nstate = "{pg_schema_url}"\n')
     project.job("work", FAULT_JOB.replace("    spec = json", "    return\n    spec = json"))
-    assert run(project, "list-background-jobs").returncode == 0
+    assert run(project, "migrate").returncode == 0  # creates the store's tables
     schema = pg_schema_url.rsplit("%3D", 1)[1]
     with psycopg.connect(ADMIN) as conn:
         conn.execute(f"LOCK TABLE {schema}.pinstripe_runs IN ACCESS EXCLUSIVE MODE")

@@ -21,5 +21,9 @@ __all__ = ["COMMON_ENV", "EXIT_CODES", "RUN_CODES", "Command", "Group", "Project
            "list_background_jobs_command", "load", "main", "project_options", "run_background_job_command",
            "run_due_jobs_command", "start_bot_command", "with_project", "worker_command"]
 
+from pinstripe_jobs.cli.migrate import register  # noqa: E402  (after the decorators it is given)
+
+register(main, project_options=project_options, handle_errors=handle_errors, load=load)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

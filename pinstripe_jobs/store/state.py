@@ -42,7 +42,7 @@ from pinstripe_jobs.store.invocations import InvocationRecords
 from pinstripe_jobs.store.maintenance import Maintenance
 from pinstripe_jobs.store.meta import MetaRecords
 from pinstripe_jobs.store.runs import RunRecords
-from pinstripe_jobs.store.schema import ensure_schema
+from pinstripe_jobs.store.schema import SchemaChange, SchemaError, SchemaMissing, check_schema, ensure_schema
 from pinstripe_jobs.store.slots import SlotRecords
 from pinstripe_jobs.store.ticks import TickRecords
 
@@ -60,14 +60,20 @@ class StateStore(RunRecords, ClaimRecords, TickRecords, SlotRecords, InvocationR
     def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow, history_days: float = 30,
                  retry_s: float = 60, lock_stale_s: float = 60, sleep: Callable[[float], Any] | None = None,
                  cancelled: Callable[[], bool] | None = None,
-                 guard: Callable[[], AbstractContextManager[Any]] | None = None):
+                 guard: Callable[[], AbstractContextManager[Any]] | None = None,
+                 read_only: bool = False):
         self.url = url
         self.history_days = history_days
         dialect = dialect_for(url)  # ConfigError for a database the store does not support
         self.engine = Engine(url, dialect, clock=clock, retry_s=retry_s, lock_stale_s=lock_stale_s, sleep=sleep,
                              cancelled=cancelled, guard=guard)
         try:
-            self.engine.call(lambda conn: ensure_schema(conn, sqlite=dialect.sqlite), budget=min(retry_s, OPEN_RETRY_S))
+            schema = check_schema if read_only else ensure_schema  # read-only: never creates, upgrades or prunes
+            self.schema: SchemaChange = self.engine.call(lambda conn: schema(conn, sqlite=dialect.sqlite),
+                                                         budget=min(retry_s, OPEN_RETRY_S))
+        except SchemaError as exc:  # too new (refused untouched), or too old to read without upgrading
+            self.engine.discard()
+            raise exc.at(mask_secrets(url)) from None
         except StateUnavailable as exc:
             raise ConfigError(f"State store {mask_secrets(url)} is not usable: {exc.cause}",
                               "Check `state` in the config, or PINSTRIPE_STATE.") from None
@@ -119,8 +125,11 @@ def open_store(settings: Settings, *, read_only: bool = False, **options: Any) -
     url = settings.state_url
     if read_only and dialect_for(url).missing():
         return None
-    store = StateStore(url, history_days=settings.history_days, retry_s=settings.state_retry_s,
-                       lock_stale_s=settings.lock_stale_s, **options)
+    try:
+        store = StateStore(url, history_days=settings.history_days, retry_s=settings.state_retry_s,
+                           lock_stale_s=settings.lock_stale_s, read_only=read_only, **options)
+    except SchemaMissing:  # read-only, and no tables yet (PostgreSQL): no history, as without a SQLite file
+        return None
     if not read_only:
         store.maintain()  # never raises for the store: skipped (with a warning) when it cannot run now
     return store
