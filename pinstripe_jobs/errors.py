@@ -18,6 +18,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # bad command line: unknown job, bad arguments, bad --tenant
     CONFIG = 3  # bad configuration, broken job module, unreachable tenant source
     SKIPPED = 4  # a run was skipped because the job was already running
+    CANCELLED = 5  # the invocation was cancelled (`pinstripe cancel`, the dashboard)
     TIMED_OUT = 124  # a run timed out and none failed otherwise
     INTERRUPTED = 130  # SIGINT
     TERMINATED = 143  # SIGTERM

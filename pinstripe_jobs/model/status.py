@@ -16,6 +16,7 @@ class Status(StrEnum):
     TIMED_OUT = "timed_out"
     INTERRUPTED = "interrupted"
     ABANDONED = "abandoned"  # its holder is provably gone (killed mid-run)
+    CANCELLED = "cancelled"  # not run, or stopped, because its invocation was cancelled (`pinstripe cancel`)
 
 
 ALL: tuple[Status, ...] = tuple(Status)
@@ -24,10 +25,10 @@ HELD: tuple[Status, ...] = (Status.QUEUED, Status.RUNNING)  # the statuses that 
 FAILING: tuple[Status, ...] = (Status.FAILED, Status.TIMED_OUT)  # a tenant "failing since"
 BAD: tuple[Status, ...] = (Status.FAILED, Status.TIMED_OUT, Status.INTERRUPTED)  # a run that did not succeed
 RERUN: tuple[Status, ...] = (Status.FAILED, Status.TIMED_OUT, Status.INTERRUPTED, Status.ABANDONED, Status.SKIPPED,
-                             Status.QUEUED)  # what --only-failed reruns
+                             Status.QUEUED, Status.CANCELLED)  # what --only-failed reruns
 # The dashboard grid's order: failing tenants first.
 RANK: dict[Status, int] = {Status.FAILED: 0, Status.TIMED_OUT: 0, Status.ABANDONED: 1, Status.INTERRUPTED: 1,
-                           Status.SKIPPED: 2, Status.QUEUED: 2, Status.RUNNING: 3, Status.SUCCEEDED: 4}
+                           Status.CANCELLED: 1, Status.SKIPPED: 2, Status.QUEUED: 2, Status.RUNNING: 3, Status.SUCCEEDED: 4}
 
 
 def sql_list(statuses: tuple[Status, ...]) -> str:
