@@ -472,10 +472,13 @@ def parse_root_path(ctx: click.Context, param: click.Parameter, value: str) -> s
               help="Enable 'run now' and 'rerun failed tenants' (signed in with the token; off by default).")
 @click.option("--token-env", default="PINSTRIPE_DASHBOARD_TOKEN", show_default=True, metavar="NAME",
               help="Environment variable holding the token that --allow-actions requires.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A Host name the dashboard answers to besides its address (repeatable; * turns the check off).")
 @project_options
 @handle_errors
 def dashboard_command(host: str, port: int, root_path: str, allow_actions: bool, token_env: str,
-                      config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
+                      allowed_hosts: tuple[str, ...], config: str | None, jobs_dir: str | None,
+                      tenants: str | None) -> None:
     """Serve a web dashboard: jobs, a job x tenant status grid, failures, running runs and ticks, with a
     JSON API. Read-only unless --allow-actions."""
     import os
@@ -498,7 +501,7 @@ def dashboard_command(host: str, port: int, root_path: str, allow_actions: bool,
     if tenants:
         project_args += ["--tenants", tenants]
     serve(settings, host=host, port=port, root_path=root_path, allow_actions=allow_actions, token=token,
-          project_args=project_args, announce=lambda text: click.echo(text, err=True))
+          project_args=project_args, announce=lambda text: click.echo(text, err=True), allowed_hosts=allowed_hosts)
 
 
 if __name__ == "__main__":  # pragma: no cover
