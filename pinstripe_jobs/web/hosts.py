@@ -76,8 +76,8 @@ class HostCheck:
         if self._ok(scope, header):
             await self.app(scope, receive, send)
             return
-        shown = repr(header[:100]) if header else "missing"
-        response = refuse(request, f"Host {shown} is not a name this dashboard answers to (DNS rebinding is refused).",
-                          status_code=400, hint="Open the dashboard by its address, or start it with "
-                                                "--allowed-host NAME for each name it is reached by.")
+        message = (f"Host {header[:100]!r} is not a name this dashboard answers to (DNS rebinding is refused)."
+                   if header else "The request has no Host header, so the dashboard cannot check whom it is for.")
+        response = refuse(request, message, status_code=400, hint="Open the dashboard by its address, or start it "
+                          "with --allowed-host NAME for each name it is reached by.")
         await response(scope, receive, send)
