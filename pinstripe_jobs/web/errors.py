@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pinstripe_jobs.errors import PinstripeError
+from pinstripe_jobs.store.reads import BadCursor
 from pinstripe_jobs.web.inputs import BadRequest, NotFound
 from pinstripe_jobs.web.render import SECURITY_HEADERS, refuse
 
@@ -41,8 +42,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return refuse(request, detail, status_code=code)
 
 
-HANDLERS = {404: not_found, NotFound: not_found, BadRequest: bad_request, HTTPException: http_error,
-            PinstripeError: unavailable}
+HANDLERS = {404: not_found, NotFound: not_found, BadRequest: bad_request, BadCursor: bad_request,
+            HTTPException: http_error, PinstripeError: unavailable}
 
 
 class CatchAll:

@@ -60,7 +60,8 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
 
 
 def is_api(request: Request) -> bool:
-    return request.url.path.startswith(root_of(request) + "/api/")
+    path, api = request.url.path, root_of(request) + "/api"
+    return path == api or path.startswith(api + "/")
 
 
 def refuse(request: Request, message: str, status_code: int = 403, api: bool | None = None,
