@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from pinstripe_jobs.web import inputs
 from pinstripe_jobs.web.dashboard import dashboard_of
-from pinstripe_jobs.web.inputs import MAX_BODY, BadRequest, GridQuery, RunsQuery
+from pinstripe_jobs.web.inputs import BadRequest, GridQuery, RunsQuery, bounded_body
 from pinstripe_jobs.web.trigger import cross_site, launch, refused
 
 
@@ -57,11 +57,7 @@ def api_ticks(request: Request) -> Response:
 
 async def json_body(request: Request) -> Any:
     """The request's JSON body (an empty body is ``{}``), at most ``MAX_BODY`` bytes."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise BadRequest(f"the body is longer than {MAX_BODY} bytes")
+    body = await bounded_body(request)
     if not body.strip():
         return {}
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

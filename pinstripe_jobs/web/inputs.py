@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.requests import Request
+
 from pinstripe_jobs.model.status import RANK, Status
 
 MAX_TEXT = 200  # a job name, a tenant id, a search (q), an invocation id
@@ -31,6 +33,15 @@ class BadRequest(ValueError):
 
 class NotFound(Exception):
     """No such job, run or page (404)."""
+
+
+async def bounded_body(request: Request) -> bytes:
+    """The request body (kept for ``request.form()``), at most ``MAX_BODY`` bytes: a Content-Length above that
+    is refused before reading."""
+    length = request.headers.get("content-length", "")
+    if (length.isascii() and length.isdigit() and int(length) > MAX_BODY) or len(await request.body()) > MAX_BODY:
+        raise BadRequest(f"the body is longer than {MAX_BODY} bytes")
+    return await request.body()
 
 
 def _shown(value: str) -> str:

@@ -60,6 +60,7 @@ async def login(request: Request) -> Response:
         return refuse(request, ACTIONS_OFF)
     if request.method == "GET":
         return page(request, "login.html")
+    await inputs.bounded_body(request)
     form = await request.form()
     if not auth.same_origin(request):
         return refuse(request, "Cross-site request refused.")
@@ -76,6 +77,7 @@ async def start_run(request: Request) -> Response:
     refusal = refused(request, api=False)
     if refusal is not None:
         return refusal
+    await inputs.bounded_body(request)
     form = await request.form()
     args = inputs.run_arguments([line for line in str(form.get("args", "")).splitlines() if line.strip()])
     only_failed, token = form.get("only_failed") == "1", str(form.get("csrf", ""))

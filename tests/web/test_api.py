@@ -147,3 +147,10 @@ def test_a_started_action_has_an_id_and_the_action_log_timestamps_each_line(dash
     assert re.search(rf'start job=greet args=\["ann", "2"\] only_failed=false pid={body["pid"]}$', lines[0])
     assert any(line.endswith("| greeted ann 2 times") for line in lines)
     assert re.search(r"exit=0 after \d+\.\ds$", lines[-1])
+
+
+def test_form_bodies_are_bounded_too(dash):
+    client = client_for(dash, allow_actions=True)
+    response = client.post("/login", data={"token": "x" * 70_000}, headers=SAME_ORIGIN)
+    assert response.status_code == 400 and "the body is longer than 65536 bytes" in response.text
+    assert "text/html" in response.headers["content-type"]
