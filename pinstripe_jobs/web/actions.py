@@ -13,9 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from pinstripe_jobs.web import relay
-
-RELAY = Path(relay.__file__)
+RELAY = Path(__file__).with_name("relay.py")  # run as a script: it imports nothing of the package
 
 
 @dataclass(frozen=True)

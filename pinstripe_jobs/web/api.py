@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pinstripe_jobs.web import inputs
+import pinstripe_jobs.web.inputs as inputs
 from pinstripe_jobs.web.dashboard import dashboard_of
 from pinstripe_jobs.web.inputs import BadRequest, GridQuery, RunsQuery, bounded_body
 from pinstripe_jobs.web.trigger import cross_site, launch, refused

@@ -11,7 +11,8 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pinstripe_jobs.web import api, pages
+import pinstripe_jobs.web.api as api
+import pinstripe_jobs.web.pages as pages
 from pinstripe_jobs.web.dashboard import Dashboard
 from pinstripe_jobs.web.errors import HANDLERS, CatchAll
 from pinstripe_jobs.web.hosts import HostCheck

@@ -5,7 +5,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from pinstripe_jobs.web import inputs
+import pinstripe_jobs.web.inputs as inputs
 from pinstripe_jobs.web.auth import COOKIE
 from pinstripe_jobs.web.charts import duration_chart
 from pinstripe_jobs.web.dashboard import dashboard_of
