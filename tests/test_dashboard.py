@@ -93,7 +93,8 @@ def test_the_tenant_grid_puts_failing_tenants_first_and_filters_and_pages(dash):
     assert [t["tenant"] for t in client.get("/api/jobs/sync/tenants", params={"q": "4"}).json()["tenants"]] == [4]
     seen, cursor = [], None
     while True:
-        page = client.get("/api/jobs/sync/tenants", params={"limit": 1, **({"cursor": cursor} if cursor else {})}).json()
+        page = client.get("/api/jobs/sync/tenants",
+                          params={"limit": 1, **({"cursor": cursor} if cursor else {})}).json()
         seen += [t["tenant"] for t in page["tenants"]]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -191,7 +192,8 @@ def test_running_runs_show_host_and_pid_and_a_killed_one_reads_abandoned(dash):
 
 def test_the_runs_of_a_killed_invocation_reach_the_grid_with_the_next_invocation(dash):
     dash.job("hold", HOLD_JOB.replace("(ROOT / f\"holding-{ctx.tenant.id}\").write_text(\"1\")",
-                                      "(ROOT / f\"holding-{ctx.tenant.id}\").write_text(\"1\")\n    if ctx.tenant.id != 4:\n"
+                                      "(ROOT / f\"holding-{ctx.tenant.id}\").write_text(\"1\")\n"
+                                      "    if ctx.tenant.id != 4:\n"
                                       "        return"))
     proc = start(dash, "run-background-job", "--name", "hold")
     wait_for(dash.root / "holding-4")  # tenants 1, 2, 3 ended; 4 holds
@@ -234,7 +236,8 @@ def test_actions_need_the_token_and_a_same_origin_form(dash):
     client = client_for(dash, allow_actions=True)
     assert "Run now" not in client.get("/jobs/sync").text  # not signed in
     assert client.post("/api/jobs/sync/run", json={}).status_code == 401
-    assert client.post("/api/jobs/sync/run", json={}, headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+    assert client.post("/api/jobs/sync/run", json={},
+                       headers={"Authorization": "Bearer wrong-token"}).status_code == 401
     assert client.post("/login", data={"token": "wrong"}, headers={"Origin": "http://testserver"}).status_code == 403
     signed = client.post("/login", data={"token": TOKEN}, headers={"Origin": "http://testserver"},
                          follow_redirects=False)
@@ -355,6 +358,7 @@ def test_a_missing_extra_is_named_with_the_install_command(tenant_project):
 def test_other_commands_never_import_the_dashboard_or_celery(tenant_project):
     imported = modules_after(tenant_project.root, ["run-background-job", "--name", "record"],
                              "m.split('.')[0] in ('starlette', 'uvicorn', 'jinja2', 'celery', 'kombu') or "
-                             "m.startswith(('pinstripe_jobs.web', 'pinstripe_jobs.fleet.worker', 'pinstripe_jobs.fleet.executor'))")
+                             "m.startswith(('pinstripe_jobs.web', 'pinstripe_jobs.fleet.worker', "
+                             "'pinstripe_jobs.fleet.executor'))")
     assert imported == []
     assert len(tenant_project.log()) == 4

@@ -141,9 +141,11 @@ def parse_root_path(ctx: click.Context, param: click.Parameter, value: str) -> s
               help="Enable 'run now' and 'rerun failed tenants' (signed in with the token; off by default).")
 @click.option("--token-env", default="PINSTRIPE_DASHBOARD_TOKEN", show_default=True, metavar="NAME",
               help="Environment variable holding the token that --allow-actions requires.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A Host name the dashboard answers to besides its address (repeatable; * turns the check off).")
 @with_project
 def dashboard_command(host: str, port: int, root_path: str, allow_actions: bool, token_env: str,
-                      project: Project) -> None:
+                      allowed_hosts: tuple[str, ...], project: Project) -> None:
     """Serve a web dashboard: jobs, a job x tenant status grid, failures, running runs and ticks, with a
     JSON API. Read-only unless --allow-actions."""
     from pinstripe_jobs.web import serve
@@ -156,4 +158,5 @@ def dashboard_command(host: str, port: int, root_path: str, allow_actions: bool,
                          "--token-env.")
     settings = project.settings()
     serve(settings, host=host, port=port, root_path=root_path, allow_actions=allow_actions, token=token,
-          project_args=project.child_args(), announce=lambda text: click.echo(text, err=True))
+          project_args=project.child_args(), announce=lambda text: click.echo(text, err=True),
+          allowed_hosts=allowed_hosts)

@@ -125,9 +125,10 @@ def open_store(settings: Settings, *, read_only: bool = False, **options: Any) -
     url = settings.state_url
     if read_only and dialect_for(url).missing():
         return None
+    values: dict[str, Any] = {"history_days": settings.history_days, "retry_s": settings.state_retry_s,
+                              "lock_stale_s": settings.lock_stale_s, **options}
     try:
-        store = StateStore(url, history_days=settings.history_days, retry_s=settings.state_retry_s,
-                           lock_stale_s=settings.lock_stale_s, read_only=read_only, **options)
+        store = StateStore(url, read_only=read_only, **values)
     except SchemaMissing:  # read-only, and no tables yet (PostgreSQL): no history, as without a SQLite file
         return None
     if not read_only:

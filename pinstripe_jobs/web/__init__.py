@@ -2,10 +2,15 @@
 ``pip install 'pinstripe-jobs[dashboard]'``). Imported only by that command."""
 from __future__ import annotations
 
+import logging
 import socket
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pinstripe_jobs.config import Settings
 
 EXTRA_HINT = "Install the dashboard extra: pip install 'pinstripe-jobs[dashboard]'."
 
@@ -38,7 +43,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server_class():
+def _server_class() -> Any:
     import contextlib
     import signal
 
@@ -49,7 +54,7 @@ def _server_class():
         re-raising the signal after the shutdown."""
 
         @contextlib.contextmanager
-        def capture_signals(self):
+        def capture_signals(self) -> Any:
             previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
                 yield
@@ -60,14 +65,30 @@ def _server_class():
     return Server
 
 
-def serve(settings: Any, *, host: str, port: int, root_path: str, allow_actions: bool, token: str | None,
-          project_args: list[str], announce) -> None:
+def _log_to_stderr() -> None:
+    """The dashboard's own log (errors with their ids and tracebacks) on stderr, timestamped."""
+    log = logging.getLogger("pinstripe_jobs.web")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def serve(settings: Settings, *, host: str, port: int, root_path: str, allow_actions: bool, token: str | None,
+          project_args: list[str], announce: Callable[[str], object], allowed_hosts: Sequence[str] = ()) -> None:
+    """Serve the dashboard until SIGINT/SIGTERM. It answers only Host names from ``hosts.allowed_hosts``:
+    the bind address (and the loopback names when that is loopback) plus ``allowed_hosts``."""
     _require_extra()
     import uvicorn
 
     from pinstripe_jobs.web.app import Dashboard, create_app
+    from pinstripe_jobs.web.hosts import allowed_hosts as hosts_for
 
-    dashboard = Dashboard(settings, token=token, allow_actions=allow_actions, project_args=project_args)
+    _log_to_stderr()
+    dashboard = Dashboard(settings, token=token, allow_actions=allow_actions, project_args=project_args,
+                          allowed_hosts=hosts_for(host, allowed_hosts))
     app = create_app(dashboard, root_path)
     sock = bind(host, port)
     shown_host = f"[{host}]" if ":" in host else host

@@ -1,12 +1,25 @@
 """Runs started from the dashboard: the same ``pinstripe run-background-job`` as from a shell, in a
-background process of its own (recorded in history like any run, with trigger ``dashboard``)."""
+background process of its own (recorded in history like any run, with trigger ``dashboard``). Each start
+is an action with an id; the action log (``.pinstripe/dashboard-actions.log``) has one line per event,
+``<UTC time> action=<id> ...``: the start (job, arguments, pid), each line of the run's output, its exit."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+
+RELAY = Path(__file__).with_name("relay.py")  # run as a script: it imports nothing of the package
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str
+    pid: int
 
 
 class Launcher:
@@ -24,15 +37,15 @@ class Launcher:
             command.append("--only-failed")
         return command
 
-    def start(self, job: str, args: list[str], only_failed: bool = False) -> int:
-        """Start the run and return its pid; its output goes to the dashboard's action log."""
+    def start(self, job: str, args: list[str], only_failed: bool = False) -> Action:
+        """Start the run (through the relay that writes its output to the action log) and return its action."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        try:
-            process = subprocess.Popen(self.command(job, args, only_failed), cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                       env={**os.environ, "PINSTRIPE_LOG_COLOR": "0"})
-        finally:
-            log.close()
+        action = uuid.uuid4().hex[:12]
+        what = f"job={job} args={json.dumps(args)} only_failed={json.dumps(only_failed)}"
+        with open(self.log_path, "ab") as log:  # the relay's own errors, if any, go to the log too
+            process = subprocess.Popen([sys.executable, str(RELAY), str(self.log_path), action, what, "--",
+                                        *self.command(job, args, only_failed)],
+                                       cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                       start_new_session=True, env={**os.environ, "PINSTRIPE_LOG_COLOR": "0"})
         threading.Thread(target=process.wait, daemon=True, name="pinstripe-action-reaper").start()
-        return process.pid
+        return Action(action, process.pid)
