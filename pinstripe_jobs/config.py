@@ -26,6 +26,8 @@ KNOWN_KEYS = {
     "notify": dict,
     "executor": str,
     "celery": dict,
+    "telemetry": dict,
+    "monitor": dict,
 }
 CELERY_KEYS = {"broker": str, "result_backend": str, "queue": str, "batch_size": int, "visibility_timeout": (int, float)}
 EXECUTORS = ("local", "celery")
@@ -59,6 +61,8 @@ class Settings:
         self.notify: dict[str, Any] = {}  # [notify]: alerts after each invocation
         self.executor = "local"  # or "celery": tenants run on a worker fleet
         self.celery: dict[str, Any] = {}  # [celery]: broker, result_backend, queue, batch_size, visibility_timeout
+        self.telemetry: dict[str, Any] = {}  # [telemetry]: traces (see observers/telemetry.py)
+        self.monitor: dict[str, Any] | None = None  # [monitor]: heartbeat URLs (see observers/monitor.py)
 
     @property
     def source_name(self) -> str:
@@ -223,6 +227,11 @@ def _from_table(path: Path, table: dict) -> Settings:
         settings.executor = check_executor(table["executor"], f"'executor' in {where}")
     if "celery" in table:
         settings.celery = _celery_table(table["celery"], where)
+    if "telemetry" in table or "monitor" in table:
+        from pinstripe_jobs.observers import monitor, telemetry
+
+        settings.telemetry = telemetry.telemetry_table(table.get("telemetry", {}), where)
+        settings.monitor = monitor.monitor_table(table["monitor"], where) if "monitor" in table else None
     for key in ("history_days", "misfire_grace", "state_retry_s", "lock_stale_s"):
         if key in table:
             if table[key] < 0:
@@ -308,6 +317,8 @@ _TYPE_HINTS = {
     "tenant_concurrency": "Example: tenant_concurrency = 2",
     "notify": 'Example: [notify]\nwebhook = "https://hooks.slack.com/services/T0/B0/x"',
     "executor": 'Example: executor = "celery"',
+    "telemetry": "Example: [telemetry]\ntraces = true",
+    "monitor": 'Example: [monitor]\nurl = "https://hc-ping.com/PING-KEY/{job}/{event}"',
     "celery": 'Example: [celery]\nbroker = "redis://127.0.0.1:6379/0"\nqueue = "pinstripe"\nbatch_size = 50',
 }
 

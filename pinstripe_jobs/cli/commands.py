@@ -327,10 +327,12 @@ def run_due_jobs_command(at: str | None, grace: float, dry_run: bool, config: st
 @click.option("--since", default=None, metavar="DATETIME",
               help="Start as if the bot last looked at DATETIME: ticks since then are due at once "
                    "(within misfire_grace, or all of them for catch_up jobs).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve Prometheus metrics at http://0.0.0.0:PORT/metrics (needs the metrics extra).")
 @project_options
 @handle_errors
-def start_bot_command(grace: float, since: str | None, config: str | None, jobs_dir: str | None,
-                      tenants: str | None) -> None:
+def start_bot_command(grace: float, since: str | None, metrics_port: int | None, config: str | None,
+                      jobs_dir: str | None, tenants: str | None) -> None:
     """Run jobs on their schedules until stopped (SIGTERM/SIGINT)."""
     from pinstripe_jobs.cli.services import start_bot
     from pinstripe_jobs.execution.signals import StopFlag, stop_on_signals
@@ -340,6 +342,10 @@ def start_bot_command(grace: float, since: str | None, config: str | None, jobs_
     with stop_on_signals(stop, escalate=False):
         with stop.interruptible():
             settings = load(config, jobs_dir, tenants)
+        if metrics_port is not None:
+            from pinstripe_jobs.observers.telemetry import serve_metrics
+
+            serve_metrics(metrics_port)
         code = start_bot(settings, grace, since, stop)
     sys.exit(int(code))
 
@@ -356,10 +362,12 @@ def start_bot_command(grace: float, since: str | None, config: str | None, jobs_
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True,
               metavar="prefork|threads|solo", help="Celery execution pool.")
 @click.option("--loglevel", default="WARNING", show_default=True, metavar="LEVEL", help="Celery's log level.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve Prometheus metrics of all pool processes at http://0.0.0.0:PORT/metrics.")
 @project_options
 @handle_errors
-def worker_command(concurrency: int | None, queue: str | None, pool: str, loglevel: str, config: str | None,
-                   jobs_dir: str | None, tenants: str | None) -> None:
+def worker_command(concurrency: int | None, queue: str | None, pool: str, loglevel: str, metrics_port: int | None,
+                   config: str | None, jobs_dir: str | None, tenants: str | None) -> None:
     """Run a Celery worker that runs batches of tenants sent by `run-background-job --executor celery`
     (and by the bot, with executor = "celery"), through the same per-tenant path as a local run."""
     import os
@@ -369,6 +377,10 @@ def worker_command(concurrency: int | None, queue: str | None, pool: str, loglev
     settings = load(config, jobs_dir, tenants)
     require_celery()
     conf = celery_settings(settings)
+    if metrics_port is not None:  # before the pool forks (PROMETHEUS_MULTIPROC_DIR for prefork)
+        from pinstripe_jobs.observers.telemetry import serve_metrics
+
+        serve_metrics(metrics_port, prefork=pool == "prefork")
     from pinstripe_jobs.fleet.worker import worker_app
 
     app = worker_app(settings)

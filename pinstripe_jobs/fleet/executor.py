@@ -89,6 +89,9 @@ class FleetExecutor:
         options = {name: getattr(plan.options, name) for name in OPTIONS}
         options["tick"] = plan.options.tick.isoformat() if plan.options.tick else None
         options["args"] = list(plan.options.args)
+        from pinstripe_jobs.observers.telemetry import trace_carrier
+
+        options["trace"] = trace_carrier(plan.invocation)  # workers' spans join this trace (when tracing is on)
         pending: dict[str, list] = {}  # task id -> its tenants not yet reported
         started = time.monotonic()
         batch: list = []

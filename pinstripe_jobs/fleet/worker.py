@@ -60,6 +60,9 @@ def _runner():
             settings = copy.copy(current_settings())
             settings.executor = "local"  # the worker runs its tenants here
             runner = _WORKER[os.getpid()] = Runner(settings)
+            from pinstripe_jobs.observers.telemetry import install
+
+            install(runner)  # traces and metrics of each tenant's run, when on
         return runner
 
 
@@ -114,6 +117,9 @@ def run_batch(job: str, tenants: list, options: dict, invocation: str) -> dict:
 
             values["tick"] = datetime.fromisoformat(values["tick"])
         plan = runner.plan(job, RunOptions(**values, invocation=invocation))
+        from pinstripe_jobs.observers.telemetry import adopt_trace
+
+        adopt_trace(runner.settings, invocation, options.get("trace"))  # join the sender's trace
         if plan.multi_tenant:
             found = {str(t.id): t for t in plan.query.only_ids([str(t) for t in tenants])}
         else:
@@ -154,6 +160,10 @@ def run_batch(job: str, tenants: list, options: dict, invocation: str) -> dict:
             return {"results": results, "error": runner.config_error or runner.state_error, "exit_code": 3,
                     "host": HOST, "pid": os.getpid()}
     state.flush()
+    from pinstripe_jobs.observers.telemetry import flush_traces, forget_trace
+
+    forget_trace(invocation)
+    flush_traces()
     return {"results": results, "host": HOST, "pid": os.getpid()}
 
 

@@ -118,6 +118,14 @@ class HistoryQueries:
         return {status: n for status, n in self._rows("SELECT status, count(*) FROM pinstripe_latest WHERE job = ? "
                                                       "GROUP BY status", (job,))}
 
+    def totals(self) -> dict[str, list[tuple]]:
+        """For /metrics: runs and invocations by job and status, and each job's last success (ended_at)."""
+        return {"runs": self._rows("SELECT job, status, count(*) FROM pinstripe_runs GROUP BY job, status"),
+                "invocations": self._rows("SELECT job, status, count(*) FROM pinstripe_invocations "
+                                          "GROUP BY job, status"),
+                "last_success": self._rows("SELECT job, max(ended_at) FROM pinstripe_runs WHERE status = 'succeeded' "
+                                           "GROUP BY job")}
+
     # -- failures ----------------------------------------------------------------------------------
     def failures(self, job: str | None = None, limit: int = 100) -> list[dict]:
         """Tenants whose newest run failed or timed out, grouped by job and error (exception type and

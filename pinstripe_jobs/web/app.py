@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.errors import PinstripeError
+from pinstripe_jobs.observers.telemetry import metrics_endpoint
 from pinstripe_jobs.store.reads import PAGE, RANK, BadCursor, HistoryQueries
 from pinstripe_jobs.store.state import StateStore, StateUnavailable
 from pinstripe_jobs.web.actions import Launcher
@@ -272,6 +273,7 @@ def create_app(dashboard: Dashboard, root_path: str = "") -> Starlette:
         Route("/api/jobs/{name}/run", start_run, methods=["POST"]), Route("/api/runs", api_runs),
         Route("/api/runs/{run_id}", api_run), Route("/api/running", api_running),
         Route("/api/failures", api_failures), Route("/api/ticks", api_ticks),
+        Route("/metrics", metrics_endpoint(lambda: dashboard.history)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={
