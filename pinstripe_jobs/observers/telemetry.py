@@ -172,7 +172,8 @@ def serve_metrics(port: int, host: str = "0.0.0.0", prefork: bool = False) -> No
     if prefork and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # before prometheus_client is imported
         import tempfile
 
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pinstripe-metrics-")
+        folder = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pinstripe-metrics-")
+        _remove_at_exit(folder)
     from pinstripe_jobs.observers.metrics import serve
 
     try:
@@ -181,6 +182,20 @@ def serve_metrics(port: int, host: str = "0.0.0.0", prefork: bool = False) -> No
         raise UsageError(f"--metrics-port {port}: cannot listen on {host}:{port}: {exc.strerror}.",
                          "Choose a free port.") from None
     _METRICS[:] = [True]
+
+
+def _remove_at_exit(folder: str) -> None:
+    """The metrics folder this process made goes when it exits (not when a forked pool process does)."""
+    import atexit
+    import shutil
+
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove)
 
 
 def metrics_endpoint(history: Callable[[], Any]) -> Callable[[Any], Any]:

@@ -173,3 +173,22 @@ def test_an_unsupported_exporter_is_a_clear_configuration_error(traced_project):
     done = run(traced_project, "run-background-job", "--name", "traced-async", env={"OTEL_TRACES_EXPORTER": "zipkin"})
     assert done.returncode == 3
     assert "OTEL_TRACES_EXPORTER='zipkin' is not supported" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_isolated_run_that_times_out_is_an_error_span(traced_project):
+    traced_project.job("slow", '''
+        import time
+
+        def run(ctx):
+            if ctx.tenant.id == 1:
+                time.sleep(30)
+    ''')
+    with OtlpReceiver() as receiver:
+        done = run(traced_project, "run-background-job", "--name", "slow", "--timeout", "0.5", "--tenant", "1",
+                   "--tenant", "2", env=otel_env(receiver))
+        assert done.returncode == 124, done.stderr  # timed out
+        receiver.wait(lambda r: len(r.named("pinstripe.invocation")) == 1)
+    runs = {r.attributes["pinstripe.tenant_id"]: r for r in receiver.named("pinstripe.run")}
+    assert runs["1"].attributes["pinstripe.status"] == "timed_out" and runs["1"].status_code == 2
+    assert "timed out after 0.5s" in runs["1"].status_message
+    assert runs["2"].attributes["pinstripe.status"] == "succeeded"
