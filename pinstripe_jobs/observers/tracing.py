@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 _SETUP = threading.Lock()
 _PARENTS: dict[str, otel_context.Context] = {}  # invocation id -> the context its runs' spans are children of
-_PROVIDER: list[Any] = []  # the SDK provider this module made (flushed by a forked child before it ends)
+_PROVIDER: list[Any] = []  # the SDK provider this module made
+_TRACER: list[trace.Tracer] = []  # made once: a provider's get_tracer costs as much as a span
 
 
 def setup() -> trace.Tracer:
@@ -37,7 +38,9 @@ def setup() -> trace.Tracer:
         if not _PROVIDER and not _provider_installed():
             _PROVIDER.append(_make_provider())
             trace.set_tracer_provider(_PROVIDER[0])
-    return trace.get_tracer("pinstripe_jobs")
+        if not _TRACER:
+            _TRACER.append(trace.get_tracer("pinstripe_jobs"))
+    return _TRACER[0]
 
 
 def _provider_installed() -> bool:
@@ -162,7 +165,7 @@ class Tracing:
 def run_span(plan: Plan, tenant: Tenant | None, attempt: int) -> Iterator[Callable[[RunResult], None]]:
     """One attempt of a tenant's run as a ``pinstripe.run`` span, the current context while the job runs.
     Its parent: the invocation's span (or the trace a fleet batch carried); a nested run, whatever is current."""
-    tracer = trace.get_tracer("pinstripe_jobs")
+    tracer = _TRACER[0] if _TRACER else setup()
     parent = _PARENTS.get(plan.invocation)
     attributes: dict[str, Any] = {"pinstripe.job": plan.spec.name, "pinstripe.attempt": attempt,
                                   "pinstripe.invocation_id": plan.invocation}
