@@ -63,6 +63,7 @@ class Attempts:
         self.pid = os.getpid()  # a job that forks: its child ends at once, the fan-out goes on only here
         self.config_error: str | None = None  # a service could not be set up: the config's fault, not the job's
         self.scope: AttemptScope | None = None  # set by telemetry (observers/telemetry.py)
+        self.child_ends: Callable[[], None] | None = None  # a forked child's last act (telemetry: send its spans)
 
     def _scoped(self, plan: Plan, tenant: Tenant | None, attempt: int, call: Callable[[], RunResult]) -> RunResult:
         if self.scope is None:
@@ -80,7 +81,11 @@ class Attempts:
         def child() -> RunResult:
             forget()
             self.pid = os.getpid()
-            return self._here(plan, tenant, attempt, restore=False)
+            try:
+                return self._here(plan, tenant, attempt, restore=False)
+            finally:
+                if self.child_ends is not None:
+                    self.child_ends()
 
         return self._scoped(plan, tenant, attempt, lambda: run_in_child(
             child, _tid(tenant), timeout=plan.timeout, stopping=self.stop.grace_over, clock=self.clock))

@@ -68,10 +68,11 @@ def install(runner: Any) -> None:
     scopes: list[Callable[..., Any]] = []
     if tracing_enabled(runner.settings):
         _require("opentelemetry.sdk", "otel")
-        from pinstripe_jobs.observers.tracing import run_span, setup
+        from pinstripe_jobs.observers.tracing import flush, run_span, setup
 
         setup()
         scopes.append(run_span)
+        runner.attempts.child_ends = flush  # an isolated run's own spans, sent before its child process ends
     if _METRICS:
         from pinstripe_jobs.observers.metrics import run_scope
 

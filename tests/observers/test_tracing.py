@@ -192,3 +192,16 @@ def test_an_isolated_run_that_times_out_is_an_error_span(traced_project):
     assert runs["1"].attributes["pinstripe.status"] == "timed_out" and runs["1"].status_code == 2
     assert "timed out after 0.5s" in runs["1"].status_message
     assert runs["2"].attributes["pinstripe.status"] == "succeeded"
+
+
+def test_an_isolated_jobs_own_spans_nest_under_its_run_span(traced_project):
+    """isolation = "process" (and timed plain jobs): the job runs in a forked child, which sends its spans."""
+    traced_project.job("isolated", 'isolation = "process"\n' + TRACED_JOB)
+    with OtlpReceiver() as receiver:
+        done = run(traced_project, "run-background-job", "--name", "isolated", env=otel_env(receiver))
+        assert done.returncode == 1, done.stderr
+        receiver.wait(lambda r: len(r.named("pinstripe.invocation")) == 1 and len(r.named("app.query")) == 4)
+    runs = {r.attributes["pinstripe.tenant_id"]: r for r in receiver.named("pinstripe.run")}
+    for query in receiver.named("app.query"):
+        assert query.parent_id == runs[query.attributes["tenant"]].span_id
+    assert runs["2"].status_code == 2 and "tenant 2 is broken" in runs["2"].status_message
