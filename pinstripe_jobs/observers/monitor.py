@@ -2,6 +2,8 @@
 the success and the failure of each invocation (``[monitor]`` in the config; a job's ``monitor`` attribute
 overrides the URL, or turns the calls off with ``monitor = False``).
 
+``success`` is exit code 0; ``fail`` any other but 4: an invocation skipped because the job is already running
+sends no end (the running instance sends its own, and a stuck one never does, which the monitor reports).
 ``{job}``, ``{event}`` (start, success, fail) and ``{exit_code}`` in a URL are filled in; ``start``,
 ``success`` and ``fail`` keys give an event its own URL (``""``: no call for it). The body is JSON (job, event,
 invocation, trigger, status, exit code, counts). Calls are time-limited, never change the run's outcome or
@@ -14,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from pinstripe_jobs.errors import ConfigError, mask_secrets
+from pinstripe_jobs.errors import ConfigError, ExitCode, mask_secrets
 
 if TYPE_CHECKING:
     from pinstripe_jobs.model.plan import Plan
@@ -81,6 +83,8 @@ class Monitor:
         pass
 
     def finished(self, summary: Summary) -> None:
+        if int(summary.exit_code) == int(ExitCode.SKIPPED):
+            return  # skipped, already running: the running instance reports its own end (a stuck one never does)
         event = "success" if int(summary.exit_code) == 0 else "fail"
         self.call(event, {"status": str(summary.status), "exit_code": int(summary.exit_code),
                           "counts": {str(k): v for k, v in summary.counts.items()},

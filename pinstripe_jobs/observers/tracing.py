@@ -154,7 +154,7 @@ class Tracing:
         span.set_attribute("pinstripe.exit_code", int(summary.exit_code))
         for status, count in summary.counts.items():
             span.set_attribute(f"pinstripe.count.{status}", count)
-        if int(summary.exit_code):
+        if int(summary.exit_code) not in (0, 4):  # 4: skipped, already running (not an error)
             span.set_status(StatusCode.ERROR, summary.error or f"{len(summary.failures)} run(s) did not succeed")
         span.end()
         if self.invocation is not None:

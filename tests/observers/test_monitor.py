@@ -87,3 +87,29 @@ def test_bad_monitor_config_is_a_clear_error(project):
         done = run(project, "run-background-job", "--name", "sync")
         assert done.returncode == 3, (table, done.stderr)
         assert message in done.stderr and "Traceback" not in done.stderr, (table, done.stderr)
+
+
+def test_an_invocation_skipped_as_already_running_sends_no_end(project):
+    """The running instance reports its own end; the skipped one only its start."""
+    from tests.procs import start, wait_for
+
+    project.sqlite_tenants(TENANTS[:1])
+    with PingReceiver() as pings:
+        project.config(f'tenants = "sqlite:///tenants.db"\n[monitor]\nurl = "{pings.url}/{{job}}/{{event}}"\n')
+        project.job("hold", '''
+            import time
+            from pathlib import Path
+
+            def run(ctx):
+                Path("holding").write_text("1")
+                deadline = time.time() + 60
+                while not Path("release").exists() and time.time() < deadline:
+                    time.sleep(0.02)
+        ''')
+        first = start(project, "run-background-job", "--name", "hold")
+        wait_for(project.root / "holding")
+        second = run(project, "run-background-job", "--name", "hold")
+        (project.root / "release").write_text("1")
+        first.communicate(timeout=60)
+    assert second.returncode == 4 and first.returncode == 0
+    assert [p for _, p, _ in pings.calls] == ["/hold/start", "/hold/start", "/hold/success"]
