@@ -119,3 +119,15 @@ def test_skip_reasons_are_labels_without_hosts_or_numbers():
     assert reason_label("max failures (3) reached") == "max failures"
     assert reason_label("something new: host-7") == "other"
     assert reason_label(None) == "other"
+
+
+def test_a_dashboard_with_no_history_yet_serves_empty_metrics():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pinstripe_jobs.observers.metrics import history_exposition
+
+    body, content_type = history_exposition(None)
+    assert content_type.startswith("text/plain")
+    families = {f.name: f.samples for f in text_string_to_metric_families(body.decode())}
+    assert families == {"pinstripe_history_runs": [], "pinstripe_history_invocations": [],
+                        "pinstripe_history_last_success_timestamp_seconds": []}
