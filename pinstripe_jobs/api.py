@@ -24,7 +24,11 @@ def run_background_job(name: str, *args: Any, config: str | os.PathLike[str] | N
 
     runner = Runner(load_settings(config))
     try:
-        summary = runner.run(name, RunOptions(args=args, params=params, trigger="api", keep_runs=True))
+        from pinstripe_jobs.observers.base import NullObserver
+        from pinstripe_jobs.observers.telemetry import observe
+
+        summary = runner.run(name, RunOptions(args=args, params=params, trigger="api", keep_runs=True),
+                             observe(runner, NullObserver()))
     finally:
         runner.close()
     if summary.error:  # the tenant source, the state store or a service broke mid-run (exit 3 on the CLI)

@@ -30,6 +30,8 @@ KNOWN_KEYS: dict[str, TypeSpec] = {
     "notify": dict,
     "executor": str,
     "celery": dict,
+    "telemetry": dict,
+    "monitor": dict,
 }
 CELERY_KEYS: dict[str, TypeSpec] = {"broker": str, "result_backend": str, "queue": str, "batch_size": int,
                                     "visibility_timeout": (int, float)}
@@ -101,6 +103,8 @@ class Settings:
         self.notify: dict[str, Any] = {}  # [notify]: alerts after each invocation
         self.executor = "local"  # or "celery": tenants run on a worker fleet
         self.celery: dict[str, Any] = {}  # [celery]: broker, result_backend, queue, batch_size, visibility_timeout
+        self.telemetry: dict[str, Any] = {}  # [telemetry]: traces (see observers/telemetry.py)
+        self.monitor: dict[str, Any] | None = None  # [monitor]: heartbeat URLs (see observers/monitor.py)
 
     @property
     def source_name(self) -> str:
@@ -277,6 +281,11 @@ def _from_table(path: Path, table: dict[str, Any]) -> Settings:
         settings.executor = check_executor(table["executor"], f"'executor' in {where}")
     if "celery" in table:
         settings.celery = _celery_table(table["celery"], where)
+    if "telemetry" in table or "monitor" in table:
+        from pinstripe_jobs.observers import monitor, telemetry
+
+        settings.telemetry = telemetry.telemetry_table(table.get("telemetry", {}), where)
+        settings.monitor = monitor.monitor_table(table["monitor"], where) if "monitor" in table else None
     return settings
 
 
@@ -387,6 +396,8 @@ _TYPE_HINTS = {
     "tenant_concurrency": "Example: tenant_concurrency = 2",
     "notify": 'Example: [notify]\nwebhook = "https://hooks.slack.com/services/T0/B0/x"',
     "executor": 'Example: executor = "celery"',
+    "telemetry": "Example: [telemetry]\ntraces = true",
+    "monitor": 'Example: [monitor]\nurl = "https://hc-ping.com/PING-KEY/{job}/{event}"',
     "celery": 'Example: [celery]\nbroker = "redis://127.0.0.1:6379/0"\nqueue = "pinstripe"\nbatch_size = 50',
 }
 

@@ -25,8 +25,11 @@ MAX_WORKER_CONCURRENCY = 1000
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True,
               metavar="prefork|threads|solo", help="Celery execution pool.")
 @click.option("--loglevel", default="WARNING", show_default=True, metavar="LEVEL", help="Celery's log level.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve Prometheus metrics of all pool processes at http://0.0.0.0:PORT/metrics.")
 @with_project
-def worker_command(concurrency: int | None, queue: str | None, pool: str, loglevel: str, project: Project) -> None:
+def worker_command(concurrency: int | None, queue: str | None, pool: str, loglevel: str, metrics_port: int | None,
+                   project: Project) -> None:
     """Run a Celery worker that runs batches of tenants sent by `run-background-job --executor celery`
     (and by the bot, with executor = "celery"), through the same per-tenant path as a local run."""
     from pinstripe_jobs.fleet.broker import celery_settings, require_celery
@@ -34,6 +37,10 @@ def worker_command(concurrency: int | None, queue: str | None, pool: str, loglev
     settings = project.settings()
     require_celery()
     conf = celery_settings(settings)
+    if metrics_port is not None:  # before the pool forks (PROMETHEUS_MULTIPROC_DIR for prefork)
+        from pinstripe_jobs.observers.telemetry import serve_metrics
+
+        serve_metrics(metrics_port, prefork=pool == "prefork")
     from pinstripe_jobs.fleet.worker import worker_app
 
     app = worker_app(settings)

@@ -45,8 +45,10 @@ def run_due_jobs_command(at: str | None, grace: float, dry_run: bool, project: P
 @click.option("--since", default=None, metavar="DATETIME",
               help="Start as if the bot last looked at DATETIME: ticks since then are due at once "
                    "(within misfire_grace, or all of them for catch_up jobs).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve Prometheus metrics at http://0.0.0.0:PORT/metrics (needs the metrics extra).")
 @with_project
-def start_bot_command(grace: float, since: str | None, project: Project) -> None:
+def start_bot_command(grace: float, since: str | None, metrics_port: int | None, project: Project) -> None:
     """Run jobs on their schedules until stopped (SIGTERM/SIGINT)."""
     from pinstripe_jobs.cli.services import start_bot
     from pinstripe_jobs.execution.signals import StopFlag, stop_on_signals
@@ -56,5 +58,9 @@ def start_bot_command(grace: float, since: str | None, project: Project) -> None
     with stop_on_signals(stop, escalate=False):
         with stop.interruptible():
             settings = project.settings()
+        if metrics_port is not None:
+            from pinstripe_jobs.observers.telemetry import serve_metrics
+
+            serve_metrics(metrics_port)
         code = start_bot(settings, grace, since, stop)
     sys.exit(int(code))

@@ -30,7 +30,7 @@ class Output:
         self.log_format = log_format
 
 
-def make_observer(output: Output, stdout: Any, notifier: Any = None) -> Any:
+def make_observer(output: Output, stdout: Any, notifier: Any = None, extras: list[Any] | None = None) -> Any:
     from pinstripe_jobs.observers import terminal as reporting
 
     if output.as_json:
@@ -50,6 +50,7 @@ def make_observer(output: Output, stdout: Any, notifier: Any = None) -> Any:
         extra.append(GitHubReporter(sys.stderr if output.as_json else stdout, os.environ.get("GITHUB_STEP_SUMMARY")))
     if notifier is not None:
         extra.append(notifier)
+    extra.extend(extras or [])
     if not extra:
         return main
     from pinstripe_jobs.observers.ci import Tee
@@ -65,7 +66,9 @@ def run_job(runner: Runner, plan: Plan, output: Output) -> ExitCode:
     from pinstripe_jobs.observers.terminal import BatchedLines, LineSink, RichReporter
 
     stdout, stderr = sys.stdout, sys.stderr
-    observer = make_observer(output, stdout, notifier_for(runner))
+    from pinstripe_jobs.observers.telemetry import observers_for
+
+    observer = make_observer(output, stdout, notifier_for(runner), observers_for(runner))
     main = observer.observers[0] if hasattr(observer, "observers") else observer
     if isinstance(main, RichReporter):
         sink = LineSink(main.emit, stdout)
@@ -103,13 +106,15 @@ def notifier_for(runner: Runner) -> Any:
 
 def _scheduled_observer(runner: Runner) -> Callable[[Firing], Any]:
     def observer(firing: Firing) -> Any:
+        from pinstripe_jobs.observers.telemetry import observers_for
+
         plain = PlainReporter(sys.stdout, prefix=f"[{firing.tick.isoformat()} {firing.spec.name}]")
-        notifier = notifier_for(runner)
-        if notifier is None:
+        extra = [o for o in (notifier_for(runner),) if o is not None] + observers_for(runner)
+        if not extra:
             return plain
         from pinstripe_jobs.observers.ci import Tee
 
-        return Tee(plain, notifier)
+        return Tee(plain, *extra)
 
     return observer
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pinstripe_jobs.errors import cap, mask_secrets
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 MAX_ERROR = 4000  # what is kept of a job's error message and traceback (linear to handle, bounded to keep)
 MAX_TRACEBACK = 20000
+# Entered around each attempt with the job running inside it (telemetry: the run's span is the current context
+# while the job runs, in its thread, task or child); what it yields is told the attempt's result.
+AttemptScope = Callable[["Plan", "Tenant | None", int], AbstractContextManager[Callable[["RunResult"], None]]]
 
 
 class JobTimedOut(Exception):
@@ -58,6 +62,16 @@ class Attempts:
         self.nested = nested
         self.pid = os.getpid()  # a job that forks: its child ends at once, the fan-out goes on only here
         self.config_error: str | None = None  # a service could not be set up: the config's fault, not the job's
+        self.scope: AttemptScope | None = None  # set by telemetry (observers/telemetry.py)
+        self.child_ends: Callable[[], None] | None = None  # a forked child's last act (telemetry: send its spans)
+
+    def _scoped(self, plan: Plan, tenant: Tenant | None, attempt: int, call: Callable[[], RunResult]) -> RunResult:
+        if self.scope is None:
+            return call()
+        with self.scope(plan, tenant, attempt) as told:
+            result = call()
+            told(result)
+        return result
 
     def in_child(self, plan: Plan, tenant: Tenant | None, attempt: int, forget: Callable[[], None]) -> RunResult:
         """The attempt in a forked child (``isolation.run_in_child``). ``forget`` drops what the child must
@@ -67,10 +81,14 @@ class Attempts:
         def child() -> RunResult:
             forget()
             self.pid = os.getpid()
-            return self.here(plan, tenant, attempt, restore=False)
+            try:
+                return self._here(plan, tenant, attempt, restore=False)
+            finally:
+                if self.child_ends is not None:
+                    self.child_ends()
 
-        return run_in_child(child, _tid(tenant), timeout=plan.timeout, stopping=self.stop.grace_over,
-                            clock=self.clock)
+        return self._scoped(plan, tenant, attempt, lambda: run_in_child(
+            child, _tid(tenant), timeout=plan.timeout, stopping=self.stop.grace_over, clock=self.clock))
 
     def _workspace(self, plan: Plan, tenant: Tenant | None, attempt: int) -> Workspace:
         return Workspace(job=plan.spec.name, tenant=tenant, args=plan.args, params=plan.params,
@@ -79,6 +97,9 @@ class Attempts:
     def here(self, plan: Plan, tenant: Tenant | None, attempt: int, restore: bool = True) -> RunResult:
         """The attempt in this thread. ``restore``: put the working directory and environment back as they
         were (a job's chdir stays in its tenant)."""
+        return self._scoped(plan, tenant, attempt, lambda: self._here(plan, tenant, attempt, restore))
+
+    def _here(self, plan: Plan, tenant: Tenant | None, attempt: int, restore: bool) -> RunResult:
         workspace = self._workspace(plan, tenant, attempt)
         token = current_workspace.set(workspace)
         saved = _Process.save() if restore else None
@@ -111,6 +132,14 @@ class Attempts:
 
     async def as_task(self, plan: Plan, tenant: Tenant | None, attempt: int) -> RunResult:
         """The attempt of an ``async def`` job as a task of the running event loop."""
+        if self.scope is None:
+            return await self._as_task(plan, tenant, attempt)
+        with self.scope(plan, tenant, attempt) as told:
+            result = await self._as_task(plan, tenant, attempt)
+            told(result)
+        return result
+
+    async def _as_task(self, plan: Plan, tenant: Tenant | None, attempt: int) -> RunResult:
         import asyncio
 
         workspace = self._workspace(plan, tenant, attempt)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import IO, Any
 
 from pinstripe_jobs.errors import mask_secrets
@@ -25,6 +26,7 @@ class JobLogFormatter(logging.Formatter):
         if self.as_json:
             data = {"level": record.levelname.lower(), "message": message, "job": job,
                     "tenant": tenant, "attempt": getattr(record, "attempt", None), "logger": record.name}
+            data.update(_trace_ids())
             if record.exc_info:
                 data["exception"] = mask_secrets(self.formatException(record.exc_info))
             return json.dumps(data, default=str)
@@ -33,6 +35,17 @@ class JobLogFormatter(logging.Formatter):
         if record.exc_info:
             text += "\n" + mask_secrets(self.formatException(record.exc_info))
         return text
+
+
+def _trace_ids() -> dict[str, str]:
+    """The current span's trace and span ids when tracing is on (OpenTelemetry already imported), else none."""
+    api = sys.modules.get("opentelemetry.trace")
+    if api is None:
+        return {}
+    context = api.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
 
 
 def job_adapter(job: str, tenant: Any, attempt: int) -> logging.LoggerAdapter[logging.Logger]:

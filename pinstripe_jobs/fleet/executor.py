@@ -158,6 +158,9 @@ class FleetExecutor(Executor):
         options: dict[str, Any] = {name: getattr(plan.options, name) for name in OPTIONS}
         options["tick"] = plan.options.tick.isoformat() if plan.options.tick else None
         options["args"] = list(plan.options.args)
+        from pinstripe_jobs.observers.telemetry import trace_carrier
+
+        options["trace"] = trace_carrier(plan.invocation)  # workers' spans join this trace (when tracing is on)
         settings = self.runner.settings
         options["selection"] = {
             "tenants": settings.tenants, "tenants_table": settings.tenants_table,

@@ -78,6 +78,9 @@ def _runner(selection: dict[str, Any]) -> Runner:
                 settings.tenants = source
                 settings.tenants_table = selection.get("tenants_table") or settings.tenants_table
             runner = _WORKER[key] = Runner(settings)
+            from pinstripe_jobs.observers.telemetry import install
+
+            install(runner)  # traces and metrics of each tenant's run, when on
         return runner
 
 
@@ -189,6 +192,9 @@ def run_batch(job: str, tenants: list[Any], options: dict[str, Any], invocation:
         runner = _runner(selection)
         state = runner.state
         plan = _plan(runner, job, options, invocation)
+        from pinstripe_jobs.observers.telemetry import adopt_trace
+
+        adopt_trace(runner.settings, invocation, options.get("trace"))  # join the sender's trace
         found = _resolve(plan, tenants, selection)
         done = state.invocation_outcomes(job, invocation, tenants)
     except PinstripeError as exc:
@@ -216,6 +222,10 @@ def run_batch(job: str, tenants: list[Any], options: dict[str, Any], invocation:
         if runner.config_error or runner.state_error:
             return _here({"results": results, "error": runner.config_error or runner.state_error, "exit_code": 3})
     state.flush()
+    from pinstripe_jobs.observers.telemetry import flush_traces, forget_trace
+
+    forget_trace(invocation)
+    flush_traces()
     return _here({"results": results})
 
 

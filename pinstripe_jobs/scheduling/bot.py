@@ -17,8 +17,8 @@ from pinstripe_jobs.config import load_timezone
 from pinstripe_jobs.errors import PinstripeError
 from pinstripe_jobs.execution.runner import Runner
 from pinstripe_jobs.model.plan import RunOptions
-from pinstripe_jobs.observers.base import NullObserver, Observer
 from pinstripe_jobs.model.results import Summary
+from pinstripe_jobs.observers.base import NullObserver, Observer
 from pinstripe_jobs.registry.jobs import JobSpec, ScheduleEntry
 from pinstripe_jobs.scheduling.cron import next_tick, ticks_between
 from pinstripe_jobs.store.state import utcnow

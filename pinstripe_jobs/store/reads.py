@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pinstripe_jobs.model.status import RANK
+from pinstripe_jobs.model.status import RANK, Status
 from pinstripe_jobs.store.common import ABANDONED, COLUMNS, LIVE, LIVE_OR_GONE, LIVE_OR_GONE_SQL
 from pinstripe_jobs.store.common import HELD_SQL as HELD  # written as the lock index's own
 from pinstripe_jobs.store.contracts import History
@@ -126,6 +126,14 @@ class HistoryQueries:
         """How many tenants have each newest status for ``job``."""
         return {status: n for status, n in self._rows("SELECT status, count(*) FROM pinstripe_latest WHERE job = ? "
                                                       "GROUP BY status", (job,))}
+
+    def totals(self) -> dict[str, list[tuple[Any, ...]]]:
+        """For /metrics: runs and invocations by job and status, and each job's last success (ended_at)."""
+        return {"runs": self._rows("SELECT job, status, count(*) FROM pinstripe_runs GROUP BY job, status"),
+                "invocations": self._rows("SELECT job, status, count(*) FROM pinstripe_invocations "
+                                          "GROUP BY job, status"),
+                "last_success": self._rows("SELECT job, max(ended_at) FROM pinstripe_runs WHERE status = ? "
+                                           "GROUP BY job", (Status.SUCCEEDED,))}
 
     # -- failures ----------------------------------------------------------------------------------
     def failures(self, job: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

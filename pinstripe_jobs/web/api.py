@@ -87,3 +87,11 @@ async def api_start_run(request: Request) -> Response:
 
 __all__ = ["api_jobs", "api_job", "api_tenants", "api_runs", "api_run", "api_running", "api_failures", "api_ticks",
            "api_start_run"]
+
+
+def metrics(request: Request) -> Response:
+    """Prometheus metrics read from history at each scrape (needs the metrics extra; 501 without it)."""
+    from pinstripe_jobs.observers.telemetry import metrics_endpoint
+
+    response: Response = metrics_endpoint(lambda: dashboard_of(request).history)(request)
+    return response
