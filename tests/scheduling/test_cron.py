@@ -123,7 +123,9 @@ def reference(cron: str, tz: ZoneInfo, start: datetime, end: datetime) -> list[d
 
 SHIFTS = [("Europe/Berlin", (2026, 3, 29)), ("Europe/Berlin", (2026, 10, 25)), ("America/New_York", (2026, 3, 8)),
           ("America/New_York", (2026, 11, 1)), ("Australia/Lord_Howe", (2026, 4, 5)),
-          ("Australia/Lord_Howe", (2026, 10, 4)), ("Australia/Sydney", (2026, 4, 5)), ("UTC", (2026, 6, 1))]
+          ("Australia/Lord_Howe", (2026, 10, 4)), ("Australia/Sydney", (2026, 4, 5)), ("UTC", (2026, 6, 1)),
+          ("America/Santiago", (2026, 4, 5)), ("America/Santiago", (2026, 9, 6)),  # shifts at midnight
+          ("Pacific/Chatham", (2026, 4, 5)), ("Pacific/Chatham", (2026, 9, 27))]  # at 02:45 and 03:45
 CRONS = ["* * * * *", "*/7 * * * *", "5,35 */2 * * *", "0 * * * *", "30 2 * * *", "*/10 1-3 * * *", "15 1 * * 0",
          "59 23 * * *", "0,30 0-4 * * *"]
 
