@@ -13,11 +13,13 @@ from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from pinstripe_jobs.config import load_timezone
+from pinstripe_jobs.errors import PinstripeError
 from pinstripe_jobs.registry.spec import ScheduleEntry, entries_from
 from pinstripe_jobs.scheduling.cron import next_tick, ticks_between
 
 if TYPE_CHECKING:
     from pinstripe_jobs.config import Settings
+    from pinstripe_jobs.execution.planner import Planner
     from pinstripe_jobs.registry.spec import JobSpec
     from pinstripe_jobs.tenants import Tenant, TenantQuery
 
@@ -136,16 +138,50 @@ class TenantSchedules:
 
         return due
 
-    def next_run(self, spec: JobSpec, after: datetime) -> datetime | None:
-        """The earliest next fire instant over the job's tenants (None when no tenant is scheduled)."""
+    def next_run(self, spec: JobSpec, after: datetime, cron: str | None = None) -> datetime | None:
+        """The earliest next fire instant over the job's tenants (of its schedule ``cron``, if given);
+        None when no tenant is scheduled."""
         earliest: dict[tuple[str, tzinfo], datetime] = {}
         for tenant in self.query_for(spec):
             zone, _ = self.zone(spec, tenant)
             entries, _ = self.entries(spec, tenant)
             for entry in entries:
-                if (entry.cron, zone) not in earliest:
+                if (entry.cron, zone) not in earliest and cron in (None, entry.cron):
                     earliest[(entry.cron, zone)] = next_tick(entry.cron, zone, after)
         return min(earliest.values(), default=None)
+
+
+class NextRunsOverTenants:
+    """For listings: a per-tenant job's next run, the earliest over its tenants, in the configured zone.
+    The tenant source is read only for per-tenant jobs; one that cannot be read (or a ``tenants_filter``
+    that fails) gives None: the listing itself never fails."""
+
+    def __init__(self, settings: Settings, now: datetime):
+        self.settings = settings
+        self.now = now
+        self._planner: Planner | None = None
+
+    def next_run(self, spec: JobSpec, cron: str | None = None) -> datetime | None:
+        if self.settings.tenants is None or not spec.per_tenant_schedule:
+            return None
+        if self._planner is None:
+            from pinstripe_jobs.execution.planner import Planner
+            from pinstripe_jobs.registry.jobs import JobRegistry
+
+            self._planner = Planner(self.settings, JobRegistry(self.settings), lambda job: [])
+        try:
+            return TenantSchedules(self.settings, self._planner.tenant_query).next_run(spec, self.now, cron)
+        except PinstripeError:
+            return None
+
+    def iso(self, spec: JobSpec, cron: str | None = None) -> str | None:
+        when = self.next_run(spec, cron)
+        zone: tzinfo = load_timezone(self.settings.timezone, self.settings.source_of("timezone"))
+        return when.astimezone(zone).isoformat() if when else None
+
+    def close(self) -> None:
+        if self._planner is not None:
+            self._planner.close()
 
 
 def summarize(problems: Iterable[str]) -> str:
