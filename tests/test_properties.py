@@ -42,9 +42,9 @@ def test_any_job_name_is_a_clean_usage_error(tenant_project, name):
 
 
 def normalized_exists(project, name):
-    from pinstripe_jobs.registry.jobs import _VALID_NAME, normalize_name
+    from pinstripe_jobs.registry.jobs import VALID_NAME, normalize_name
 
-    return bool(_VALID_NAME.match(name)) and normalize_name(name) == "record"
+    return bool(VALID_NAME.match(name)) and normalize_name(name) == "record"
 
 
 @SETTINGS

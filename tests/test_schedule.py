@@ -83,8 +83,11 @@ def test_fall_back_fires_once(zone, cron, start, end, expected):
     assert local(ticks, tz) == expected
 
 
-def test_fall_back_every_30_minutes_skips_the_repeated_hour():
+def test_fall_back_every_30_minutes_fires_on_real_time_through_the_repeated_hour():
+    # An interval schedule (hour field * or */n) runs on real time, as Vixie cron does: the repeated
+    # hour's times fire in both occurrences (issue #20 item 9; it used to skip the second hour).
     tz = ZoneInfo("America/New_York")
     ticks = ticks_between("*/30 * * * *", tz, datetime(2026, 11, 1, 4, 45, tzinfo=UTC),
                           datetime(2026, 11, 1, 7, 0, tzinfo=UTC))
-    assert local(ticks, tz) == ["2026-11-01 01:00 EDT", "2026-11-01 01:30 EDT", "2026-11-01 02:00 EST"]
+    assert local(ticks, tz) == ["2026-11-01 01:00 EDT", "2026-11-01 01:30 EDT", "2026-11-01 01:00 EST",
+                                "2026-11-01 01:30 EST", "2026-11-01 02:00 EST"]

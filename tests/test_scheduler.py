@@ -169,7 +169,8 @@ def test_loop_across_a_fall_back_night_fires_once(project):
 def test_loop_across_a_spring_forward_night_fires_once_at_the_next_valid_time(project):
     project.config('timezone = "America/New_York"\n')
     add_job(project, "nightly", "30 2 * * *")
-    scheduler, _ = scheduler_for(project, datetime(2026, 3, 8, 5, 0, tzinfo=UTC), datetime(2026, 3, 8, 9, 0, tzinfo=UTC))
+    scheduler, _ = scheduler_for(project, datetime(2026, 3, 8, 5, 0, tzinfo=UTC),
+                                 datetime(2026, 3, 8, 9, 0, tzinfo=UTC))
     scheduler.loop()
     wait_threads(scheduler)
     assert fired(project) == ["nightly 2026-03-08T07:00:00+00:00 None []"]  # 03:00 EDT
@@ -191,7 +192,8 @@ def test_a_long_job_does_not_delay_another(project):
 def test_a_failing_scheduled_job_is_logged_and_the_loop_goes_on(project):
     project.job("bad", "schedule = '*/30 * * * *'\nmulti_tenant = False\ndef run(ctx):\n    raise ValueError('x')\n")
     add_job(project, "good", "*/30 * * * *")
-    scheduler, _ = scheduler_for(project, datetime(2026, 1, 1, 9, 59, tzinfo=UTC), datetime(2026, 1, 1, 10, 31, tzinfo=UTC))
+    scheduler, _ = scheduler_for(project, datetime(2026, 1, 1, 9, 59, tzinfo=UTC),
+                                 datetime(2026, 1, 1, 10, 31, tzinfo=UTC))
     scheduler.loop()
     wait_threads(scheduler)
     assert len(fired(project)) == 2

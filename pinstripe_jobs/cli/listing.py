@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pinstripe_jobs.config import Settings, load_timezone
 from pinstripe_jobs.errors import JobImportError
 from pinstripe_jobs.registry.jobs import JobRegistry
+from pinstripe_jobs.scheduling.per_tenant import NextRunsOverTenants
 
 if TYPE_CHECKING:
     from pinstripe_jobs.registry.jobs import JobSpec
@@ -28,11 +29,12 @@ def last_invocations(store: StateStore) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _schedules(spec: JobSpec, tz: Any, now: datetime) -> list[dict[str, Any]]:
+def _schedules(spec: JobSpec, tz: Any, now: datetime, over_tenants: NextRunsOverTenants) -> list[dict[str, Any]]:
     if spec.schedule_for is not None:
-        return [{"cron": "schedule_for(tenant)", "args": [], "next_run": None}]
+        return [{"cron": "schedule_for(tenant)", "args": [], "next_run": over_tenants.iso(spec)}]
     if spec.timezone == "tenant":
-        return [{"cron": entry.cron, "args": list(entry.args), "next_run": None} for entry in spec.schedules]
+        return [{"cron": entry.cron, "args": list(entry.args), "next_run": over_tenants.iso(spec, entry.cron)}
+                for entry in spec.schedules]
     from pinstripe_jobs.scheduling.cron import next_tick
 
     return [{"cron": entry.cron, "args": list(entry.args),
@@ -45,10 +47,11 @@ def describe_jobs(settings: Settings, now: datetime | None = None, last_runs: di
     now = now or datetime.now(UTC)
     last_runs = last_runs or {}
     jobs = []
+    over_tenants = NextRunsOverTenants(settings, now)  # per-tenant jobs: the earliest next run over the tenants
     for spec in specs:
         per_tenant = spec.timezone == "tenant"
         tz = load_timezone(spec.timezone, str(spec.path)) if spec.timezone and not per_tenant else settings.tz()
-        schedules = _schedules(spec, tz, now)
+        schedules = _schedules(spec, tz, now, over_tenants)
         next_runs = [str(s["next_run"]) for s in schedules if s["next_run"]]
         last = last_runs.get(spec.name) or {}
         jobs.append({
@@ -63,4 +66,5 @@ def describe_jobs(settings: Settings, now: datetime | None = None, last_runs: di
             "last_run": last.get("started_at"),
             "last_status": last.get("status"),
         })
+    over_tenants.close()
     return jobs, broken

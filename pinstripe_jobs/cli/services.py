@@ -125,7 +125,9 @@ def parse_at(text: str, settings: Settings, option: str = "--at") -> datetime:
     except ValueError:
         raise UsageError(f"{option} {text!r} is not an ISO 8601 date and time.",
                          f"Example: {option} 2026-11-29T10:00 or {option} 2026-11-29T10:00:00+01:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=settings.tz())
+    from pinstripe_jobs.scheduling.cron import to_instant  # a local time in a DST gap: as schedules read it
+
+    return moment if moment.tzinfo else to_instant(moment, settings.tz())
 
 
 def run_due_jobs(settings: Settings, at: str | None, stop: StopFlag | None = None, dry_run: bool = False

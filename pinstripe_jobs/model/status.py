@@ -28,7 +28,8 @@ RERUN: tuple[Status, ...] = (Status.FAILED, Status.TIMED_OUT, Status.INTERRUPTED
                              Status.QUEUED, Status.CANCELLED)  # what --only-failed reruns
 # The dashboard grid's order: failing tenants first.
 RANK: dict[Status, int] = {Status.FAILED: 0, Status.TIMED_OUT: 0, Status.ABANDONED: 1, Status.INTERRUPTED: 1,
-                           Status.CANCELLED: 1, Status.SKIPPED: 2, Status.QUEUED: 2, Status.RUNNING: 3, Status.SUCCEEDED: 4}
+                           Status.CANCELLED: 1, Status.SKIPPED: 2, Status.QUEUED: 2, Status.RUNNING: 3,
+                           Status.SUCCEEDED: 4}
 
 
 def sql_list(statuses: tuple[Status, ...]) -> str:

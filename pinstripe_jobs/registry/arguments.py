@@ -26,7 +26,7 @@ def parse_params(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return params
 
 
-def _annotation(hints: dict, param: inspect.Parameter) -> Any:
+def _annotation(hints: dict[str, Any], param: inspect.Parameter) -> Any:
     kind = hints.get(param.name, param.annotation)
     if isinstance(kind, str):
         kind = _BY_NAME.get(kind.replace(" ", "").replace("|None", "").replace("Optional[", "").rstrip("]"), kind)
@@ -56,7 +56,8 @@ def _convert(value: Any, kind: Any, label: str, job: str) -> Any:
     return value
 
 
-def bind_arguments(run: Callable, job: str, args: tuple, params: dict) -> tuple[tuple, dict]:
+def bind_arguments(run: Callable[..., Any], job: str, args: tuple[object, ...], params: dict[str, object]
+                   ) -> tuple[tuple[object, ...], dict[str, object]]:
     """Return converted (args, params) for ``run(ctx, *args, **params)``; raise ``UsageError`` if they do not fit."""
     try:
         signature = inspect.signature(run)

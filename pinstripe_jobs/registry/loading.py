@@ -21,7 +21,7 @@ def error_location(exc: BaseException, filename: str | None = None) -> tuple[str
         return exc.filename, exc.lineno
     import traceback
 
-    frames = traceback.extract_tb(exc.__traceback__)
+    frames = list(traceback.extract_tb(exc.__traceback__))
     if filename is not None:
         frames = [f for f in frames if f.filename == filename]
     if not frames:
@@ -44,7 +44,7 @@ def import_ref(ref: str, what: str = "reference") -> Any:
                 "Module paths are relative to the folder of the config file, which is on sys.path.",
             ) from None
         raise _broken(ref, what, exc) from exc
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() while importing is a broken module, never an exit
         raise _broken(ref, what, exc) from exc
     obj: Any = module
     for part in attr.split("."):

@@ -6,20 +6,21 @@ Every firing first claims its (job, tick) in the state store, so a tick fires on
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from pinstripe_jobs.config import load_timezone
-from pinstripe_jobs.errors import PinstripeError
+from pinstripe_jobs.errors import JobImportError, PinstripeError
 from pinstripe_jobs.execution.runner import Runner
 from pinstripe_jobs.model.plan import RunOptions
 from pinstripe_jobs.model.results import Summary
 from pinstripe_jobs.observers.base import NullObserver, Observer
-from pinstripe_jobs.registry.jobs import JobSpec, ScheduleEntry
+from pinstripe_jobs.registry.spec import JobSpec, ScheduleEntry
 from pinstripe_jobs.scheduling.cron import next_tick, ticks_between
 from pinstripe_jobs.store.state import utcnow
 
@@ -63,7 +64,7 @@ class Scheduler:
         self.grace = timedelta(seconds=self.settings.misfire_grace)
         self.observer = observer or (lambda firing: NullObserver())
         self.threads: set[threading.Thread] = set()
-        self.broken: list = []  # job modules that failed to load: not scheduled, reported
+        self.broken: list[JobImportError] = []  # job modules that failed to load: not scheduled, reported
         self.missed: list[tuple[str, str, int, datetime]] = []  # (key, job, count, last) ticks too late to fire
         self._specs: list[JobSpec] | None = None
         from pinstripe_jobs.scheduling.per_tenant import TenantSchedules
@@ -79,42 +80,58 @@ class Scheduler:
             self._specs = [s for s in specs if s.scheduled]
         return self._specs
 
-    def tz(self, spec: JobSpec):
+    def tz(self, spec: JobSpec) -> tzinfo:
+        zone: tzinfo
         if spec.timezone and spec.timezone != "tenant":
-            return load_timezone(spec.timezone, str(spec.path))
-        return self.settings.tz()
+            zone = load_timezone(spec.timezone, str(spec.path))
+        else:
+            zone = load_timezone(self.settings.timezone, self.settings.source_of("timezone"))
+        return zone
 
     def next_runs(self, after: datetime) -> list[tuple[JobSpec, datetime]]:
         """Each job's next tick; per-tenant schedules are looked at every minute."""
-        def upcoming(spec: JobSpec) -> datetime:
+        found = []
+        for spec in self.specs():
             if spec.per_tenant_schedule:
-                return after.replace(second=0, microsecond=0) + timedelta(minutes=1)
-            return min(next_tick(e.cron, self.tz(spec), after) for e in spec.schedules)
-
-        return sorted(((spec, upcoming(spec)) for spec in self.specs()), key=lambda pair: pair[1])
+                found.append((spec, after.replace(second=0, microsecond=0) + timedelta(minutes=1)))
+                continue
+            try:
+                found.append((spec, min(next_tick(e.cron, self.tz(spec), after) for e in spec.schedules)))
+            except Exception as exc:  # one job's schedule never stops the others
+                log.error("%s: could not work out its next tick: %s: %s", spec.name, type(exc).__name__, exc)
+        return sorted(found, key=lambda pair: pair[1])
 
     def due(self, start: datetime, end: datetime, now: datetime, starts: dict[str, datetime] | None = None
             ) -> list[Firing]:
         """Firings for ticks in ``(start, end]``: ticks missed by more than ``misfire_grace`` are skipped
-        (logged) unless the job sets ``catch_up``. The due ticks of one schedule coalesce into one run."""
-        firings = []
+        (logged) unless the job sets ``catch_up``. The due ticks of one schedule coalesce into one run.
+        One job whose ticks cannot be worked out (a bug) is logged and left out; the others fire."""
+        firings: list[Firing] = []
         for spec in self.specs():
-            if spec.per_tenant_schedule:
-                firings += self._tenant_firings(spec, start, end, now, starts or {})
-                continue
-            for index, entry in enumerate(spec.schedules):
-                probe = Firing(spec, index, entry, now)
-                since = (starts or {}).get(probe.key, start)
-                ticks = ticks_between(entry.cron, self.tz(spec), since, end)
-                if not ticks:
+            try:
+                if spec.per_tenant_schedule:
+                    firings += self._tenant_firings(spec, start, end, now, starts or {})
                     continue
-                recent = ticks if spec.catch_up else [t for t in ticks if now - t <= self.grace]
-                if len(recent) < len(ticks):
-                    self.missed.append((probe.key, spec.name, len(ticks) - len(recent),
-                                        ticks[len(ticks) - len(recent) - 1]))
-                if recent:  # several due ticks of one schedule make one run, for the latest
-                    firings.append(Firing(spec, index, entry, recent[-1], len(recent), tuple(recent[:-1])))
+                for index, entry in enumerate(spec.schedules):
+                    firings += self._schedule_firings(Firing(spec, index, entry, now), start, end, starts or {})
+            except PinstripeError:
+                raise  # the store or the tenant source: the caller says it
+            except Exception as exc:
+                log.error("%s: could not work out its due ticks, so it does not fire now: %s: %s", spec.name,
+                          type(exc).__name__, exc)
         return firings
+
+    def _schedule_firings(self, probe: Firing, start: datetime, end: datetime, starts: dict[str, datetime]
+                          ) -> list[Firing]:
+        """The run for one schedule's due ticks (several coalesce into one, for the latest), if any."""
+        spec, now = probe.spec, probe.tick
+        ticks = ticks_between(probe.entry.cron, self.tz(spec), starts.get(probe.key, start), end)
+        recent = ticks if spec.catch_up else [t for t in ticks if now - t <= self.grace]
+        if len(recent) < len(ticks):
+            self.missed.append((probe.key, spec.name, len(ticks) - len(recent), ticks[len(ticks) - len(recent) - 1]))
+        if not recent:
+            return []
+        return [Firing(spec, probe.index, probe.entry, recent[-1], len(recent), tuple(recent[:-1]))]
 
     def _tenant_firings(self, spec: JobSpec, start: datetime, end: datetime, now: datetime,
                         starts: dict[str, datetime]) -> list[Firing]:
@@ -123,11 +140,12 @@ class Scheduler:
 
         since = starts.get(spec.name, start)
         found, problems = self.tenant_schedules.instants(spec, since, end)
+        problems = self.tenant_schedules.fresh(problems)
         if problems:
             log.warning("%s: %d tenant(s) not scheduled as they ask: %s", spec.name, len(problems),
                         summarize(problems))
         firings = []
-        late: dict[tuple, list[datetime]] = {}
+        late: dict[tuple[object, ...], list[datetime]] = {}
         for instant, args in sorted(found, key=lambda pair: pair[0]):
             entry = ScheduleEntry("tenant", args)
             if spec.catch_up or now - instant <= self.grace:
@@ -216,7 +234,7 @@ class Scheduler:
     def orphans(self, now: datetime) -> list[Firing]:
         """Ticks whose runner stopped before every tenant had a status (killed, machine lost, store down):
         resumed within ``misfire_grace`` (or under ``catch_up``); older ones record what is left as skipped."""
-        by_key = {}
+        by_key: dict[str, Firing] = {}
         for spec in self.specs():
             if spec.per_tenant_schedule:
                 probe = Firing(spec, 0, ScheduleEntry("tenant"), now)
@@ -227,11 +245,11 @@ class Scheduler:
                 by_key[probe.key] = probe
         firings = []
         for key, tick in self.runner.state.orphan_ticks():
-            probe = by_key.get(key)
-            if probe is None:
+            found = by_key.get(key)
+            if found is None:
                 continue
-            late = not probe.spec.catch_up and now - tick > self.grace
-            firings.append(Firing(probe.spec, probe.index, probe.entry, tick, resume=True,
+            late = not found.spec.catch_up and now - tick > self.grace
+            firings.append(Firing(found.spec, found.index, found.entry, tick, resume=True,
                                   skip_reason="its tick was interrupted and is past misfire_grace" if late else None))
         return firings
 
@@ -250,14 +268,14 @@ class Scheduler:
             self.runner.interrupt_active("still running after the grace period")
         return outcomes
 
-    def preview(self, at: datetime | None = None) -> list[tuple[Firing, list]]:
+    def preview(self, at: datetime | None = None) -> list[tuple[Firing, list[object]]]:
         """``run-due-jobs --dry-run``: what would fire in the minute of ``at``, and for which tenants.
         Claims nothing, runs nothing."""
         at = (at or self.now()).astimezone(UTC)
         minute = at.replace(second=0, microsecond=0)
         end = minute + timedelta(seconds=59, microseconds=999999)
         start = min(minute, at - self.grace) - timedelta(microseconds=1)
-        result = []
+        result: list[tuple[Firing, list[object]]] = []
         for firing in self.due(start, end, at):
             plan = self.runner.plan(firing.spec, RunOptions(args=firing.entry.args, trigger="schedule",
                                                             tick=firing.tick))
@@ -320,7 +338,7 @@ class Scheduler:
             if stop.requested:
                 break
             now = self.now()
-            self._start_threads(self._guarded(lambda: self.orphans(now)) + self.due(last, now, now))
+            self._start_threads(self._guarded(functools.partial(self.orphans, now)) + self.due(last, now, now))
             self.report_missed()
             last = max(last, now)
 

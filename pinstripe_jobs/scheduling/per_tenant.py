@@ -1,32 +1,41 @@
 """Schedules that know their tenants: a job with ``timezone = "tenant"`` fires for each tenant when its
 cron matches that tenant's local time, and ``schedule_for(tenant)`` gives each tenant a schedule of its
 own. Each distinct (cron, zone) is evaluated once per window, however many tenants share it.
+
+A tenant's bad data is that tenant's problem, never the job's: an unknown time zone falls back to the
+configured one (said when the tenant is due by it), and a ``schedule_for`` that raises or returns an
+invalid schedule (or one that can never fire) leaves that tenant unscheduled (said once).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pinstripe_jobs.registry.jobs import ScheduleEntry, entries_from
-from pinstripe_jobs.scheduling.cron import ticks_between
+from pinstripe_jobs.config import load_timezone
+from pinstripe_jobs.errors import PinstripeError
+from pinstripe_jobs.registry.spec import ScheduleEntry, entries_from
+from pinstripe_jobs.scheduling.cron import next_tick, ticks_between
 
 if TYPE_CHECKING:
     from pinstripe_jobs.config import Settings
-    from pinstripe_jobs.registry.jobs import JobSpec
+    from pinstripe_jobs.execution.planner import Planner
+    from pinstripe_jobs.registry.spec import JobSpec
     from pinstripe_jobs.tenants import Tenant, TenantQuery
 
 PROBLEMS_SHOWN = 10
+Due = dict[tuple[datetime, tuple[object, ...]], int]  # (fire instant, schedule args) -> tenants due then
 
 
 class TenantSchedules:
     def __init__(self, settings: Settings, query_for: Callable[[JobSpec], TenantQuery]):
         self.settings = settings
         self.query_for = query_for  # the job's tenant query (its tenants_filter applied)
-        self._zones: dict[Any, tzinfo | None] = {}
-        self._fires: dict[tuple[str, Any, datetime], bool] = {}
-        self._parsed: dict[Any, list[ScheduleEntry] | str] = {}  # schedule_for's value -> entries or problem
+        self._zones: dict[str, tzinfo | None] = {}
+        self._fires: dict[tuple[str, tzinfo, datetime], bool] = {}
+        self._parsed: dict[str | None, list[ScheduleEntry] | str] = {}  # schedule_for's value -> entries/problem
         self._default: tzinfo | None = None
+        self._said: set[str] = set()  # problems already reported by this scheduler
 
     # -- one tenant ---------------------------------------------------------------------------------
     def zone(self, spec: JobSpec, tenant: Tenant) -> tuple[tzinfo, str | None]:
@@ -43,19 +52,19 @@ class TenantSchedules:
         return zone, None
 
     def _set_default(self) -> tzinfo:
-        self._default = self.settings.tz()
-        return self._default
+        zone: tzinfo = load_timezone(self.settings.timezone, self.settings.source_of("timezone"))
+        self._default = zone
+        return zone
 
-    def _load(self, name: Any) -> tzinfo | None:
-        zone = self._zones.get(name, False)
-        if zone is not False:
-            return zone
+    def _load(self, name: object) -> tzinfo | None:
+        if not isinstance(name, str):
+            return None  # a number, a list...: not a zone name
         if name not in self._zones:
             from zoneinfo import ZoneInfo
 
             try:
-                self._zones[name] = ZoneInfo(name) if isinstance(name, str) else None
-            except Exception:  # unknown, malformed or not a string
+                self._zones[name] = ZoneInfo(name)
+            except Exception:  # unknown or malformed
                 self._zones[name] = None
         return self._zones[name]
 
@@ -64,19 +73,23 @@ class TenantSchedules:
         if spec.schedule_for is None:
             return spec.schedules, None
         try:
-            value = spec.schedule_for(tenant)
-            key = value if isinstance(value, (str, type(None))) else repr(value)  # most tenants share a few
-            parsed = self._parsed.get(key)
-            if parsed is None:
-                try:
-                    parsed = self._parsed[key] = entries_from(value)
-                except ValueError as exc:
-                    parsed = self._parsed[key] = f"ValueError: {exc}"
-            if isinstance(parsed, str):
-                return [], f"tenant {tenant.id}: schedule_for: {parsed}"
-            return parsed, None
+            parsed = self._parse(spec.schedule_for(tenant))
         except Exception as exc:  # schedule_for raised: that tenant is not scheduled
             return [], f"tenant {tenant.id}: schedule_for: {type(exc).__name__}: {exc}"
+        if isinstance(parsed, str):
+            return [], f"tenant {tenant.id}: schedule_for: {parsed}"
+        return parsed, None
+
+    def _parse(self, value: object) -> list[ScheduleEntry] | str:
+        """``schedule_for``'s value as entries, or what is wrong with it (most tenants share a few values)."""
+        key = value if isinstance(value, (str, type(None))) else repr(value)
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            try:
+                parsed = self._parsed[key] = entries_from(value)
+            except ValueError as exc:
+                parsed = self._parsed[key] = f"ValueError: {exc}"
+        return parsed
 
     def _fires_at(self, cron: str, zone: tzinfo, instant: datetime) -> bool:
         key = (cron, zone, instant)
@@ -85,27 +98,37 @@ class TenantSchedules:
         return self._fires[key]
 
     # -- a window -----------------------------------------------------------------------------------
-    def instants(self, spec: JobSpec, start: datetime, end: datetime) -> tuple[dict[tuple, int], list[str]]:
-        """``{(instant, args): tenants due}`` for fire instants in ``(start, end]``, and the problems met
-        (invalid zones, bad schedules), one line each."""
-        found: dict[tuple, int] = {}
+    def instants(self, spec: JobSpec, start: datetime, end: datetime) -> tuple[Due, list[str]]:
+        """``{(instant, args): tenants due}`` for fire instants in ``(start, end]``, and the problems that
+        matter in it, one line each: schedules that leave a tenant unscheduled, and unknown zones of
+        tenants due in the window (by the configured zone they fall back to)."""
+        found: Due = {}
         problems: list[str] = []
         windows: dict[tuple[str, tzinfo], list[datetime]] = {}
         for tenant in self.query_for(spec):
-            zone, problem = self.zone(spec, tenant)
+            zone, unknown_zone = self.zone(spec, tenant)
             entries, bad = self.entries(spec, tenant)
-            for text in (problem, bad):
-                if text:
-                    problems.append(text)
+            if bad:
+                problems.append(bad)
+            due = False
             for entry in entries:
                 key = (entry.cron, zone)
                 if key not in windows:
                     windows[key] = ticks_between(entry.cron, zone, start, end)
                 for instant in windows[key]:
                     found[(instant, entry.args)] = found.get((instant, entry.args), 0) + 1
+                    due = True
+            if unknown_zone and due:
+                problems.append(unknown_zone)
         return found, problems
 
-    def due_at(self, spec: JobSpec, instant: datetime, args: tuple) -> Callable[[Tenant], bool]:
+    def fresh(self, problems: Iterable[str]) -> list[str]:
+        """The problems not reported yet by this scheduler (each is said once per run of the bot)."""
+        new = [problem for problem in dict.fromkeys(problems) if problem not in self._said]
+        self._said.update(new)
+        return new
+
+    def due_at(self, spec: JobSpec, instant: datetime, args: tuple[object, ...]) -> Callable[[Tenant], bool]:
         """A predicate: is this tenant due at ``instant`` (with these args)? For the run of that tick."""
 
         def due(tenant: Tenant) -> bool:
@@ -114,6 +137,51 @@ class TenantSchedules:
             return any(entry.args == args and self._fires_at(entry.cron, zone, instant) for entry in entries)
 
         return due
+
+    def next_run(self, spec: JobSpec, after: datetime, cron: str | None = None) -> datetime | None:
+        """The earliest next fire instant over the job's tenants (of its schedule ``cron``, if given);
+        None when no tenant is scheduled."""
+        earliest: dict[tuple[str, tzinfo], datetime] = {}
+        for tenant in self.query_for(spec):
+            zone, _ = self.zone(spec, tenant)
+            entries, _ = self.entries(spec, tenant)
+            for entry in entries:
+                if (entry.cron, zone) not in earliest and cron in (None, entry.cron):
+                    earliest[(entry.cron, zone)] = next_tick(entry.cron, zone, after)
+        return min(earliest.values(), default=None)
+
+
+class NextRunsOverTenants:
+    """For listings: a per-tenant job's next run, the earliest over its tenants, in the configured zone.
+    The tenant source is read only for per-tenant jobs; one that cannot be read (or a ``tenants_filter``
+    that fails) gives None: the listing itself never fails."""
+
+    def __init__(self, settings: Settings, now: datetime):
+        self.settings = settings
+        self.now = now
+        self._planner: Planner | None = None
+
+    def next_run(self, spec: JobSpec, cron: str | None = None) -> datetime | None:
+        if self.settings.tenants is None or not spec.per_tenant_schedule:
+            return None
+        if self._planner is None:
+            from pinstripe_jobs.execution.planner import Planner
+            from pinstripe_jobs.registry.jobs import JobRegistry
+
+            self._planner = Planner(self.settings, JobRegistry(self.settings), lambda job: [])
+        try:
+            return TenantSchedules(self.settings, self._planner.tenant_query).next_run(spec, self.now, cron)
+        except PinstripeError:
+            return None
+
+    def iso(self, spec: JobSpec, cron: str | None = None) -> str | None:
+        when = self.next_run(spec, cron)
+        zone: tzinfo = load_timezone(self.settings.timezone, self.settings.source_of("timezone"))
+        return when.astimezone(zone).isoformat() if when else None
+
+    def close(self) -> None:
+        if self._planner is not None:
+            self._planner.close()
 
 
 def summarize(problems: Iterable[str]) -> str:
