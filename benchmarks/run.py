@@ -31,7 +31,8 @@ def make_project(root: Path, tenants: int) -> Path:
     (root / "jobs" / "noop.py").write_text("multi_tenant = False\n\ndef run(ctx):\n    pass\n")
     (root / "jobs" / "tenant_noop.py").write_text("def run(ctx):\n    pass\n")
     (root / "jobs" / "sleepy.py").write_text("import time\n\ndef run(ctx):\n    time.sleep(0.02)\n")
-    (root / "jobs" / "async_sleepy.py").write_text("import asyncio\n\nasync def run(ctx):\n    await asyncio.sleep(0.02)\n")
+    (root / "jobs" / "async_sleepy.py").write_text(
+        "import asyncio\n\nasync def run(ctx):\n    await asyncio.sleep(0.02)\n")
     db = root / "tenants.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT, active BOOLEAN)")
