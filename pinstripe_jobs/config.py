@@ -26,6 +26,8 @@ KNOWN_KEYS = {
     "notify": dict,
     "executor": str,
     "celery": dict,
+    "database": dict,
+    "django_settings": str,
 }
 CELERY_KEYS = {"broker": str, "result_backend": str, "queue": str, "batch_size": int, "visibility_timeout": (int, float)}
 EXECUTORS = ("local", "celery")
@@ -59,6 +61,8 @@ class Settings:
         self.notify: dict[str, Any] = {}  # [notify]: alerts after each invocation
         self.executor = "local"  # or "celery": tenants run on a worker fleet
         self.celery: dict[str, Any] = {}  # [celery]: broker, result_backend, queue, batch_size, visibility_timeout
+        self.database: Any = None  # [database]: a pinstripe_jobs.database.DatabaseSettings (ctx.db)
+        self.django_settings: str | None = None  # Django's settings module, set up on first use
 
     @property
     def source_name(self) -> str:
@@ -223,6 +227,13 @@ def _from_table(path: Path, table: dict) -> Settings:
         settings.executor = check_executor(table["executor"], f"'executor' in {where}")
     if "celery" in table:
         settings.celery = _celery_table(table["celery"], where)
+    if "database" in table:
+        from pinstripe_jobs.database.settings import parse_database
+
+        settings.database = parse_database(table["database"], where, root)
+        if "db" in settings.services:
+            raise ConfigError(f"Service name 'db' in {where} would hide ctx.db of [database].", "Rename the service.")
+    settings.django_settings = table.get("django_settings")
     for key in ("history_days", "misfire_grace", "state_retry_s", "lock_stale_s"):
         if key in table:
             if table[key] < 0:
@@ -308,6 +319,8 @@ _TYPE_HINTS = {
     "tenant_concurrency": "Example: tenant_concurrency = 2",
     "notify": 'Example: [notify]\nwebhook = "https://hooks.slack.com/services/T0/B0/x"',
     "executor": 'Example: executor = "celery"',
+    "database": 'Example: [database]\ntenancy = "schema"\nurl = "postgresql+psycopg://app@db/app"',
+    "django_settings": 'Example: django_settings = "myproject.settings"',
     "celery": 'Example: [celery]\nbroker = "redis://127.0.0.1:6379/0"\nqueue = "pinstripe"\nbatch_size = 50',
 }
 
@@ -329,6 +342,8 @@ def resolve_tenants_value(value: Any, base: Path, where: str = "--tenants / PINS
         return value
     if "://" in value:
         return resolve_sqlite_url(value, base)
+    if value == "django-tenants" or value.startswith("django:"):  # Django models (pinstripe_jobs.tenants.django)
+        return value
     if value.lower().endswith((".json", ".jsonl", ".csv")):
         return str((base / value).resolve())
     if _REF.match(value):

@@ -132,7 +132,7 @@ class Attempts:
     def _finish(self, plan: Plan, tenant: Tenant | None, workspace: Workspace, started: float,
                 exc: BaseException | None, value: Any = None) -> RunResult:
         try:
-            workspace.close()
+            workspace.close(succeeded=exc is None)
         except ServiceCleanupError as cleanup:
             exc = exc or cleanup
         duration = self.clock() - started

@@ -14,6 +14,7 @@ from pinstripe_jobs.errors import ConfigError
 from pinstripe_jobs.registry.loading import describe_exception, import_ref
 
 if TYPE_CHECKING:
+    from pinstripe_jobs.database import DatabaseSettings
     from pinstripe_jobs.tenants import Tenant
 
 current_workspace: ContextVar[Workspace | None] = ContextVar("pinstripe_workspace", default=None)
@@ -29,8 +30,9 @@ def on_first_log(setup: Callable[[], None]) -> None:
 class ServiceFactories:
     """``name -> "module:factory"`` from the config, imported on first use and shared across workspaces."""
 
-    def __init__(self, refs: dict[str, str]):
+    def __init__(self, refs: dict[str, str], database: DatabaseSettings | None = None):
         self.refs = refs
+        self.database = database  # [database]: ctx.db, a session bound to the run's tenant
         self._factories: dict[str, Callable[[Any], Any]] = {}
 
     def __contains__(self, name: str) -> bool:
@@ -73,6 +75,7 @@ class Workspace:
         self._teardowns: list[tuple[str, Callable[[], None]]] = []
         self._nested = nested
         self._closed = False
+        self._succeeded = False  # the run's outcome, for teardowns that depend on it (ctx.db commits or not)
 
     @property
     def log(self):
@@ -88,6 +91,22 @@ class Workspace:
             adapter = self.__dict__["_log"] = job_adapter(self.job, self.tenant.id if self.tenant else None,
                                                           self.attempt)
         return adapter
+
+    @property
+    def db(self) -> Any:
+        """``[database]``: a SQLAlchemy session bound to this run's tenant, opened on first use."""
+        database = self._factories.database
+        if database is None:  # no [database]: a service called "db", or the usual error
+            return self.__dict__["db"] if "db" in self.__dict__ else self.__getattr__("db")
+        if "_db" not in self.__dict__:
+            if self._closed:
+                raise RuntimeError("ctx.db used after its workspace was closed.")
+            from pinstripe_jobs.database.session import open_run_session
+
+            session, finish = open_run_session(database, self.tenant)
+            self.__dict__["_db"] = session
+            self._teardowns.append(("db", lambda: finish(self._succeeded)))
+        return self.__dict__["_db"]
 
     def __getattr__(self, name: str) -> Any:
         factories = self.__dict__.get("_factories")
@@ -126,9 +145,11 @@ class Workspace:
             self._teardowns.append((name, close))
         return made
 
-    def close(self) -> None:
-        """Tear down services, newest first. Every teardown runs; the first failure is raised after."""
+    def close(self, succeeded: bool = False) -> None:
+        """Tear down services, newest first. Every teardown runs; the first failure is raised after.
+        ``succeeded``: the run's outcome (ctx.db commits the run's transaction only then)."""
         self._closed = True
+        self._succeeded = succeeded
         problems = []
         first: Exception | None = None
         while self._teardowns:
