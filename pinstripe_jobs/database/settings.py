@@ -62,8 +62,8 @@ def parse_database(table: Mapping[str, Any], where: str, root: Path | None = Non
             import difflib
 
             close = difflib.get_close_matches(str(key), KEYS, n=1)
-            raise ConfigError(f"Unknown key '{key}' in [database] of {where}.",
-                              (f"Did you mean '{close[0]}'? " if close else "") + "Known keys: " + ", ".join(KEYS) + ".")
+            hint = (f"Did you mean '{close[0]}'? " if close else "") + "Known keys: " + ", ".join(KEYS) + "."
+            raise ConfigError(f"Unknown key '{key}' in [database] of {where}.", hint)
     tenancy = _choice(table, "tenancy", TENANCIES, where, None)
     transaction = _choice(table, "transaction", TRANSACTIONS, where, "run")
     url = _url(table, tenancy, where, root)
@@ -89,7 +89,7 @@ def _choice(table: Mapping[str, Any], key: str, allowed: tuple[str, ...], where:
                           f"Set {key} to one of: " + ", ".join(f'"{a}"' for a in allowed) + ". " + EXAMPLE)
     if value not in allowed:
         raise ConfigError(f"'{key}' in [database] of {where} is {value!r}.",
-                          f"Use one of: " + ", ".join(f'"{a}"' for a in allowed) + ".")
+                          "Use one of: " + ", ".join(f'"{a}"' for a in allowed) + ".")
     return str(value)
 
 
@@ -120,7 +120,7 @@ def _url(table: Mapping[str, Any], tenancy: str, where: str, root: Path | None) 
 
 def _number(table: Mapping[str, Any], key: str, where: str) -> float:
     kind, low, high, default, meaning = RANGES[key]
-    value = table.get(key, default)
+    value: Any = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
         shown = "a whole number" if kind is int else "a number"
         raise ConfigError(f"'{key}' in [database] of {where} is {value!r}: it must be {shown} from {low:g} to "

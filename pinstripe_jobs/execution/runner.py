@@ -48,7 +48,8 @@ class Runner:
         self._state = state
         self.planner = Planner(settings, self.registry, lambda job: self.state.failed_tenants(job))
         self.leases = Leases(lambda: self.state, self.stop, settings.tenant_concurrency, clock)
-        self.attempts = Attempts(ServiceFactories(settings.services, settings.database), self.stop, clock, self.run_nested)
+        factories = ServiceFactories(settings.services, settings.database)
+        self.attempts = Attempts(factories, self.stop, clock, self.run_nested)
 
     @property
     def state(self) -> StateStore:
