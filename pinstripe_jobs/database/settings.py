@@ -121,11 +121,13 @@ def _url(table: Mapping[str, Any], tenancy: str, where: str, root: Path | None) 
 def _number(table: Mapping[str, Any], key: str, where: str) -> float:
     kind, low, high, default, meaning = RANGES[key]
     value: Any = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+    typed = not isinstance(value, bool) and isinstance(value, kind)
+    number: float = value if typed else low - 1
+    if not low <= number <= high:
         shown = "a whole number" if kind is int else "a number"
         raise ConfigError(f"'{key}' in [database] of {where} is {value!r}: it must be {shown} from {low:g} to "
                           f"{high:g} ({meaning}).", f"Example: {key} = {default:g}")
-    return float(value)
+    return number
 
 
 def check_template(template: str, what: str) -> None:
