@@ -234,6 +234,10 @@ def _from_table(path: Path, table: dict) -> Settings:
         if "db" in settings.services:
             raise ConfigError(f"Service name 'db' in {where} would hide ctx.db of [database].", "Rename the service.")
     settings.django_settings = table.get("django_settings")
+    if settings.django_settings:
+        from pinstripe_jobs.database.django import configure
+
+        configure(settings.django_settings)
     for key in ("history_days", "misfire_grace", "state_retry_s", "lock_stale_s"):
         if key in table:
             if table[key] < 0:

@@ -111,10 +111,15 @@ def _url(table: Mapping[str, Any], tenancy: str, where: str, root: Path | None) 
     if tenancy == "schema" and url.split("://", 1)[0].split("+", 1)[0] not in ("postgresql", "postgres"):
         raise ConfigError(f"{what} is not a PostgreSQL URL ({mask_secrets(url)}): tenancy = \"schema\" uses "
                           "PostgreSQL schemas.", 'Example: url = "postgresql+psycopg://app@127.0.0.1/app".')
-    if root is not None:
-        from pinstripe_jobs.config import resolve_sqlite_url
+    return _absolute_sqlite(url, root) if root is not None else url
 
-        url = resolve_sqlite_url(url, root)
+
+def _absolute_sqlite(url: str, root: Path) -> str:
+    """A relative SQLite file in ``url`` made absolute against the config file's folder."""
+    prefix, sep, rest = url.partition(":///")
+    if sep and prefix.split("+")[0] == "sqlite" and rest and not rest.startswith((":memory:", "/")):
+        path, q, query = rest.partition("?")
+        return f"{prefix}:///{(root / path).resolve()}{q}{query}"
     return url
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.config import Settings
+from pinstripe_jobs.database.django import uses_django
 from pinstripe_jobs.errors import JobFailed, PinstripeError
 from pinstripe_jobs.execution.attempts import Attempts, backoff_delay, end_of_output
 from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
@@ -48,7 +49,9 @@ class Runner:
         self._state = state
         self.planner = Planner(settings, self.registry, lambda job: self.state.failed_tenants(job))
         self.leases = Leases(lambda: self.state, self.stop, settings.tenant_concurrency, clock)
-        factories = ServiceFactories(settings.services, settings.database)
+        django = uses_django(settings.tenants, settings.django_settings)
+        factories = ServiceFactories(settings.services, settings.database,
+                                     (django, settings.django_settings) if django else None)
         self.attempts = Attempts(factories, self.stop, clock, self.run_nested)
 
     @property

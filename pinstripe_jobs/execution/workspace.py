@@ -6,7 +6,8 @@ The current one is held in a ``ContextVar`` so nested calls know which tenant th
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +31,11 @@ def on_first_log(setup: Callable[[], None]) -> None:
 class ServiceFactories:
     """``name -> "module:factory"`` from the config, imported on first use and shared across workspaces."""
 
-    def __init__(self, refs: dict[str, str], database: DatabaseSettings | None = None):
+    def __init__(self, refs: dict[str, str], database: DatabaseSettings | None = None,
+                 django: tuple[str, str | None] | None = None):
         self.refs = refs
         self.database = database  # [database]: ctx.db, a session bound to the run's tenant
+        self.django = django  # a Django project: (mode, settings module); each run in its tenant's scope
         self._factories: dict[str, Callable[[Any], Any]] = {}
 
     def __contains__(self, name: str) -> bool:
@@ -144,6 +147,17 @@ class Workspace:
         if callable(close):
             self._teardowns.append((name, close))
         return made
+
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        """Around the job's call: with Django tenants, inside the tenant's schema, connections reset after."""
+        if self._factories.django is None:
+            yield
+            return
+        from pinstripe_jobs.database.django import run_scope
+
+        with run_scope(self._factories.django[0], self.tenant, self._factories.django[1]):
+            yield
 
     def close(self, succeeded: bool = False) -> None:
         """Tear down services, newest first. Every teardown runs; the first failure is raised after.
