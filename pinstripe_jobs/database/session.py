@@ -28,7 +28,7 @@ from pinstripe_jobs.database.engines import EngineCache
 from pinstripe_jobs.database.settings import DatabaseSettings, MissingField, render
 from pinstripe_jobs.errors import mask_secrets
 
-APPLICATION_NAME = "pinstripe-jobs"
+APPLICATION_NAME = "pinstripe-jobs-db"
 _SCHEMA_KEY = "pinstripe_schema"
 _SET_PATH = text("SELECT set_config('search_path', :path, true), "
                  "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = :schema)")
@@ -88,7 +88,8 @@ class TenantDatabases:
     def _make_engine(self, url: str) -> Engine:
         parsed = make_url(url)
         per_tenant = self.settings.tenancy == "database"
-        options: dict[str, Any] = {"pool_pre_ping": True, "pool_timeout": self.settings.pool_timeout}
+        # No pre-ping (three round trips a run): a connection found dead on first use is retried once instead.
+        options: dict[str, Any] = {"pool_timeout": self.settings.pool_timeout}
         if parsed.get_backend_name() == "postgresql":
             args: dict[str, Any] = {"connect_timeout": self.settings.connect_timeout}
             if "application_name" not in parsed.query:
@@ -141,20 +142,17 @@ class TenantDatabases:
         slots = self._slots
         try:
             engine, schema = self._target(tenant)
-            session = TenantSession(bind=engine)
-            session.tenant = tenant
-            if schema is not None:
-                session.info[_SCHEMA_KEY] = schema
             try:
-                session.connection()  # check out now: a missing schema or a server down is reported here
+                session = _checked_out(engine, tenant, schema)
             except SQLAlchemyError as exc:
-                session.close()
-                raise TenantDatabaseError(f"The database of tenant {_shown(tenant)} cannot be used "
-                                          f"({engine.url.render_as_string(hide_password=True)}): "
-                                          f"{_first_line(exc)}") from None
-            except BaseException:
-                session.close()
-                raise
+                if not getattr(exc, "connection_invalidated", False):
+                    raise
+                session = _checked_out(engine, tenant, schema)  # a pooled connection had died: once more
+        except SQLAlchemyError as exc:
+            slots.release()
+            raise TenantDatabaseError(f"The database of tenant {_shown(tenant)} cannot be used "
+                                      f"({engine.url.render_as_string(hide_password=True)}): "
+                                      f"{_first_line(exc)}") from None
         except BaseException:
             slots.release()
             raise
@@ -178,6 +176,20 @@ class TenantDatabases:
                 session.close()
             finally:
                 slots.release()
+
+
+def _checked_out(engine: Engine, tenant: Mapping[str, Any] | None, schema: str | None) -> TenantSession:
+    """A session with its connection checked out now: a missing schema or a server down is reported here."""
+    session = TenantSession(bind=engine)
+    session.tenant = tenant
+    if schema is not None:
+        session.info[_SCHEMA_KEY] = schema
+    try:
+        session.connection()
+    except BaseException:
+        session.close()
+        raise
+    return session
 
 
 def _check_sqlite_file(url: str, tenant: Mapping[str, Any]) -> None:
