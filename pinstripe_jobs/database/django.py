@@ -45,6 +45,11 @@ def setup(settings_module: str | None = None) -> None:
             import django
         except ImportError:
             raise ConfigError("The tenants come from Django, but Django is not installed.", INSTALL_HINT) from None
+        from django.apps import apps
+
+        if apps.ready:  # already set up by the project itself (manage.py pinstripe ...)
+            _ready = True
+            return
         os.environ["DJANGO_SETTINGS_MODULE"] = module
         try:
             django.setup()

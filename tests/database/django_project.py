@@ -25,7 +25,8 @@ FILES = {
         DEBUG = False
         USE_TZ = True
         ROOT_URLCONF = "proj.urls"
-        SHARED_APPS = ["django_tenants", "customers", "django.contrib.contenttypes"]
+        SHARED_APPS = ["django_tenants", "customers", "django.contrib.contenttypes",
+                       "pinstripe_jobs.database.django_app"]  # manage.py pinstripe
         TENANT_APPS = ["django.contrib.contenttypes", "shop"]
         INSTALLED_APPS = SHARED_APPS + [a for a in TENANT_APPS if a not in SHARED_APPS]
         TENANT_MODEL = "customers.Client"

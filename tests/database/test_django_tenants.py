@@ -124,3 +124,14 @@ def test_a_plain_django_model_as_the_tenant_source(project):
     result = pinstripe(root, env, "--name", "plain", "--config", "pinstripe-plain.toml")
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert len(json.loads(result.stdout)["runs"]) == TENANTS // 2
+
+
+def test_manage_py_pinstripe_runs_the_cli_inside_the_project(project):
+    root, env = project
+    (root / "seen.jsonl").unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, "manage.py", "pinstripe", "run-background-job", "--name", "items",
+                           "--tenant", "2", "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert [r["status"] for r in json.loads(done.stdout)["runs"]] == ["succeeded"]
+    seen = [json.loads(line) for line in (root / "seen.jsonl").read_text().splitlines()]
+    assert [r["connection_schema"] for r in seen] == [r["schema"] for r in seen] and len(seen) == 1
