@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 
-class Command(BaseCommand):
+class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type hints
     help = "Run pinstripe (background jobs, once per tenant) in this project: manage.py pinstripe --help"
 
     def run_from_argv(self, argv: list[str]) -> None:
