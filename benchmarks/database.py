@@ -72,8 +72,9 @@ def add_tenants(db: Database, first: int, last: int) -> None:
     """Tenants first..last: django-tenants' client rows, and a schema each with its items."""
     db.sql(f"INSERT INTO customers_client (schema_name, name, plan) SELECT 't' || g, 'Tenant ' || g, 'free' "
            f"FROM generate_series({first}, {last}) g; "
-           + "".join(f'CREATE SCHEMA t{i}; CREATE TABLE t{i}.shop_item (id bigserial PRIMARY KEY, name varchar(100)); '
-                     f"INSERT INTO t{i}.shop_item (name) VALUES ('a'), ('b');" for i in range(first, last + 1)))
+           f"DO $$ BEGIN FOR i IN {first}..{last} LOOP EXECUTE format('CREATE SCHEMA t%1$s; "
+           f"CREATE TABLE t%1$s.shop_item (id bigserial PRIMARY KEY, name varchar(100)); "
+           f"INSERT INTO t%1$s.shop_item (name) VALUES (''a''), (''b'')', i); END LOOP; END $$;")
 
 
 def project(tmp: Path, db: Database) -> tuple[Path, Path, dict[str, str]]:
