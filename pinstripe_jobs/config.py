@@ -6,9 +6,12 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pinstripe_jobs.database.settings import DatabaseSettings
 
 KNOWN_KEYS = {
     "jobs_dir": str,
@@ -61,7 +64,7 @@ class Settings:
         self.notify: dict[str, Any] = {}  # [notify]: alerts after each invocation
         self.executor = "local"  # or "celery": tenants run on a worker fleet
         self.celery: dict[str, Any] = {}  # [celery]: broker, result_backend, queue, batch_size, visibility_timeout
-        self.database: Any = None  # [database]: a pinstripe_jobs.database.DatabaseSettings (ctx.db)
+        self.database: DatabaseSettings | None = None  # [database]: ctx.db, bound to the run's tenant
         self.django_settings: str | None = None  # Django's settings module, set up on first use
 
     @property
