@@ -140,8 +140,10 @@ class TenantDatabases:
                 f"{self.settings.pool_size}, all in use by other runs). Raise pool_size or pool_timeout in "
                 "[database]; an async job that holds ctx.db across awaits needs pool_size >= --concurrency.")
         slots = self._slots
+        where = mask_secrets(self.settings.url)
         try:
             engine, schema = self._target(tenant)
+            where = engine.url.render_as_string(hide_password=True)
             try:
                 session = _checked_out(engine, tenant, schema)
             except SQLAlchemyError as exc:
@@ -150,8 +152,7 @@ class TenantDatabases:
                 session = _checked_out(engine, tenant, schema)  # a pooled connection had died: once more
         except SQLAlchemyError as exc:
             slots.release()
-            raise TenantDatabaseError(f"The database of tenant {_shown(tenant)} cannot be used "
-                                      f"({engine.url.render_as_string(hide_password=True)}): "
+            raise TenantDatabaseError(f"The database of tenant {_shown(tenant)} cannot be used ({where}): "
                                       f"{_first_line(exc)}") from None
         except BaseException:
             slots.release()

@@ -187,3 +187,15 @@ def test_shared_database_carries_the_tenant(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(folder.records(), key=lambda r: r["tenant"]) == [{"tenant": 1, "names": ["a", "b"]},
                                                                    {"tenant": 2, "names": ["c"]}]
+
+
+def test_a_missing_driver_is_each_tenants_clear_failure(tmp_path):
+    folder = Folder(tmp_path)
+    folder.write("pinstripe.toml", 'tenants = [{id = 1}]\n[database]\ntenancy = "shared"\n'
+                                   'url = "postgresql+nosuchdriver://app:secret@127.0.0.1/app"\n')
+    folder.job("touch", "def run(ctx):\n    ctx.db\n")
+    result = folder.run("--name", "touch")
+    assert result.returncode == 1
+    error = runs(result)["1"]["error"]
+    assert "The database of tenant 1 cannot be used" in error and "nosuchdriver" in error
+    assert "secret" not in result.stdout + result.stderr
