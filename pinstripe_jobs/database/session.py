@@ -108,7 +108,7 @@ class TenantDatabases:
             return self._shared_engine(), None
         if tenant is None:
             raise TenantDatabaseError(f"ctx.db with tenancy = {tenancy!r} needs a tenant, and this job runs for "
-                                      "none.", )
+                                      "none.")
         template = self.settings.schema if tenancy == "schema" else self.settings.url
         try:
             value = render(template, tenant, url=tenancy == "database")

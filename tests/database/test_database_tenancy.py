@@ -199,3 +199,11 @@ def test_a_missing_driver_is_each_tenants_clear_failure(tmp_path):
     error = runs(result)["1"]["error"]
     assert "The database of tenant 1 cannot be used" in error and "nosuchdriver" in error
     assert "secret" not in result.stdout + result.stderr
+
+
+def test_a_job_for_no_tenant_gets_a_clear_message_from_a_per_tenant_database(sqlite_folder):
+    sqlite_folder.job("global_job", "multi_tenant = False\n\ndef run(ctx):\n    ctx.db\n")
+    result = sqlite_folder.run("--name", "global-job")
+    assert result.returncode == 1
+    doc = json.loads(result.stdout)
+    assert "ctx.db with tenancy = 'database' needs a tenant" in doc["runs"][0]["error"]
