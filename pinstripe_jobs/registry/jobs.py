@@ -30,7 +30,7 @@ class JobRegistry:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.jobs_dir = settings.jobs_dir
-        self._cache: dict[str, JobSpec] = {}
+        self._specs: dict[str, JobSpec] = {}
         self.clashes: dict[str, list[Path]] = {}  # job names given by more than one file (none of them used)
 
     def files(self) -> dict[str, Path]:
@@ -86,9 +86,9 @@ class JobRegistry:
 
     def load(self, raw: str) -> JobSpec:
         name, path = self.resolve_name(raw)
-        if name not in self._cache:
-            self._cache[name] = self._load_file(name, path)
-        return self._cache[name]
+        if name not in self._specs:
+            self._specs[name] = self._load_file(name, path)
+        return self._specs[name]
 
     def load_all(self) -> tuple[list[JobSpec], list[JobImportError]]:
         specs: list[JobSpec] = []
