@@ -10,7 +10,7 @@ import click
 from pinstripe_jobs.cli.group import COMMON_ENV, Seconds, epilog, main
 from pinstripe_jobs.cli.project import Project, complete_job_names, with_project
 from pinstripe_jobs.errors import UsageError
-from pinstripe_jobs.model.plan import MAX_CONCURRENCY, MAX_COUNT
+from pinstripe_jobs.model.ranges import MAX_CONCURRENCY, MAX_COUNT
 
 if TYPE_CHECKING:
     from pinstripe_jobs.config import Settings

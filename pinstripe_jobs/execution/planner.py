@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.errors import ConfigError, TenantSourceError, UsageError
-from pinstripe_jobs.model.plan import MAX_CONCURRENCY, MAX_COUNT, MAX_RETRIES, MAX_SECONDS, Plan, RunOptions
+from pinstripe_jobs.model.plan import Plan, RunOptions
+from pinstripe_jobs.model.ranges import MAX_CONCURRENCY, MAX_COUNT, MAX_RETRIES, MAX_SECONDS
 from pinstripe_jobs.registry.arguments import bind_arguments
 from pinstripe_jobs.registry.jobs import JobRegistry, JobSpec
 from pinstripe_jobs.registry.loading import describe_exception, error_location

@@ -11,7 +11,7 @@ from typing import Any, TypeVar, overload
 
 from pinstripe_jobs.config import Settings, load_timezone
 from pinstripe_jobs.errors import ConfigError
-from pinstripe_jobs.model.plan import MAX_CONCURRENCY, MAX_RETRIES, MAX_SECONDS
+from pinstripe_jobs.model.ranges import MAX_CONCURRENCY, MAX_RETRIES, MAX_SECONDS
 from pinstripe_jobs.registry.spec import ISOLATION_MODES, OVERLAP_MODES, JobSpec, ScheduleEntry, entries_from
 
 T = TypeVar("T")
