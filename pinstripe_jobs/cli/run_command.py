@@ -20,6 +20,7 @@ MAX_CONCURRENCY = 1000  # threads (or child processes) of one run
 MAX_SHARDS = 10000  # as kubernetes-manifest --shards
 MAX_SPREAD = 7 * DAY
 MAX_COUNT = 10**6  # --max-failures, history --limit
+MAX_PRIORITY = 9  # --priority, as a job's `priority` (registry.spec.MAX_PRIORITY; not imported: start-up time)
 
 RUN_CODES = ["0   every run succeeded (or was skipped as not this shard)", "1   a run failed",
              "2   usage error (unknown job, bad option or argument)",
@@ -67,11 +68,15 @@ def refuse_conflicts(flags: dict[str, Any]) -> None:
         raise UsageError(f"--param {repeated[0]} is given more than once.", "Give each KEY once.")
 
 
-def refuse_deadline_locally(settings: Settings, deadline: float | None) -> None:
+def refuse_deadline_locally(settings: Settings, deadline: float | None, priority: int | None = None) -> None:
     if deadline is not None and settings.executor != "celery":
         raise UsageError("--deadline only applies to the celery executor; this run's is "
                          f"{settings.executor!r} ({settings.source_of('executor')}).",
                          "Add --executor celery, or use --timeout for a per-tenant time limit.")
+    if priority is not None and settings.executor != "celery":
+        raise UsageError("--priority only applies to the celery executor (its share of the fleet); this run's is "
+                         f"{settings.executor!r} ({settings.source_of('executor')}).",
+                         "Add --executor celery, or drop --priority: a local run has this machine to itself.")
 
 
 EXAMPLES: Sequence[str] = (
@@ -121,6 +126,9 @@ EXAMPLES: Sequence[str] = (
                    "(env PINSTRIPE_EXECUTOR).")
 @click.option("--deadline", type=Seconds(0, YEAR, min_open=True), default=None, metavar="SECONDS",
               help="On the fleet: tenants with no result after SECONDS are reported interrupted (default: wait).")
+@click.option("--priority", type=click.IntRange(0, MAX_PRIORITY), default=None, metavar="0-9",
+              help="On the fleet: this run's share of the workers beside other runs, 1 + P times the share of a "
+                   "priority 0 run (default: the job's `priority`, else 0).")
 @click.option("--trigger", type=click.Choice(["manual", "dashboard"]), default="manual", hidden=True,
               help="What started the run, as recorded in history (the dashboard's actions pass `dashboard`).")
 @with_project
@@ -144,7 +152,7 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xm
             if executor:
                 settings.executor = executor
                 settings.sources["executor"] = "--executor"
-            refuse_deadline_locally(settings, flags["deadline"])
+            refuse_deadline_locally(settings, flags["deadline"], flags["priority"])
             runner = Runner(settings, stop=stop)
             plan = runner.plan(name, RunOptions(**flags))
             if dry_run:

@@ -11,7 +11,14 @@ from typing import Any, TypeVar, overload
 
 from pinstripe_jobs.config import Settings, load_timezone
 from pinstripe_jobs.errors import ConfigError
-from pinstripe_jobs.registry.spec import ISOLATION_MODES, OVERLAP_MODES, JobSpec, ScheduleEntry, entries_from
+from pinstripe_jobs.registry.spec import (
+    ISOLATION_MODES,
+    MAX_PRIORITY,
+    OVERLAP_MODES,
+    JobSpec,
+    ScheduleEntry,
+    entries_from,
+)
 
 T = TypeVar("T")
 
@@ -134,11 +141,20 @@ def spec_from_module(name: str, path: Path, module: ModuleType, settings: Settin
         module=module,
         schedule_for=check.function("schedule_for"),
         spread=check.duration("spread"),
+        priority=_priority(check),
     )
     if spec.per_tenant_schedule and not multi_tenant:
         raise BadAttribute("timezone = \"tenant\" and schedule_for need a job that runs per tenant",
                            check.line("schedule_for" if spec.schedule_for else "timezone"))
     return spec
+
+
+def _priority(check: Checker) -> int:
+    value = check.whole("priority", 0, minimum=0)
+    if value > MAX_PRIORITY:
+        raise BadAttribute(f"priority must be a whole number from 0 to {MAX_PRIORITY}, got {value!r}",
+                           check.line("priority"), "0 is the default share of the fleet; p gets 1 + p times it.")
+    return value
 
 
 def _run_function(module: ModuleType, check: Checker) -> Callable[..., Any]:
