@@ -254,8 +254,8 @@ class FleetExecutor(Executor):
                 backend.result_consumer.drain_events(timeout=wait or 0.01)
             except TimeoutError:
                 pass
-            return [(task_id, self.results.pop(task_id)._cache)
-                    for task_id in [task_id for task_id, result in self.results.items() if result._cache]]
+            ready = [task_id for task_id, result in self.results.items() if result.on_ready.ready]
+            return [(task_id, _meta(self.results.pop(task_id))) for task_id in ready]
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         ids = list(pending)[:500]
@@ -377,6 +377,11 @@ def priority_of(plan: Plan) -> int:
     """The invocation's priority: ``--priority`` (``RunOptions.priority``), else the job's ``priority``."""
     asked = getattr(plan.options, "priority", None)
     return int(asked if asked is not None else getattr(plan.spec, "priority", 0) or 0)
+
+
+def _meta(result: Any) -> dict[str, Any]:
+    """A ready ``AsyncResult``'s state and value (read from what it holds: no round trip)."""
+    return {"status": result.state, "result": result.result}
 
 
 def _worker_lost(value: Any) -> bool:
