@@ -288,6 +288,7 @@ from pinstripe_jobs.execution.runner import Runner
 settings = load_settings()
 settings.executor = "celery"
 settings.celery["queue"] = sys.argv[1]  # a queue no worker reads: only the sending is timed
+settings.celery["in_flight"] = 100000  # every batch sent at once (no window waiting for results)
 runner = Runner(settings)
 plan = runner.plan("tenant-noop", RunOptions())
 executor = FleetExecutor(runner)
