@@ -23,7 +23,7 @@ BIN = Path(sys.executable).parent
 PINSTRIPE = os.environ.get("BENCH_PINSTRIPE") or str(BIN / "pinstripe")
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller sizes, for a smoke run
 # BENCH_ONLY=output,startup runs only those (names: startup, fanout, fanout-pg, concurrency, memory,
-# one-tenant, output, due, dashboard, fleet). The speed issue's six figures are numbered 1-6 (speed.py).
+# one-tenant, output, due, dashboard, fleet, fairness). The speed issue's six figures are numbered 1-6 (speed.py).
 
 
 def make_project(root: Path, tenants: int) -> Path:
@@ -380,6 +380,9 @@ def main() -> int:
         benches.update({"memory": lambda: [bench_memory(tmp)], "output": lambda: bench_terminal_output(tmp),
                         "due": lambda: [bench_due_tenants(tmp)], "dashboard": lambda: [bench_dashboard(tmp)],
                         "fleet": lambda: bench_fleet(tmp)})
+        from fairness import fairness_rows
+
+        benches["fairness"] = lambda: fairness_rows(tmp)  # benchmarks/fairness.py
         only = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name] or list(benches)
         results = [row for name in only for row in benches[name]()]
     width = max(len(r["name"]) for r in results)

@@ -89,6 +89,7 @@ def stop(proc: subprocess.Popen) -> tuple[dict, str]:
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
     return json.loads(out), err
 
 
