@@ -88,12 +88,8 @@ class Window:
         except Exception as exc:  # the broker hiccuped: keep the window as it is, ask again later
             log.debug("could not ask the fleet for its worker processes: %s: %s", type(exc).__name__, exc)
             return
-        if found:  # nobody answered: keep the window (a fleet not up yet, or busy); ask again later
-            self.processes = found
-            self.base = max(2 * found, MIN_IN_FLIGHT)
-            log.debug("fleet on queue %s: %d worker processes; window %d batches", self.queue, found, self.size)
-
-    def wait_discovered(self, timeout: float) -> None:
-        """For tests and benchmarks: wait for a discovery under way."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if not found:  # nobody answered (a fleet not up yet, or busy): keep the window, ask again later
+            return
+        self.processes = found
+        self.base = max(2 * found, MIN_IN_FLIGHT)
+        log.debug("fleet on queue %s: %d worker processes; window %d batches", self.queue, found, self.size)
