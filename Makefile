@@ -26,9 +26,9 @@ install: $(DEV_STAMP)
 run: $(DEMO_STAMP)
 	$(BIN)/python -m demo.setup
 	$(BIN)/pinstripe list-background-jobs
+	$(BIN)/pinstripe run-background-job --name send-newsletter
 	$(BIN)/pinstripe run-background-job --name deliver-notifications
 	$(BIN)/pinstripe run-background-job --name send-email --arg user@example.com --arg 'Welcome!'
-	$(BIN)/pinstripe run-background-job --name send-newsletter
 	$(BIN)/pinstripe run-background-job --name risky-operation; \
 	  echo "risky-operation exited with $$? (1 = a run failed), as the demo expects"
 
@@ -43,4 +43,4 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pinstripe demo/tenants.db
+	rm -rf $(VENV) .pinstripe demo/tenants.db demo/data

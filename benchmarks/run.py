@@ -23,7 +23,8 @@ BIN = Path(sys.executable).parent
 PINSTRIPE = os.environ.get("BENCH_PINSTRIPE") or str(BIN / "pinstripe")
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller sizes, for a smoke run
 # BENCH_ONLY=output,startup runs only those (names: startup, fanout, fanout-pg, concurrency, memory,
-# one-tenant, output, due, dashboard, fleet, fairness). The speed issue's six figures are numbered 1-6 (speed.py).
+# one-tenant, output, due, dashboard, fleet, telemetry, database, fairness). The speed issue's six figures are
+# numbered 1-6 (speed.py).
 
 
 def make_project(root: Path, tenants: int) -> Path:
@@ -31,7 +32,8 @@ def make_project(root: Path, tenants: int) -> Path:
     (root / "jobs" / "noop.py").write_text("multi_tenant = False\n\ndef run(ctx):\n    pass\n")
     (root / "jobs" / "tenant_noop.py").write_text("def run(ctx):\n    pass\n")
     (root / "jobs" / "sleepy.py").write_text("import time\n\ndef run(ctx):\n    time.sleep(0.02)\n")
-    (root / "jobs" / "async_sleepy.py").write_text("import asyncio\n\nasync def run(ctx):\n    await asyncio.sleep(0.02)\n")
+    (root / "jobs" / "async_sleepy.py").write_text(
+        "import asyncio\n\nasync def run(ctx):\n    await asyncio.sleep(0.02)\n")
     db = root / "tenants.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT, active BOOLEAN)")
@@ -370,6 +372,27 @@ def bench_fleet(tmp: Path) -> list[dict]:
                         f"DROP SCHEMA {schema} CASCADE"], capture_output=True)
 
 
+def bench_telemetry(tmp: Path) -> list[dict]:
+    """Issue 23's figures (benchmarks/telemetry.py), as rows of this table."""
+    import telemetry
+
+    per = telemetry.per_tenant(tmp)
+    start = telemetry.startup(tmp)
+    return [
+        {"name": per["name"], "value": per["added_us"], "unit": "us", "target": "(measured)", "ok": True,
+         "detail": f"{per['off_us']} us off, {per['on_us']} us on, medians of {per['runs']} interleaved runs"},
+        {"name": start["name"], "value": start["ratio"], "unit": "x", "target": 1.05, "ok": start["ratio"] <= 1.05,
+         "detail": f"{start['with_ms']} ms with the extras, {start['without_ms']} ms without"},
+    ]
+
+
+def bench_database(tmp: Path) -> list[dict]:
+    """Issue 21's figures (benchmarks/database.py): ctx.db over PostgreSQL schemas, beside django-tenants."""
+    import database
+
+    return database.bench_database(tmp)
+
+
 def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "pinstripe_jobs")], check=True)
     with tempfile.TemporaryDirectory(prefix="pinstripe-bench-") as name:
@@ -379,7 +402,8 @@ def main() -> int:
         benches = {name: (lambda bench=bench: bench(tmp)) for name, bench in BENCHES.items()}
         benches.update({"memory": lambda: [bench_memory(tmp)], "output": lambda: bench_terminal_output(tmp),
                         "due": lambda: [bench_due_tenants(tmp)], "dashboard": lambda: [bench_dashboard(tmp)],
-                        "fleet": lambda: bench_fleet(tmp)})
+                        "fleet": lambda: bench_fleet(tmp), "telemetry": lambda: bench_telemetry(tmp),
+                        "database": lambda: bench_database(tmp)})
         from fairness import fairness_rows
 
         benches["fairness"] = lambda: fairness_rows(tmp)  # benchmarks/fairness.py

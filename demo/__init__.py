@@ -1,1 +1,1 @@
-"""The demo application: a tenants database and a mailer service."""
+"""The demo application: a tenants database, one SQLite database per tenant (users, outbox), a mailer."""

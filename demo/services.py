@@ -1,9 +1,6 @@
-"""Services the demo jobs use through ctx (see [tool.pinstripe.services] in pyproject.toml)."""
+"""Services the demo jobs use through ctx (see [tool.pinstripe.services] in pyproject.toml). The tenant's
+data needs no service: ctx.db is the tenant's database ([tool.pinstripe.database])."""
 from __future__ import annotations
-
-import sqlite3
-
-from .setup import DB
 
 
 class Mailer:
@@ -21,21 +18,3 @@ def mailer(ctx):
     service = Mailer(ctx.tenant)
     yield service
     ctx.log.debug("mailer sent %d message(s)", service.sent)
-
-
-def users(ctx):
-    """The tenant's users, from the demo database (closed when the workspace ends)."""
-    return _Users(ctx.tenant.id)
-
-
-class _Users:
-    def __init__(self, tenant_id):
-        self.tenant_id = tenant_id
-        self.db = sqlite3.connect(DB)
-
-    def subscribed(self) -> list[str]:
-        rows = self.db.execute("SELECT email FROM users WHERE tenant_id = ? AND subscribed", (self.tenant_id,))
-        return [email for (email,) in rows]
-
-    def close(self) -> None:
-        self.db.close()

@@ -13,6 +13,8 @@ from pinstripe_jobs.errors import ConfigError
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
+    from pinstripe_jobs.database.settings import DatabaseSettings
+
 TypeSpec = type | tuple[type, ...]
 KNOWN_KEYS: dict[str, TypeSpec] = {
     "jobs_dir": str,
@@ -32,6 +34,8 @@ KNOWN_KEYS: dict[str, TypeSpec] = {
     "celery": dict,
     "telemetry": dict,
     "monitor": dict,
+    "database": dict,
+    "django_settings": str,
 }
 CELERY_KEYS: dict[str, TypeSpec] = {"broker": str, "result_backend": str, "queue": str, "batch_size": int,
                                     "visibility_timeout": (int, float), "in_flight": int}
@@ -106,6 +110,8 @@ class Settings:
         self.celery: dict[str, Any] = {}  # [celery]: broker, result_backend, queue, batch_size, visibility_timeout
         self.telemetry: dict[str, Any] = {}  # [telemetry]: traces (see observers/telemetry.py)
         self.monitor: dict[str, Any] | None = None  # [monitor]: heartbeat URLs (see observers/monitor.py)
+        self.database: DatabaseSettings | None = None  # [database]: ctx.db, bound to the run's tenant
+        self.django_settings: str | None = None  # Django's settings module, set up on first use
 
     @property
     def source_name(self) -> str:
@@ -287,7 +293,23 @@ def _from_table(path: Path, table: dict[str, Any]) -> Settings:
 
         settings.telemetry = telemetry.telemetry_table(table.get("telemetry", {}), where)
         settings.monitor = monitor.monitor_table(table["monitor"], where) if "monitor" in table else None
+    _database_tables(settings, table, where, root)
     return settings
+
+
+def _database_tables(settings: Settings, table: dict[str, Any], where: str, root: Path) -> None:
+    """``[database]`` (ctx.db) and ``django_settings``: parsed by their own package, imported only when set."""
+    if "database" in table:
+        from pinstripe_jobs.database.settings import parse_database
+
+        settings.database = parse_database(table["database"], where, root)
+        if "db" in settings.services:
+            raise ConfigError(f"Service name 'db' in {where} would hide ctx.db of [database].", "Rename the service.")
+    settings.django_settings = table.get("django_settings")
+    if settings.django_settings:
+        from pinstripe_jobs.database.django import configure
+
+        configure(settings.django_settings)
 
 
 def _services_table(services: dict[str, Any], where: str, root: Path) -> dict[str, str]:
@@ -398,6 +420,8 @@ _TYPE_HINTS = {
     "notify": 'Example: [notify]\nwebhook = "https://hooks.slack.com/services/T0/B0/x"',
     "executor": 'Example: executor = "celery"',
     "telemetry": "Example: [telemetry]\ntraces = true",
+    "database": 'Example: [database]\ntenancy = "schema"\nurl = "postgresql+psycopg://app@db/app"',
+    "django_settings": 'Example: django_settings = "myproject.settings"',
     "monitor": 'Example: [monitor]\nurl = "https://hc-ping.com/PING-KEY/{job}/{event}"',
     "celery": 'Example: [celery]\nbroker = "redis://127.0.0.1:6379/0"\nqueue = "pinstripe"\nbatch_size = 50',
 }
@@ -420,6 +444,8 @@ def resolve_tenants_value(value: Any, base: Path, where: str = "--tenants / PINS
         return value
     if "://" in value:
         return resolve_sqlite_url(value, base)
+    if value == "django-tenants" or value.startswith("django:"):  # Django models (pinstripe_jobs.tenants.django)
+        return value
     if value.lower().endswith((".json", ".jsonl", ".csv")):
         return str((base / value).resolve())
     if _REF.match(value):

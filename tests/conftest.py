@@ -191,3 +191,19 @@ def pg_app(pg_schema_url, request):
     their own, so a test can terminate exactly the tool's backends: returns (url, application name)."""
     name = f"pst{abs(hash(request.node.nodeid)) % 10**8}p{os.getpid()}"
     return f"{pg_schema_url}&application_name={name}", name
+
+
+# Markers by where a test lives, so `make test` runs everything and a subset is one -m away:
+# `pytest -m unit` (tests/<folder>/: one module of the package), `pytest -m "system and not browser"`.
+SYSTEM_KINDS = {"test_faults.py": "faults", "test_claims.py": "faults", "test_processes.py": "processes",
+                "test_fleet.py": "fleet", "test_fleet_telemetry.py": "fleet", "test_dashboard_browser.py": "browser"}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        path = Path(str(item.fspath)).resolve()
+        item.add_marker("system" if path.parent == tests else "unit")
+        kind = SYSTEM_KINDS.get(path.name)
+        if kind:
+            item.add_marker(kind)

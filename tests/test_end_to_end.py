@@ -7,6 +7,7 @@ import pty
 import re
 import select
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -17,15 +18,23 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).parent / "pinstripe"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """A copy of the repository's demo project (jobs/, demo/, pyproject.toml) with its database created."""
-    root = tmp_path_factory.mktemp("demo")
+def copy_demo(root: Path) -> Path:
+    """A copy of the repository's demo project (jobs/, demo/, pyproject.toml) with its databases created."""
     shutil.copytree(ROOT / "jobs", root / "jobs", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "demo", root / "demo", ignore=shutil.ignore_patterns("__pycache__", "tenants.db"))
+    shutil.copytree(ROOT / "demo", root / "demo", ignore=shutil.ignore_patterns("__pycache__", "tenants.db", "data"))
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
     subprocess.run([sys.executable, "-m", "demo.setup"], cwd=root, check=True)
     return root
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return copy_demo(tmp_path_factory.mktemp("demo"))
+
+
+def outbox(root: Path, tenant: int) -> list[tuple]:
+    with sqlite3.connect(root / "demo" / "data" / f"tenant_{tenant}.db") as db:
+        return db.execute('SELECT "to", subject, sent_at IS NOT NULL FROM outbox ORDER BY id').fetchall()
 
 
 def pinstripe(root, *args, env=None):
@@ -41,7 +50,7 @@ def test_script_is_installed():
 def test_seed_examples(demo):
     result = pinstripe(demo, "run-background-job", "--name", "deliver-notifications")
     assert result.returncode == 0, result.stderr
-    assert "delivered notifications for Acme" in result.stdout and "4 succeeded" in result.stdout
+    assert "delivered 0 notification(s) for Acme" in result.stdout and "4 succeeded" in result.stdout
 
     result = pinstripe(demo, "run-background-job", "--name", "send-email", "--arg", "user@example.com",
                        "--arg", "Welcome!")
@@ -56,7 +65,31 @@ def test_seed_examples(demo):
     assert result.returncode == 0
     doc = json.loads(result.stdout)
     assert [r["tenant"] for r in doc["runs"]] == [1, 2, 4]  # tenant 3 is inactive
-    assert "mail to alice@umbrella.test: Umbrella newsletter" in result.stderr
+    assert "queued 2 newsletter(s) for Umbrella" in result.stderr
+    # one outbox row per message, in each tenant's own database, read through ctx.db
+    assert outbox(demo, 4) == [("alice@umbrella.test", "Umbrella newsletter", 0),
+                               ("bob@umbrella.test", "Umbrella newsletter", 0)]
+    assert outbox(demo, 1) == [("wile@acme.test", "Acme newsletter", 0)]  # road@ is unsubscribed
+    assert outbox(demo, 3) == []
+
+    result = pinstripe(demo, "run-background-job", "--name", "deliver-notifications")
+    assert result.returncode == 0, result.stderr
+    assert "mail to alice@umbrella.test: Umbrella newsletter" in result.stdout
+    assert "delivered 2 notification(s) for Umbrella" in result.stdout
+    assert all(sent for (_, _, sent) in outbox(demo, 4))
+
+
+def test_a_failing_tenant_leaves_no_partial_rows(tmp_path):
+    root = copy_demo(tmp_path)
+    with sqlite3.connect(root / "demo" / "data" / "tenant_4.db") as db:  # after alice and bob: a bad address
+        db.execute("INSERT INTO users (email, subscribed) VALUES ('carol-at-umbrella', 1)")
+    result = pinstripe(root, "run-background-job", "--name", "send-newsletter", "--json")
+    assert result.returncode == 1
+    runs = {r["tenant"]: r for r in json.loads(result.stdout)["runs"]}
+    assert runs[4]["status"] == "failed" and "malformed address 'carol-at-umbrella'" in runs[4]["error"]
+    assert runs[1]["status"] == runs[2]["status"] == "succeeded"
+    assert outbox(root, 4) == []  # alice's and bob's rows were rolled back with the run
+    assert outbox(root, 2) == [("hank@globex.test", "Globex newsletter", 0)]
 
 
 def test_unknown_job_from_a_subfolder(demo):

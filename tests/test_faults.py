@@ -135,7 +135,8 @@ def test_hostile_job_text_is_stored_capped_and_masked(project, pg_app):
     url, _ = pg_app
     project.json_tenants([{"id": 1}, {"id": 2}])
     project.config(f'tenants = "tenants.json"\nstate = "{url}"\n')
-    project.job("work", "def run(ctx):\n    raise ValueError('nul\\0byte postgresql://u:hunter2@db/x ' + 'y' * 200_000)\n")
+    project.job("work",
+                "def run(ctx):\n    raise ValueError('nul\\0byte postgresql://u:hunter2@db/x ' + 'y' * 200_000)\n")
     began = time.monotonic()
     result = run(project, "run-background-job", "--name", "work", "--json", timeout=60)
     assert result.returncode == 1, result.stderr
@@ -325,7 +326,8 @@ def test_run_due_jobs_that_cannot_claim_a_tick_exits_3_and_the_tick_fires_later(
 
     project.json_tenants([{"id": 1}])
     project.config(f'tenants = "tenants.json"\nstate = "{pg_schema_url}"\nstate_retry_s = 1\n')
-    project.job("tick", 'schedule = "0 * * * *"\n' + FAULT_JOB.replace("    spec = json", "    return\n    spec = json"))
+    project.job("tick",
+                'schedule = "0 * * * *"\n' + FAULT_JOB.replace("    spec = json", "    return\n    spec = json"))
     assert run(project, "migrate").returncode == 0  # creates the store's tables
     schema = pg_schema_url.rsplit("%3D", 1)[1]
     with psycopg.connect(ADMIN) as conn:  # another session holds the claims table
@@ -350,7 +352,8 @@ def test_the_bot_recovers_when_its_store_comes_back(project, pg_app):
     url, app = pg_app
     project.json_tenants([{"id": 1}])
     project.config(f'tenants = "tenants.json"\nstate = "{url}"\n')
-    project.job("minutely", 'schedule = "* * * * *"\n' + FAULT_JOB.replace("    spec = json", "    return\n    spec = json"))
+    project.job("minutely",
+                'schedule = "* * * * *"\n' + FAULT_JOB.replace("    spec = json", "    return\n    spec = json"))
     clock = [datetime(2026, 11, 29, 10, 0, 30, tzinfo=UTC)]
     runner = Runner(load_settings())
     ticks = []

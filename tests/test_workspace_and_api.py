@@ -276,3 +276,25 @@ def test_the_api_raises_a_clean_config_error_when_the_source_breaks_mid_run(proj
     assert info.value.message.startswith("Duplicate tenant id 3") and info.value.exit_code == 3
     assert "Configuration error" not in info.value.message and info.value.hint == "Make `id` the table's primary key."
     assert len(project.log()) == 3  # what ran before the break did run
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"concurrency": 30000}, "concurrency must be a whole number from 1 to 1000, got 30000"),
+    ({"retries": 10**9}, "retries must be a whole number from 0 to 100"),
+    ({"timeout": float("nan")}, "timeout must be a number of seconds > 0"),
+    ({"timeout": 1e300}, "timeout must be a number of seconds > 0"),
+])
+def test_the_python_api_checks_the_same_ranges_as_the_command_line(tenant_project, options, message):
+    """#20: run_background_job(concurrency=30000) was unbounded (the CLI refused it, the API started threads)."""
+    from pinstripe_jobs.config import load_settings
+    from pinstripe_jobs.errors import UsageError
+    from pinstripe_jobs.execution.runner import Runner
+    from pinstripe_jobs.model.plan import RunOptions
+
+    runner = Runner(load_settings(cwd=tenant_project.root, env={}))
+    try:
+        with pytest.raises(UsageError) as info:
+            runner.plan("record", RunOptions(**options))
+        assert message in info.value.message
+    finally:
+        runner.close()

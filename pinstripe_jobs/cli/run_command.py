@@ -10,17 +10,15 @@ import click
 from pinstripe_jobs.cli.group import COMMON_ENV, Seconds, epilog, main
 from pinstripe_jobs.cli.project import Project, complete_job_names, with_project
 from pinstripe_jobs.errors import UsageError
+from pinstripe_jobs.model.plan import MAX_CONCURRENCY, MAX_COUNT, MAX_PRIORITY
 
 if TYPE_CHECKING:
     from pinstripe_jobs.config import Settings
 
 DAY = 86400
 YEAR = 365 * DAY
-MAX_CONCURRENCY = 1000  # threads (or child processes) of one run
 MAX_SHARDS = 10000  # as kubernetes-manifest --shards
 MAX_SPREAD = 7 * DAY
-MAX_COUNT = 10**6  # --max-failures, history --limit
-MAX_PRIORITY = 9  # --priority, as a job's `priority` (registry.spec.MAX_PRIORITY; not imported: start-up time)
 
 RUN_CODES = ["0   every run succeeded (or was skipped as not this shard)", "1   a run failed",
              "2   usage error (unknown job, bad option or argument)",

@@ -105,7 +105,7 @@ class Attempts:
         saved = _Process.save() if restore else None
         started = self.clock()
         try:
-            with self.stop.job_running():
+            with self.stop.job_running(), workspace.scope():
                 value = plan.spec.run(workspace, *plan.args, **plan.params)
                 if is_coroutine(value):
                     value = run_coroutine(_with_timeout(value, plan.timeout))
@@ -146,7 +146,8 @@ class Attempts:
         token = current_workspace.set(workspace)
         started = self.clock()
         try:
-            value = await _with_timeout(plan.spec.run(workspace, *plan.args, **plan.params), plan.timeout)
+            with workspace.scope():
+                value = await _with_timeout(plan.spec.run(workspace, *plan.args, **plan.params), plan.timeout)
         except asyncio.CancelledError as exc:
             return self._finish(plan, tenant, workspace, started, RunInterrupted(str(exc) or "cancelled"))
         except (Exception, SystemExit) as exc:
@@ -163,7 +164,7 @@ class Attempts:
     def _finish(self, plan: Plan, tenant: Tenant | None, workspace: Workspace, started: float,
                 exc: BaseException | None, value: Any = None) -> RunResult:
         try:
-            workspace.close()
+            workspace.close(succeeded=exc is None)
         except ServiceCleanupError as cleanup:
             exc = exc or cleanup
         duration = self.clock() - started

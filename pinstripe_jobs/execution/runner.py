@@ -17,6 +17,7 @@ from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.config import Settings
+from pinstripe_jobs.database.django import uses_django
 from pinstripe_jobs.errors import JobFailed, PinstripeError
 from pinstripe_jobs.execution.attempts import Attempts, backoff_delay, end_of_output
 from pinstripe_jobs.execution.executors.base import Executor
@@ -52,7 +53,10 @@ class Runner:
         self._state = state
         self.planner = Planner(settings, self.registry, lambda job: self.state.failed_tenants(job))
         self.leases = Leases(lambda: self.state, self.stop, settings.tenant_concurrency, clock)
-        self.attempts = Attempts(ServiceFactories(settings.services), self.stop, clock, self.run_nested)
+        django = uses_django(settings.tenants, settings.django_settings)
+        factories = ServiceFactories(settings.services, settings.database,
+                                     (django, settings.django_settings) if django else None)
+        self.attempts = Attempts(factories, self.stop, clock, self.run_nested)
 
     @property
     def state(self) -> StateStore:

@@ -6,7 +6,8 @@ The current one is held in a ``ContextVar`` so nested calls know which tenant th
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from pinstripe_jobs.registry.loading import describe_exception, import_ref
 if TYPE_CHECKING:
     import logging
 
+    from pinstripe_jobs.database import DatabaseSettings
     from pinstripe_jobs.model.results import Summary
     from pinstripe_jobs.tenants import Tenant
 
@@ -35,8 +37,11 @@ def on_first_log(setup: Callable[[], None]) -> None:
 class ServiceFactories:
     """``name -> "module:factory"`` from the config, imported on first use and shared across workspaces."""
 
-    def __init__(self, refs: dict[str, str]):
+    def __init__(self, refs: dict[str, str], database: DatabaseSettings | None = None,
+                 django: tuple[str, str | None] | None = None):
         self.refs = refs
+        self.database = database  # [database]: ctx.db, a session bound to the run's tenant
+        self.django = django  # a Django project: (mode, settings module); each run in its tenant's scope
         self._factories: dict[str, Callable[[Any], Any]] = {}
 
     def __contains__(self, name: str) -> bool:
@@ -79,6 +84,7 @@ class Workspace:
         self._teardowns: list[tuple[str, Callable[[], None]]] = []
         self._nested = nested
         self._closed = False
+        self._succeeded = False  # the run's outcome, for teardowns that depend on it (ctx.db commits or not)
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -94,6 +100,22 @@ class Workspace:
             adapter = self.__dict__["_log"] = job_adapter(self.job, self.tenant.id if self.tenant else None,
                                                           self.attempt)
         return adapter
+
+    @property
+    def db(self) -> Any:
+        """``[database]``: a SQLAlchemy session bound to this run's tenant, opened on first use."""
+        database = self._factories.database
+        if database is None:  # no [database]: a service called "db", or the usual error
+            return self.__dict__["db"] if "db" in self.__dict__ else self.__getattr__("db")
+        if "_db" not in self.__dict__:
+            if self._closed:
+                raise RuntimeError("ctx.db used after its workspace was closed.")
+            from pinstripe_jobs.database.session import open_run_session
+
+            session, finish = open_run_session(database, self.tenant)
+            self.__dict__["_db"] = session
+            self._teardowns.append(("db", lambda: finish(self._succeeded)))
+        return self.__dict__["_db"]
 
     def __getattr__(self, name: str) -> Any:
         factories = self.__dict__.get("_factories")
@@ -132,9 +154,22 @@ class Workspace:
             self._teardowns.append((name, close))
         return made
 
-    def close(self) -> None:
-        """Tear down services, newest first. Every teardown runs; the first failure is raised after."""
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        """Around the job's call: with Django tenants, inside the tenant's schema, connections reset after."""
+        if self._factories.django is None:
+            yield
+            return
+        from pinstripe_jobs.database.django import run_scope
+
+        with run_scope(self._factories.django[0], self.tenant, self._factories.django[1]):
+            yield
+
+    def close(self, succeeded: bool = False) -> None:
+        """Tear down services, newest first. Every teardown runs; the first failure is raised after.
+        ``succeeded``: the run's outcome (ctx.db commits the run's transaction only then)."""
         self._closed = True
+        self._succeeded = succeeded
         problems = []
         first: Exception | None = None
         while self._teardowns:

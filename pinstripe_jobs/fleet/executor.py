@@ -255,7 +255,7 @@ class FleetExecutor(Executor):
             except TimeoutError:
                 pass
             ready = [task_id for task_id, result in self.results.items() if result.on_ready.ready]
-            return [(task_id, _meta(self.results.pop(task_id))) for task_id in ready]
+            return [(task_id, _ready_meta(self.results.pop(task_id))) for task_id in ready]
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         ids = list(pending)[:500]
@@ -379,7 +379,7 @@ def priority_of(plan: Plan) -> int:
     return int(asked if asked is not None else getattr(plan.spec, "priority", 0) or 0)
 
 
-def _meta(result: Any) -> dict[str, Any]:
+def _ready_meta(result: Any) -> dict[str, Any]:
     """A ready ``AsyncResult``'s state and value (read from what it holds: no round trip)."""
     return {"status": result.state, "result": result.result}
 

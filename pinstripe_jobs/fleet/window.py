@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pinstripe_jobs.registry.spec import MAX_PRIORITY
+from pinstripe_jobs.model.plan import MAX_PRIORITY
 
 if TYPE_CHECKING:
     from celery import Celery

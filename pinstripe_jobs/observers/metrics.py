@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
 from pinstripe_jobs.model.status import Status
+from pinstripe_jobs.observers.base import Observer
 
 if TYPE_CHECKING:
     from pinstripe_jobs.model.plan import Plan
@@ -76,7 +77,7 @@ def run_scope(plan: Plan, tenant: Tenant | None, attempt: int) -> Iterator[Calla
         running.dec()
 
 
-class Metrics:
+class Metrics(Observer):
     """The observer: invocations, the schedule lag of a fired tick, and tenants not run (skipped)."""
 
     def __init__(self) -> None:

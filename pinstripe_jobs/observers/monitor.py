@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from pinstripe_jobs.errors import ConfigError, ExitCode, mask_secrets
+from pinstripe_jobs.observers.base import Observer
 
 if TYPE_CHECKING:
     from pinstripe_jobs.model.plan import Plan
@@ -54,7 +55,7 @@ def monitor_table(table: Any, where: str) -> dict[str, Any]:
     return dict(table)
 
 
-class Monitor:
+class Monitor(Observer):
     """The observer. ``config``: the checked ``[monitor]`` table (may be empty: only jobs with ``monitor``)."""
 
     def __init__(self, config: dict[str, Any]):

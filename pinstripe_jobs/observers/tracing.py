@@ -19,6 +19,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from pinstripe_jobs.model.status import Status
+from pinstripe_jobs.observers.base import Observer
 
 if TYPE_CHECKING:
     from pinstripe_jobs.model.plan import Plan
@@ -114,7 +115,7 @@ def forget(invocation: str) -> None:
     _PARENTS.pop(invocation, None)
 
 
-class Tracing:
+class Tracing(Observer):
     """The observer: the invocation's span, from ``started`` to ``finished``."""
 
     def __init__(self, executor: str = "local"):

@@ -11,14 +11,8 @@ from typing import Any, TypeVar, overload
 
 from pinstripe_jobs.config import Settings, load_timezone
 from pinstripe_jobs.errors import ConfigError
-from pinstripe_jobs.registry.spec import (
-    ISOLATION_MODES,
-    MAX_PRIORITY,
-    OVERLAP_MODES,
-    JobSpec,
-    ScheduleEntry,
-    entries_from,
-)
+from pinstripe_jobs.model.plan import MAX_CONCURRENCY, MAX_PRIORITY, MAX_RETRIES, MAX_SECONDS
+from pinstripe_jobs.registry.spec import ISOLATION_MODES, OVERLAP_MODES, JobSpec, ScheduleEntry, entries_from
 
 T = TypeVar("T")
 
@@ -83,27 +77,34 @@ class Checker:
         return str(value)
 
     @overload
-    def number(self, attr: str, default: float, *, minimum: float, exclusive: bool = False) -> float: ...
+    def number(self, attr: str, default: float, *, minimum: float, exclusive: bool = False,
+               maximum: float = float("inf")) -> float: ...
 
     @overload
-    def number(self, attr: str, default: None, *, minimum: float, exclusive: bool = False) -> float | None: ...
+    def number(self, attr: str, default: None, *, minimum: float, exclusive: bool = False,
+               maximum: float = float("inf")) -> float | None: ...
 
-    def number(self, attr: str, default: float | None, *, minimum: float, exclusive: bool = False) -> float | None:
+    def number(self, attr: str, default: float | None, *, minimum: float, exclusive: bool = False,
+               maximum: float = float("inf")) -> float | None:
         value: object = getattr(self.module, attr, default)
         if value is default:
             return default
+        # NaN is in no range: written so that every comparison with it fails
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                (value <= minimum if exclusive else value < minimum):
-            raise BadAttribute(f"{attr} must be a number {'>' if exclusive else '>='} {minimum:g}, got {value!r}",
-                               self.line(attr))
+                not ((minimum < value if exclusive else minimum <= value) and value <= maximum):
+            bound = f" and <= {maximum:.12g}" if maximum != float("inf") else ""
+            raise BadAttribute(f"{attr} must be a number {'>' if exclusive else '>='} {minimum:g}{bound}, got "
+                               f"{value!r}", self.line(attr))
         return value
 
-    def whole(self, attr: str, default: int, *, minimum: int) -> int:
+    def whole(self, attr: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
         value = getattr(self.module, attr, default)
         if value is default:
             return default
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise BadAttribute(f"{attr} must be a whole number >= {minimum}, got {value!r}", self.line(attr))
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum or \
+                (maximum is not None and value > maximum):
+            bound = "" if maximum is None else f" and <= {maximum}"
+            raise BadAttribute(f"{attr} must be a whole number >= {minimum}{bound}, got {value!r}", self.line(attr))
         return value
 
     def schedules(self) -> list[ScheduleEntry]:
@@ -133,28 +134,20 @@ def spec_from_module(name: str, path: Path, module: ModuleType, settings: Settin
         timezone=timezone,
         overlap=check.choice("overlap", OVERLAP_MODES, "skip"),
         catch_up=check.typed("catch_up", bool, False),
-        concurrency=check.whole("concurrency", 1, minimum=1),
-        timeout=check.number("timeout", None, minimum=0, exclusive=True),
+        concurrency=check.whole("concurrency", 1, minimum=1, maximum=MAX_CONCURRENCY),
+        timeout=check.number("timeout", None, minimum=0, exclusive=True, maximum=MAX_SECONDS),
         isolation=check.choice("isolation", ISOLATION_MODES, "inline"),
-        retries=check.whole("retries", 0, minimum=0),
+        retries=check.whole("retries", 0, minimum=0, maximum=MAX_RETRIES),
         retry_backoff=check.number("retry_backoff", 1.0, minimum=0),
         module=module,
         schedule_for=check.function("schedule_for"),
         spread=check.duration("spread"),
-        priority=_priority(check),
+        priority=check.whole("priority", 0, minimum=0, maximum=MAX_PRIORITY),
     )
     if spec.per_tenant_schedule and not multi_tenant:
         raise BadAttribute("timezone = \"tenant\" and schedule_for need a job that runs per tenant",
                            check.line("schedule_for" if spec.schedule_for else "timezone"))
     return spec
-
-
-def _priority(check: Checker) -> int:
-    value = check.whole("priority", 0, minimum=0)
-    if value > MAX_PRIORITY:
-        raise BadAttribute(f"priority must be a whole number from 0 to {MAX_PRIORITY}, got {value!r}",
-                           check.line("priority"), "0 is the default share of the fleet; p gets 1 + p times it.")
-    return value
 
 
 def _run_function(module: ModuleType, check: Checker) -> Callable[..., Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pinstripe_jobs.config import Settings
+from pinstripe_jobs.database.django import setup as django_setup
+from pinstripe_jobs.database.django import uses_django
 from pinstripe_jobs.errors import ConfigError, JobImportError, UnknownJob, UsageError
 from pinstripe_jobs.registry.declarations import BadAttribute, spec_from_module
 from pinstripe_jobs.registry.loading import describe_exception, error_location, import_job_file
@@ -28,7 +30,7 @@ class JobRegistry:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.jobs_dir = settings.jobs_dir
-        self._cache: dict[str, JobSpec] = {}
+        self._specs: dict[str, JobSpec] = {}
         self.clashes: dict[str, list[Path]] = {}  # job names given by more than one file (none of them used)
 
     def files(self) -> dict[str, Path]:
@@ -84,9 +86,9 @@ class JobRegistry:
 
     def load(self, raw: str) -> JobSpec:
         name, path = self.resolve_name(raw)
-        if name not in self._cache:
-            self._cache[name] = self._load_file(name, path)
-        return self._cache[name]
+        if name not in self._specs:
+            self._specs[name] = self._load_file(name, path)
+        return self._specs[name]
 
     def load_all(self) -> tuple[list[JobSpec], list[JobImportError]]:
         specs: list[JobSpec] = []
@@ -102,6 +104,8 @@ class JobRegistry:
     # -- one module -----------------------------------------------------------------------------
     def _load_file(self, name: str, path: Path) -> JobSpec:
         module_name = "pinstripe_job_" + name.replace("-", "_")
+        if uses_django(self.settings.tenants, self.settings.django_settings):
+            django_setup(self.settings.django_settings)  # a Django project's job modules import its models
         try:
             module = import_job_file(path, module_name)
         except (Exception, SystemExit) as exc:  # sys.exit() at import is a broken module too, never an exit

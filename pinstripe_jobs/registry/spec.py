@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 VALID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 OVERLAP_MODES = ("skip", "wait", "allow")
 ISOLATION_MODES = ("inline", "process")
-MAX_PRIORITY = 9  # a job's `priority` and --priority: 0 (the default share) to 9 (ten times it)
 
 
 def normalize_name(raw: str) -> str:
@@ -68,7 +67,7 @@ class JobSpec:
         self.module = module
         self.schedule_for = schedule_for  # tenant -> cron string, list like `schedule`, or None
         self.spread = spread  # seconds: scheduled tenants start at a stable offset within this window
-        self.priority = priority  # 0..MAX_PRIORITY: its share of the fleet beside other invocations (fleet.window)
+        self.priority = priority  # 0..MAX_PRIORITY (model.plan): its share of the fleet beside others (fleet.window)
 
     @property
     def per_tenant_schedule(self) -> bool:

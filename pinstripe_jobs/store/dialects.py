@@ -96,6 +96,11 @@ class Dialect:
         return None
 
 
+# SQLite's result codes of a passing fault (extended codes start with these: SQLITE_IOERR_WRITE, ...)
+_SQLITE_PASSING = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_FULL",
+                   "SQLITE_PROTOCOL", "SQLITE_NOMEM")
+
+
 class SQLiteDialect(Dialect):
     local = True
     sqlite = True
@@ -117,9 +122,18 @@ class SQLiteDialect(Dialect):
         return conn
 
     def transient(self, exc: BaseException) -> bool:
+        """A lock held elsewhere, a busy database, an I/O error, a file that cannot be opened now, a full
+        disk: passing. Not an error of the statement itself (a LIKE pattern too complex for SQLite, too many
+        variables, no such table), which no retry can mend: that is answered at once."""
         import sqlite3
 
-        return isinstance(exc, sqlite3.OperationalError)
+        if not isinstance(exc, sqlite3.OperationalError):
+            return False
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name:
+            return name.startswith(_SQLITE_PASSING)
+        text = str(exc).lower()
+        return any(word in text for word in ("locked", "busy", "disk i/o", "unable to open", "disk is full"))
 
     def driver_error(self, exc: BaseException) -> bool:
         import sqlite3

@@ -20,6 +20,10 @@ def open_source(value: Any, table: str = "tenants") -> TenantSource:
         from pinstripe_jobs.tenants.memory import InlineSource
 
         return InlineSource(value)
+    if value == "django-tenants" or value.startswith("django:"):
+        from pinstripe_jobs.tenants.django import DjangoSource
+
+        return DjangoSource(value)
     if value.startswith(("sqlite:///", "sqlite+pysqlite:///")) and "?" not in value:
         path = value.split(":///", 1)[1]
         if path and path != ":memory:":

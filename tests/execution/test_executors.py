@@ -122,3 +122,25 @@ def test_each_local_executor_skips_and_records_what_it_may_not_start(runner, ten
     assert tenant_project.log() == []
     recorded = runner.state.invocation_outcomes(plan.spec.name, plan.invocation, [1, 2, 3, 4])
     assert {key: outcome[0] for key, outcome in recorded.items()} == {str(i): "skipped" for i in (1, 2, 3, 4)}
+
+
+THREAD_COUNTING_JOB = '''
+import threading
+from pathlib import Path
+
+def run(ctx):
+    workers = sum(1 for t in threading.enumerate() if t.name.startswith("pinstripe-worker-"))
+    with open(Path(__file__).parent.parent / "threads.log", "a") as fh:
+        fh.write(f"{workers}\\n")
+'''
+
+
+def test_threads_start_as_tenants_come_never_more_than_there_are_tenants(tenant_project):
+    """#20: 20 tenants at --concurrency 20000 started 20,000 threads; now a worker is started only when every
+    running one is busy, so a run never has more worker threads than tenants."""
+    tenant_project.job("count-threads", THREAD_COUNTING_JOB)
+    result = tenant_project.cli("run-background-job", "--name", "count-threads", "--concurrency", "1000")
+    assert result.exit_code == 0, result.output
+    counts = [int(line) for line in (tenant_project.root / "threads.log").read_text().split()]
+    tenants = len(counts)
+    assert tenants >= 2 and max(counts) <= tenants

@@ -200,7 +200,7 @@ def test_priority_is_checked_and_is_a_fleet_option(fair):
     fair.job("urgent", "priority = 10\n\ndef run(ctx):\n    pass\n")
     result = run(fair, "run-background-job", "--name", "urgent", "--executor", "celery")
     assert result.returncode == 3, result.stderr
-    assert "priority must be a whole number from 0 to 9, got 10" in result.stderr and "Traceback" not in result.stderr
+    assert "priority must be a whole number >= 0 and <= 9, got 10" in result.stderr and "Traceback" not in result.stderr
     result = run(fair, "run-background-job", "--name", "big", "--executor", "celery", "--priority", "10")
     assert result.returncode == 2 and "--priority" in result.stderr and "0<=x<=9" in result.stderr
     result = run(fair, "run-background-job", "--name", "big", "--priority", "3")

@@ -16,11 +16,15 @@ def test_the_old_imports_name_the_same_objects():
 
 
 @pytest.mark.parametrize("line, message", [
-    ("timeout = 0", "timeout must be a number > 0, got 0"),
+    ("timeout = 0", "timeout must be a number > 0 and <= 31536000, got 0"),
+    ("timeout = float('nan')", "timeout must be a number > 0 and <= 31536000, got nan"),
+    ("timeout = 1e300", "timeout must be a number > 0 and <= 31536000, got 1e+300"),
     ("retry_backoff = -1", "retry_backoff must be a number >= 0, got -1"),
-    ("timeout = True", "timeout must be a number > 0, got True"),
-    ("retries = 1.5", "retries must be a whole number >= 0, got 1.5"),
-    ("concurrency = True", "concurrency must be a whole number >= 1, got True"),
+    ("timeout = True", "timeout must be a number > 0 and <= 31536000, got True"),
+    ("retries = 1.5", "retries must be a whole number >= 0 and <= 100, got 1.5"),
+    ("retries = 1000", "retries must be a whole number >= 0 and <= 100, got 1000"),
+    ("concurrency = True", "concurrency must be a whole number >= 1 and <= 1000, got True"),
+    ("concurrency = 30000", "concurrency must be a whole number >= 1 and <= 1000, got 30000"),
     ("spread = 'soon'", "spread must be a duration"),
     ("schedule_for = 'daily'", "schedule_for must be a function"),
     ("catch_up = 1", "catch_up must be a bool, got 1"),

@@ -33,3 +33,23 @@ def test_a_missing_sqlite_file(tmp_path):
     (tmp_path / "yes.db").write_bytes(b"")
     assert not SQLiteDialect(f"sqlite:///{tmp_path / 'yes.db'}").missing()
     assert not SQLiteDialect("sqlite:///:memory:").missing() and not PostgresDialect("postgresql://h/d").missing()
+
+
+def test_sqlite_retries_a_lock_but_not_a_statement_it_can_never_run(tmp_path):
+    """A locked database is passing (retried); "LIKE or GLOB pattern too complex" is the statement's own fault
+    and is answered at once (it was retried for the whole budget, then reported as an outage)."""
+    import sqlite3
+
+    dialect = SQLiteDialect(f"sqlite:///{tmp_path / 'x.db'}")
+    conn = sqlite3.connect(":memory:")
+    with pytest.raises(sqlite3.OperationalError) as too_complex:
+        conn.execute("SELECT 'a' LIKE ?", ("%" * 60_000,))
+    assert not dialect.transient(too_complex.value) and dialect.driver_error(too_complex.value)
+    holder = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(tmp_path / "x.db", timeout=0)
+    with pytest.raises(sqlite3.OperationalError) as locked:
+        other.execute("INSERT INTO t VALUES (1)")
+    assert dialect.transient(locked.value)
+    holder.execute("ROLLBACK")

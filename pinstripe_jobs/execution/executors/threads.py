@@ -68,10 +68,7 @@ class _Pool:
         self.running: dict[int, Tenant | None] = {}  # thread ident -> the tenant it runs
         self.in_flight = 0
         self.interrupted_at: float | None = None
-        self.threads = [threading.Thread(target=self._work, daemon=True, name=f"pinstripe-worker-{i}")
-                        for i in range(plan.concurrency)]
-        for thread in self.threads:
-            thread.start()
+        self.threads: list[threading.Thread] = []  # started as tenants come: 20 tenants never start 1,000 threads
 
     def _work(self) -> None:
         while not isinstance(tenant := self.todo.get(), _Stop):
@@ -86,6 +83,10 @@ class _Pool:
             self.done.put(result)
 
     def start(self, tenant: Tenant | None) -> None:
+        if len(self.threads) < self.plan.concurrency and self.in_flight >= len(self.threads):
+            thread = threading.Thread(target=self._work, daemon=True, name=f"pinstripe-worker-{len(self.threads)}")
+            self.threads.append(thread)
+            thread.start()
         self.todo.put(tenant)
         self.in_flight += 1
 
