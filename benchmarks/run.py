@@ -23,8 +23,8 @@ BIN = Path(sys.executable).parent
 PINSTRIPE = os.environ.get("BENCH_PINSTRIPE") or str(BIN / "pinstripe")
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller sizes, for a smoke run
 # BENCH_ONLY=output,startup runs only those (names: startup, fanout, fanout-pg, concurrency, memory,
-# one-tenant, output, due, dashboard, fleet, telemetry, database). The speed issue's six figures are numbered 1-6
-# (speed.py).
+# one-tenant, output, due, dashboard, fleet, telemetry, database, fairness). The speed issue's six figures are
+# numbered 1-6 (speed.py).
 
 
 def make_project(root: Path, tenants: int) -> Path:
@@ -290,6 +290,7 @@ from pinstripe_jobs.execution.runner import Runner
 settings = load_settings()
 settings.executor = "celery"
 settings.celery["queue"] = sys.argv[1]  # a queue no worker reads: only the sending is timed
+settings.celery["in_flight"] = 100000  # every batch sent at once (no window waiting for results)
 runner = Runner(settings)
 plan = runner.plan("tenant-noop", RunOptions())
 executor = FleetExecutor(runner)
@@ -403,6 +404,9 @@ def main() -> int:
                         "due": lambda: [bench_due_tenants(tmp)], "dashboard": lambda: [bench_dashboard(tmp)],
                         "fleet": lambda: bench_fleet(tmp), "telemetry": lambda: bench_telemetry(tmp),
                         "database": lambda: bench_database(tmp)})
+        from fairness import fairness_rows
+
+        benches["fairness"] = lambda: fairness_rows(tmp)  # benchmarks/fairness.py
         only = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name] or list(benches)
         results = [row for name in only for row in benches[name]()]
     width = max(len(r["name"]) for r in results)

@@ -38,7 +38,7 @@ KNOWN_KEYS: dict[str, TypeSpec] = {
     "django_settings": str,
 }
 CELERY_KEYS: dict[str, TypeSpec] = {"broker": str, "result_backend": str, "queue": str, "batch_size": int,
-                                    "visibility_timeout": (int, float)}
+                                    "visibility_timeout": (int, float), "in_flight": int}
 EXECUTORS = ("local", "celery")
 NOTIFY_KEYS: dict[str, TypeSpec] = {"on": list, "webhook": str, "command": str, "callable": str,
                                     "timeout": (int, float)}
@@ -75,7 +75,8 @@ RANGES = {
     "lock_stale_s": Range(0, DAY, "seconds"),
     "tenant_concurrency": Range(1, 1000, "runs"),
 }
-CELERY_RANGES = {"batch_size": Range(1, 10000, "tenants"), "visibility_timeout": Range(0, YEAR, "seconds", True)}
+CELERY_RANGES = {"batch_size": Range(1, 10000, "tenants"), "visibility_timeout": Range(0, YEAR, "seconds", True),
+                 "in_flight": Range(1, 100000, "batches")}
 NOTIFY_RANGES = {"timeout": Range(0, 600, "seconds", True)}
 NOTIFY_EXAMPLE = 'Example: [notify]\non = ["failure", "recovery"]\nwebhook = "https://hooks.example/T0/B0/x"'
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

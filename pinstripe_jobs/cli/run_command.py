@@ -10,7 +10,7 @@ import click
 from pinstripe_jobs.cli.group import COMMON_ENV, Seconds, epilog, main
 from pinstripe_jobs.cli.project import Project, complete_job_names, with_project
 from pinstripe_jobs.errors import UsageError
-from pinstripe_jobs.model.ranges import MAX_CONCURRENCY, MAX_COUNT
+from pinstripe_jobs.model.ranges import MAX_CONCURRENCY, MAX_COUNT, MAX_PRIORITY
 
 if TYPE_CHECKING:
     from pinstripe_jobs.config import Settings
@@ -66,11 +66,15 @@ def refuse_conflicts(flags: dict[str, Any]) -> None:
         raise UsageError(f"--param {repeated[0]} is given more than once.", "Give each KEY once.")
 
 
-def refuse_deadline_locally(settings: Settings, deadline: float | None) -> None:
+def refuse_deadline_locally(settings: Settings, deadline: float | None, priority: int | None = None) -> None:
     if deadline is not None and settings.executor != "celery":
         raise UsageError("--deadline only applies to the celery executor; this run's is "
                          f"{settings.executor!r} ({settings.source_of('executor')}).",
                          "Add --executor celery, or use --timeout for a per-tenant time limit.")
+    if priority is not None and settings.executor != "celery":
+        raise UsageError("--priority only applies to the celery executor (its share of the fleet); this run's is "
+                         f"{settings.executor!r} ({settings.source_of('executor')}).",
+                         "Add --executor celery, or drop --priority: a local run has this machine to itself.")
 
 
 EXAMPLES: Sequence[str] = (
@@ -120,6 +124,9 @@ EXAMPLES: Sequence[str] = (
                    "(env PINSTRIPE_EXECUTOR).")
 @click.option("--deadline", type=Seconds(0, YEAR, min_open=True), default=None, metavar="SECONDS",
               help="On the fleet: tenants with no result after SECONDS are reported interrupted (default: wait).")
+@click.option("--priority", type=click.IntRange(0, MAX_PRIORITY), default=None, metavar="0-9",
+              help="On the fleet: this run's share of the workers beside other runs, 1 + P times the share of a "
+                   "priority 0 run (default: the job's `priority`, else 0).")
 @click.option("--trigger", type=click.Choice(["manual", "dashboard"]), default="manual", hidden=True,
               help="What started the run, as recorded in history (the dashboard's actions pass `dashboard`).")
 @with_project
@@ -143,7 +150,7 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xm
             if executor:
                 settings.executor = executor
                 settings.sources["executor"] = "--executor"
-            refuse_deadline_locally(settings, flags["deadline"])
+            refuse_deadline_locally(settings, flags["deadline"], flags["priority"])
             runner = Runner(settings, stop=stop)
             plan = runner.plan(name, RunOptions(**flags))
             if dry_run:

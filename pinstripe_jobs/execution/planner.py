@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.errors import ConfigError, TenantSourceError, UsageError
 from pinstripe_jobs.model.plan import Plan, RunOptions
-from pinstripe_jobs.model.ranges import MAX_CONCURRENCY, MAX_COUNT, MAX_RETRIES, MAX_SECONDS
+from pinstripe_jobs.model.ranges import MAX_CONCURRENCY, MAX_COUNT, MAX_PRIORITY, MAX_RETRIES, MAX_SECONDS
 from pinstripe_jobs.registry.arguments import bind_arguments
 from pinstripe_jobs.registry.jobs import JobRegistry, JobSpec
 from pinstripe_jobs.registry.loading import describe_exception, error_location
@@ -117,7 +117,7 @@ def check_options(options: RunOptions) -> None:
             raise UsageError(f"--shard {k}/{n} is out of range: K must be 0..N-1 and N at least 1.",
                              "Example: --shard 0/4 ... --shard 3/4 (K is 0-based, like JOB_COMPLETION_INDEX).")
     for name, minimum, maximum in (("concurrency", 1, MAX_CONCURRENCY), ("retries", 0, MAX_RETRIES),
-                                   ("max_failures", 1, MAX_COUNT)):
+                                   ("max_failures", 1, MAX_COUNT), ("priority", 0, MAX_PRIORITY)):
         value = getattr(options, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or not minimum <= value <= maximum):

@@ -1,12 +1,14 @@
 """The celery executor: a run's tenants spread over a Celery worker fleet, reported as a local run is.
 
 The CLI reads the plan's tenants as a local run does (shard, filters, --only-failed), sends them in
-batches of ``[celery] batch_size`` as plain task messages (a flat set: no chords, no canvases), and
-reports each tenant as its result comes back: the same per-tenant lines, progress, summary, JSON (with
-``host`` and ``pid`` of the worker), JUnit and exit code. Workers take the locks and write the history
-(the state store must be one all hosts share). A stop (SIGINT/SIGTERM) or the ``--deadline`` revokes the
-batches not started and writes a cancel marker to the state store, which workers check before each
-tenant; tenants whose result never comes back are reported ``interrupted``.
+batches of ``[celery] batch_size`` as plain task messages (a flat set: no chords, no canvases), at most a
+window of batches in flight at once (``fleet.window``: invocations running at the same time share the
+workers instead of queueing behind each other), and reports each tenant as its result comes back: the
+same per-tenant lines, progress, summary, JSON (with ``host`` and ``pid`` of the worker), JUnit and exit
+code. Workers take the locks and write the history (the state store must be one all hosts share). A stop
+(SIGINT/SIGTERM) or the ``--deadline`` revokes the batches not started and writes a cancel marker to the
+state store, which workers check before each tenant; tenants whose result never comes back are reported
+``interrupted``, tenants never sent ``skipped``.
 
 Imported only when ``executor = "celery"``. An ``Executor`` (``execution.executors.base``): it knows the
 runner only through ``TenantRunner``.
@@ -26,10 +28,13 @@ from pinstripe_jobs.tenants.query import Tenant
 if TYPE_CHECKING:
     from celery import Celery
 
+    from pinstripe_jobs.fleet.window import Window
     from pinstripe_jobs.model.plan import Plan
     from pinstripe_jobs.observers.base import Observer
 
 POLL_S = 0.2
+FEED_POLL_S = 0.05  # while the window is full: a freed slot is filled this soon (the workers' queued batch covers it)
+SKIPPED_CHUNK = 1000  # tenants never sent are reported and recorded this many at a time
 BACKEND_RETRY_S = 30
 OPTIONS = ("args", "params", "trigger", "tick", "timeout", "retries", "isolation", "wait", "grace")
 
@@ -48,6 +53,10 @@ class FleetExecutor(Executor):
         self.conf: dict[str, Any] = {}
         self.results: dict[str, Any] = {}  # task id -> AsyncResult, for an RPC result backend
         self.polling = True
+        self.window: Window | None = None  # made by ``run``: how many batches this invocation keeps in flight
+        self.not_sent: str | None = None  # why tenants are no longer sent (a stop, the deadline, the broker)
+        self.failing_since: float | None = None  # since when the result backend fails
+        self.collected = time.monotonic()  # when results were last collected
 
     @property
     def celery(self) -> Celery:
@@ -92,64 +101,101 @@ class FleetExecutor(Executor):
         check_broker(app, self.conf["broker"], " Nothing was sent.")
 
     def run(self, plan: Plan, tenants: Iterator[Tenant | None], observer: Observer, summary: Summary) -> None:
-        from pinstripe_jobs.fleet.broker import TASK
+        """Send the tenants in batches, at most ``window.size`` batches in flight (a result back frees room
+        for the next one), then wait for the rest. Tenants never sent (a stop, the deadline, the broker) are
+        reported skipped as they are read."""
+        from pinstripe_jobs.fleet.window import Window
 
         runner = self.runner
         if self.app is None:
             self.check(plan)
+        self.window = Window(self.celery, self.conf["queue"], self.conf.get("in_flight"), priority_of(plan))
         options = self._options(plan)
         pending: dict[str, list[Any]] = {}  # task id -> its tenants not yet reported
         started = time.monotonic()
-        batch: list[Any] = []
-        queue = self.conf["queue"]
-
-        not_sent: str | None = None  # why tenants are no longer sent (a stop, the deadline, the broker)
-
-        def send() -> None:
-            nonlocal not_sent
-            try:
-                result = self.celery.send_task(TASK, args=(plan.spec.name, batch, options, plan.invocation),
-                                            queue=queue)
-            except Exception as exc:  # the broker went away mid-run: the rest is reported, not sent
-                from pinstripe_jobs.errors import mask_secrets
-
-                not_sent = mask_secrets(f"not sent: the Celery broker failed: {type(exc).__name__}: {exc}")[:500]
-                runner.config_error = runner.config_error or not_sent
-                unsent.extend(batch)
-                batch.clear()
-                return
-            if not self.polling:  # an RPC backend: its replies come to this process's queue
-                self.celery.backend.add_pending_result(result)
-                self.results[result.id] = result
-            pending[result.id] = list(batch)
-            batch.clear()
-
-        unsent: list[Any] = []
-        collected = time.monotonic()
         self.polling = hasattr(self.celery.backend, "get_many")
+        batch: list[Any] = []
+        unsent: list[Any] = []
         for tenant in tenants:
             tenant_id = None if tenant is None else tenant.id
-            if not_sent is None and (runner.stop.requested or self._past_deadline(started)):
-                not_sent = "interrupted" if runner.stop.requested else "deadline passed before it was sent"
-            if not_sent is not None:
+            if self.not_sent is None and (runner.stop.requested or self._past_deadline(started)):
+                self.not_sent = "interrupted" if runner.stop.requested else "deadline passed before it was sent"
+            if self.not_sent is not None:
                 unsent.append(tenant_id)  # read on: every tenant is reported
+                if len(unsent) >= SKIPPED_CHUNK:
+                    self._give_up_tenants(plan, unsent, Status.SKIPPED, self.not_sent, observer, summary)
+                    unsent = []
                 continue
             batch.append(tenant_id)
             if len(batch) >= self.conf["batch_size"]:
-                send()
-                if time.monotonic() - collected > 1:  # results of a long send are shown as they come
-                    try:
-                        arrived = self._collect(pending, wait=0)
-                    except Exception:  # the result backend: the wait below retries and says so
-                        arrived = []
-                    for task_id, meta in arrived:
-                        self._report(task_id, meta, pending, plan, observer, summary)
-                    collected = time.monotonic()
+                unsent += self._send(plan, batch, options, pending)
+                batch = []
+                self._make_room(pending, plan, observer, summary, started)
         if batch:
-            send()
+            unsent += self._send(plan, batch, options, pending)
         if unsent:
-            self._give_up_tenants(plan, unsent, Status.SKIPPED, not_sent or "interrupted", observer, summary)
+            self._give_up_tenants(plan, unsent, Status.SKIPPED, self.not_sent or "interrupted", observer, summary)
         self._wait(pending, plan, observer, summary, started)
+
+    def _send(self, plan: Plan, batch: list[Any], options: dict[str, Any], pending: dict[str, list[Any]]
+              ) -> list[Any]:
+        """One task message for ``batch``; its tenants back when the broker failed (then no more is sent)."""
+        from pinstripe_jobs.fleet.broker import TASK
+
+        try:
+            result = self.celery.send_task(TASK, args=(plan.spec.name, batch, options, plan.invocation),
+                                           queue=self.conf["queue"])
+        except Exception as exc:  # the broker went away mid-run: the rest is reported, not sent
+            from pinstripe_jobs.errors import mask_secrets
+
+            self.not_sent = mask_secrets(f"not sent: the Celery broker failed: {type(exc).__name__}: {exc}")[:500]
+            self.runner.config_error = self.runner.config_error or self.not_sent
+            return batch
+        if not self.polling:  # an RPC backend: its replies come to this process's queue
+            self.celery.backend.add_pending_result(result)
+            self.results[result.id] = result
+        pending[result.id] = batch
+        return []
+
+    def _make_room(self, pending: dict[str, list[Any]], plan: Plan, observer: Observer, summary: Summary,
+                   started: float) -> None:
+        """Wait while the window is full, reporting results as they come; a stop or the deadline ends the
+        wait (the caller notes it). Results of a window that is not full are still shown every second."""
+        window = self.window
+        if window is None:
+            return
+        if not window.full(len(pending)):
+            if time.monotonic() - self.collected > 1:
+                self._gather(pending, plan, observer, summary, wait=0)
+            return
+        while window.full(len(pending)):
+            if self.runner.stop.requested or self._past_deadline(started):
+                return
+            lost = self._gather(pending, plan, observer, summary, wait=FEED_POLL_S)
+            if lost:
+                self.not_sent = lost
+                self.runner.config_error = self.runner.config_error or lost
+                return
+
+    def _gather(self, pending: dict[str, list[Any]], plan: Plan, observer: Observer, summary: Summary,
+                wait: float) -> str | None:
+        """Collect the results in (waiting up to ``wait`` seconds for one) and report them. Returns why the
+        result backend is taken as lost once it has failed for ``BACKEND_RETRY_S``, else None."""
+        self.collected = time.monotonic()
+        try:
+            arrived = self._collect(pending, wait=wait)
+            self.failing_since = None
+        except Exception as exc:  # the result backend went away: retry for a while, then say so
+            self.failing_since = self.failing_since or time.monotonic()
+            if time.monotonic() - self.failing_since > BACKEND_RETRY_S:
+                from pinstripe_jobs.errors import mask_secrets
+
+                return mask_secrets(f"lost the Celery result backend: {type(exc).__name__}: {exc}")[:500]
+            time.sleep(0.5)  # not the stop event: once set, it would not wait at all
+            return None
+        for task_id, meta in arrived:  # outside the try: a bug of ours is not taken for a backend fault
+            self._report(task_id, meta, pending, plan, observer, summary)
+        return None
 
     def _options(self, plan: Plan) -> dict[str, Any]:
         """What every batch carries besides its tenants: the run's options, and its tenant selection (the
@@ -177,7 +223,6 @@ class FleetExecutor(Executor):
               started: float) -> None:
         runner = self.runner
         cancelled = None
-        failing_since = None
         while pending:
             if cancelled is None and (runner.stop.requested or self._past_deadline(started)):
                 cancelled = "interrupted (the run was stopped)" if runner.stop.requested else \
@@ -187,21 +232,11 @@ class FleetExecutor(Executor):
                     break  # the deadline: report what is missing now
             if cancelled and runner.stop.grace_over():
                 break
-            try:
-                arrived = self._collect(pending, wait=POLL_S)
-                failing_since = None
-            except Exception as exc:  # the result backend went away: retry for a while, then say so
-                failing_since = failing_since or time.monotonic()
-                if time.monotonic() - failing_since > BACKEND_RETRY_S:
-                    from pinstripe_jobs.errors import mask_secrets
-
-                    cancelled = mask_secrets(f"lost the Celery result backend: {type(exc).__name__}: {exc}")[:500]
-                    runner.config_error = runner.config_error or cancelled
-                    break
-                time.sleep(0.5)  # not the stop event: once set, it would not wait at all
-                continue
-            for task_id, meta in arrived:  # outside the try: a bug of ours is not taken for a backend fault
-                self._report(task_id, meta, pending, plan, observer, summary)
+            lost = self._gather(pending, plan, observer, summary, wait=POLL_S)
+            if lost:
+                cancelled = lost
+                runner.config_error = runner.config_error or lost
+                break
         if pending:
             reason = cancelled or "interrupted"
             missing = [t for tenants in pending.values() for t in tenants]
@@ -219,8 +254,8 @@ class FleetExecutor(Executor):
                 backend.result_consumer.drain_events(timeout=wait or 0.01)
             except TimeoutError:
                 pass
-            return [(task_id, self.results.pop(task_id)._cache)
-                    for task_id in [task_id for task_id, result in self.results.items() if result._cache]]
+            ready = [task_id for task_id, result in self.results.items() if result.on_ready.ready]
+            return [(task_id, _ready_meta(self.results.pop(task_id))) for task_id in ready]
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         ids = list(pending)[:500]
@@ -336,6 +371,17 @@ class FleetExecutor(Executor):
                                           tick=plan.options.tick, invocation=plan.invocation)
         except Exception as exc:
             self.runner.state_error = self.runner.state_error or getattr(exc, "message", str(exc))
+
+
+def priority_of(plan: Plan) -> int:
+    """The invocation's priority: ``--priority`` (``RunOptions.priority``), else the job's ``priority``."""
+    asked = getattr(plan.options, "priority", None)
+    return int(asked if asked is not None else getattr(plan.spec, "priority", 0) or 0)
+
+
+def _ready_meta(result: Any) -> dict[str, Any]:
+    """A ready ``AsyncResult``'s state and value (read from what it holds: no round trip)."""
+    return {"status": result.state, "result": result.result}
 
 
 def _worker_lost(value: Any) -> bool:

@@ -22,7 +22,8 @@ class RunOptions:
         "args": (), "params": None, "tenant_ids": (), "exclude_ids": (), "fail_fast": False, "concurrency": None,
         "shard": None, "trigger": "manual", "tick": None, "wait": False, "only_failed": False, "keep_runs": False,
         "timeout": None, "retries": None, "isolation": None, "max_failures": None, "grace": 30.0,
-        "skip_reason": None, "spread": None, "invocation": None, "deadline": None}
+        "skip_reason": None, "spread": None, "invocation": None, "deadline": None,
+        "priority": None}
 
     args: tuple[Any, ...]
     params: dict[str, Any]
@@ -45,6 +46,7 @@ class RunOptions:
     spread: float | None
     invocation: str | None
     deadline: float | None
+    priority: int | None  # on the fleet: this invocation's share beside others (None: the job's `priority`)
 
     def __init__(self, **values: Any):
         unknown = set(values) - set(self.FIELDS)

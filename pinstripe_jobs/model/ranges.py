@@ -7,3 +7,4 @@ MAX_CONCURRENCY = 1000  # threads (or child processes) of one run
 MAX_RETRIES = 100
 MAX_COUNT = 10**6  # --max-failures, history --limit
 MAX_SECONDS = 365 * 86400  # timeouts and deadlines
+MAX_PRIORITY = 9  # a job's `priority`, --priority: 0 (the default share of the fleet) to 9 (ten times it)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar, overload
 
 from pinstripe_jobs.config import Settings, load_timezone
 from pinstripe_jobs.errors import ConfigError
-from pinstripe_jobs.model.ranges import MAX_CONCURRENCY, MAX_RETRIES, MAX_SECONDS
+from pinstripe_jobs.model.ranges import MAX_CONCURRENCY, MAX_PRIORITY, MAX_RETRIES, MAX_SECONDS
 from pinstripe_jobs.registry.spec import ISOLATION_MODES, OVERLAP_MODES, JobSpec, ScheduleEntry, entries_from
 
 T = TypeVar("T")
@@ -142,6 +142,7 @@ def spec_from_module(name: str, path: Path, module: ModuleType, settings: Settin
         module=module,
         schedule_for=check.function("schedule_for"),
         spread=check.duration("spread"),
+        priority=check.whole("priority", 0, minimum=0, maximum=MAX_PRIORITY),
     )
     if spec.per_tenant_schedule and not multi_tenant:
         raise BadAttribute("timezone = \"tenant\" and schedule_for need a job that runs per tenant",

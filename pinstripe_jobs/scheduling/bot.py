@@ -47,6 +47,11 @@ class Firing:
         return self.spec.name if len(self.spec.schedules) == 1 else f"{self.spec.name}#{self.index}"
 
 
+def by_priority(firings: list[Firing]) -> list[Firing]:
+    """Firings due at once, the highest job ``priority`` first (otherwise in their order)."""
+    return sorted(firings, key=lambda firing: -firing.spec.priority)
+
+
 @dataclass
 class Outcome:
     firing: Firing
@@ -254,10 +259,12 @@ class Scheduler:
         return firings
 
     def fire_all(self, firings: list[Firing]) -> list[Outcome]:
-        """Fire each in its own thread (a long job never delays another's start) and wait for all."""
+        """Fire each in its own thread (a long job never delays another's start) and wait for all. On the
+        fleet each firing's invocation keeps a bounded window of batches in flight, so jobs due at once
+        share the workers (weighted by their ``priority``); the higher priorities start first."""
         outcomes: list[Outcome] = []
         threads = [threading.Thread(target=lambda f=f: outcomes.append(self.fire(f)), daemon=True)
-                   for f in firings]
+                   for f in by_priority(firings)]
         for thread in threads:
             thread.start()
         stop = self.runner.stop
@@ -351,7 +358,7 @@ class Scheduler:
             return []
 
     def _start_threads(self, firings: list[Firing]) -> None:
-        for firing in firings:
+        for firing in by_priority(firings):  # as fire_all
             thread = threading.Thread(target=self._fire_in_thread, args=(firing,), daemon=True,
                                       name=f"bot-{firing.spec.name}")
             self.threads.add(thread)
