@@ -108,7 +108,8 @@ def open_invocation(state: StateStore, plan: Plan, summary: Summary, info: dict[
                     wait: Callable[[float], Any], stopped: Callable[[], bool]) -> bool:
     """Record the invocation (or take over the one a key or ``resume`` names) before any tenant runs. False
     when nothing is to run: a finished key (its recorded exit code), a live one (exit 4), a unique job's live
-    invocation (exit 4; ``--wait`` waits for it to end instead)."""
+    invocation (exit 4; ``--wait`` waits for it to end instead). A live invocation with the same key is waited
+    for (until it ends or its holder is provably gone): it is the same work, then resumed or finished."""
     options = plan.options
     unique = unique_key(plan)
     while True:
@@ -119,7 +120,8 @@ def open_invocation(state: StateStore, plan: Plan, summary: Summary, info: dict[
                 else None
             begun = state.begin_invocation(plan.invocation, plan.spec.name, options.trigger, tick=options.tick,
                                            args=args, details=info, key=options.key, unique=unique)
-        if begun.outcome == "busy" and options.wait and not stopped():
+        same_key = options.key is not None and (begun.record or {}).get("idem_key") == options.key
+        if begun.outcome == "busy" and (options.wait or same_key) and not stopped():  # a key: the same work
             wait(WAIT_POLL_S)
             continue
         break
