@@ -49,8 +49,6 @@ def summary_line(summary: Summary) -> str:
         text += f"\n{literal(summary.report_error, multiline=True)}"
     if summary.note:
         text += f"\n{literal(summary.note)}"
-    if summary.invocation:
-        text += f"\ninvocation {summary.invocation}"
     return text
 
 
