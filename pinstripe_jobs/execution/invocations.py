@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import json
 import os
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from pinstripe_jobs.model.plan import Plan, RunOptions
 from pinstripe_jobs.model.status import Status
 
 if TYPE_CHECKING:
+    from pinstripe_jobs.config import Settings
     from pinstripe_jobs.model.results import Summary
     from pinstripe_jobs.store.invocations import Begun
     from pinstripe_jobs.store.state import StateStore
@@ -67,7 +67,8 @@ def unique_key(plan: Plan) -> str | None:
     """A unique job's (job, arguments) as one short text, or None when the run is not unique."""
     if not (plan.options.unique or plan.spec.unique):
         return None
-    text = json.dumps([plan.spec.name, list(plan.options.args), plan.options.params], sort_keys=True, default=str)
+    text = repr((plan.spec.name, [str(a) for a in plan.options.args],
+                 sorted((str(k), str(v)) for k, v in plan.options.params.items())))
     return f"{plan.spec.name}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
@@ -93,19 +94,40 @@ def left_out(state: StateStore, invocation: str, include_abandoned: bool) -> set
     return {tenant for tenant, status in state.invocation_tenants(invocation).items() if status not in rerun}
 
 
-def scanning(tenants: Iterator[Tenant | None], progress: Callable[[int, int | None], None], already: int
+def scanning(tenants: Iterator[Tenant | None], invocation: str, state: StateStore, already: int
              ) -> Generator[Tenant | None, None, None]:
-    """``tenants``, telling ``progress`` how many were read (and the total once the scan ended)."""
+    """``tenants``, telling the store how many were read (and the total once the scan ended)."""
     n = already
     for tenant in tenants:
         n += 1
-        progress(n, None)
+        state.invocation_progress(invocation, n, None)
         yield tenant
-    progress(n, n)
+    state.invocation_progress(invocation, n, n)
 
 
-def open_invocation(state: StateStore, plan: Plan, summary: Summary, info: dict[str, Any],
+def open_invocation(state: StateStore, settings: Settings, plan: Plan, summary: Summary,
                     wait: Callable[[float], Any], stopped: Callable[[], bool]) -> bool:
+    """Record the invocation before any tenant runs, or take over the one its key or ``resume`` names; False
+    when nothing is to run (``summary`` says why: ``begin_or_take_over``)."""
+    go = begin_or_take_over(state, plan, summary, details(plan, settings.tenants, settings.executor), wait,
+                            stopped)
+    if go and plan.options.resume and not plan.multi_tenant and plan.done:
+        summary.note = f"Invocation {plan.invocation} already ran its job (it does not run per tenant)."
+        plan.options.skip_reason = "already ran in this invocation"
+    return go
+
+
+def end_invocation(state: StateStore, plan: Plan, summary: Summary) -> None:
+    """Record the invocation's end; a resumed one ends with the outcome of its whole (the exit code too)."""
+    status, code = state.end_invocation(plan.invocation, summary.status, int(summary.exit_code), summary.counts)
+    if code != int(summary.exit_code):
+        summary.recorded_exit = code
+        summary.note = (f"{summary.note + ' ' if summary.note else ''}The whole invocation ended {status} "
+                        f"(exit {code}): see `pinstripe invocation {plan.invocation}`.")
+
+
+def begin_or_take_over(state: StateStore, plan: Plan, summary: Summary, info: dict[str, Any],
+                       wait: Callable[[float], Any], stopped: Callable[[], bool]) -> bool:
     """Record the invocation (or take over the one a key or ``resume`` names) before any tenant runs. False
     when nothing is to run: a finished key (its recorded exit code), a live one (exit 4), a unique job's live
     invocation (exit 4; ``--wait`` waits for it to end instead). A live invocation with the same key is waited

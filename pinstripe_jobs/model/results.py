@@ -117,8 +117,10 @@ class Summary:
         import signal
 
         if self.recorded_exit is not None:
-            return ExitCode(self.recorded_exit) if self.recorded_exit in ExitCode._value2member_map_ \
-                else ExitCode.FAILED
+            try:
+                return ExitCode(self.recorded_exit)
+            except ValueError:  # not one of ours (an older release's): a failure
+                return ExitCode.FAILED
         if self.signal is not None:
             return ExitCode.TERMINATED if self.signal == signal.SIGTERM else ExitCode.INTERRUPTED
         if self.error or self.report_error:

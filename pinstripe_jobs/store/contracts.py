@@ -175,11 +175,11 @@ class Invocations(Protocol):
         their runs (``running`` counted as ``abandoned``), their runs folded."""
         ...
 
-    def invocation_outcomes(self, job: str, invocation: str, tenants: list[Any], *, running: bool = False
-                            ) -> dict[str, tuple[str, str | None]]:
+    def invocation_outcomes(self, job: str, invocation: str, tenants: list[Any], *, running: bool = False,
+                            ran_only: bool = False) -> dict[str, tuple[str, str | None]]:
         """Of ``tenants``, those with a run of ``job`` in ``invocation`` that ended (or, with ``running``,
-        started), rows only recorded (skipped, or reported without running) left out: tenant key -> (status,
-        error), the newest last. Reads only."""
+        started; with ``ran_only``, rows only recorded, skipped or reported without running, left out):
+        tenant key -> (status, error), the newest last. Reads only."""
         ...
 
 

@@ -2,7 +2,6 @@
 provably gone), a filtered list, and the newest status of each tenant it has run (what a resume skips)."""
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +76,8 @@ class InvocationReads:
         """A record as shown: JSON columns parsed, status computed for an unended one (``running``, or
         ``crashed`` when its holder is provably gone), counts (an unended one's from its runs, unless not
         ``counts``), ``done`` and ``total``, and an ETA in seconds while it runs and the total is known."""
+        import json  # here, not at import: a run never reads invocations back (start-up time)
+
         engine = self.engine
         for name in ("args", "selection", "options"):
             row[name] = json.loads(row[name]) if row[name] else None

@@ -9,7 +9,6 @@ as the same invocation. An idempotency key names at most one invocation (a uniqu
 live key is unique while its invocation is live, so that two of them cannot both be live (race-free)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,7 +52,7 @@ class InvocationRecords:
         engine = self.engine
         details = details or {}
         values = {"id": invocation, "job": job, "trigger": trigger, "tick": iso(tick),
-                  "args": None if args is None else storable(json.dumps(args, default=str)),
+                  "args": None if args is None else storable(encode(args)),
                   "selection": _json(details.get("selection")), "options": _json(details.get("options")),
                   "started_by": storable(details.get("started_by")), "executor": details.get("executor"),
                   "idem_key": key, "live_key": unique}
@@ -144,12 +143,12 @@ class InvocationRecords:
         engine = self.engine
         engine.call(lambda conn: engine.transaction(conn, lambda: close_abandoned(engine, conn, job)))
 
-    def invocation_outcomes(self, job: str, invocation: str, tenants: list[Any], *, running: bool = False
-                            ) -> dict[str, tuple[str, str | None]]:
-        """Of ``tenants``, those with a run of ``job`` in ``invocation`` that started and ended (rows only
-        recorded, skipped or reported without news, are not runs): tenant (as text) -> (status, error). A batch
-        delivered again (its worker was lost) does not run them twice; a resumed invocation's batch runs the
-        tenants that never started."""
+    def invocation_outcomes(self, job: str, invocation: str, tenants: list[Any], *, running: bool = False,
+                            ran_only: bool = False) -> dict[str, tuple[str, str | None]]:
+        """Of ``tenants``, those with a finished row of ``job`` in ``invocation`` (with ``ran_only``, of a run
+        that started: rows only recorded, skipped or reported without news, left out): tenant (as text) ->
+        (status, error). A batch delivered again (its worker was lost) does not run them twice; a resumed
+        invocation's batch runs the tenants that never started."""
         keys = ["-" if t is None else str(t) for t in tenants]
         rows: list[tuple[Any, ...]] = []
         for chunk in range(0, len(keys), 500):  # the database's limit on parameters
@@ -157,13 +156,31 @@ class InvocationRecords:
             rows += self.engine.query(
                 f"SELECT COALESCE(tenant, '-'), status, error FROM pinstripe_runs WHERE job = ? AND "
                 f"(tenant IN ({', '.join('?' * len(part))}){' OR tenant IS NULL' if '-' in part else ''}) "
-                f"AND invocation = ? AND {RAN} {'' if running else 'AND status <> ?'} ORDER BY id",
-                (job, *part, invocation) + (() if running else (LIVE,)))
+                f"AND invocation = ? AND {RAN if ran_only else 'status <> ?'} {'' if running else 'AND status <> ?'} "
+                "ORDER BY id",
+                (job, *part, invocation) + (() if ran_only else (QUEUED,)) + (() if running else (LIVE,)))
         return {row[0]: (row[1], row[2]) for row in rows}
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else storable(json.dumps(value, default=str, sort_keys=True), 20000)
+    return None if value is None else storable(encode(value), 20000)
+
+
+def encode(value: Any) -> str:
+    """JSON for plain values (None, bools, numbers, text, lists, dicts; anything else as its text), without
+    importing ``json`` on the run path (start-up time). Read back with ``json.loads``."""
+    if value is None or value is True or value is False:
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value) if value == value and value not in (float("inf"), float("-inf")) else "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(encode(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{encode(str(k))}: {encode(v)}" for k, v in value.items()) + "}"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(c if c >= " " else f"\\u{ord(c):04x}" for c in text) + '"'
 
 
 def _insert(engine: Engine, conn: Connection, values: dict[str, Any]) -> bool:
