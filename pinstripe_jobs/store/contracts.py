@@ -131,7 +131,7 @@ class Invocations(Protocol):
     """Invocations: one per command, tick or resume; a durable record written before any tenant runs, with
     counts and durations once ended. Status: ``running``, ``succeeded``, ``failed``, ``interrupted``,
     ``cancelled``, ``crashed`` (``InvocationStatus``; an unended one whose holder is provably gone reads
-    ``crashed``, computed on read)."""
+    ``crashed``, computed on read; a closed one is stored ``abandoned`` and read ``crashed``)."""
 
     def begin_invocation(self, invocation: str, job: str, trigger: str, *, tick: datetime | None = None,
                          args: Any = None, details: dict[str, Any] | None = None, key: str | None = None,
@@ -171,7 +171,8 @@ class Invocations(Protocol):
         ...
 
     def close_abandoned_invocations(self, job: str) -> None:
-        """Close ``job``'s unended invocations whose holder is provably gone: ``crashed``, counts taken from
+        """Close ``job``'s unended invocations whose holder is provably gone: stored ``abandoned`` (as earlier
+        releases did; read as ``crashed``), counts taken from
         their runs (``running`` counted as ``abandoned``), their runs folded."""
         ...
 

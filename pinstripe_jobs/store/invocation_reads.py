@@ -8,7 +8,7 @@ from typing import Any
 from pinstripe_jobs.model.status import InvocationStatus, Status
 from pinstripe_jobs.store.common import ABANDONED, LIVE, Row
 from pinstripe_jobs.store.engine import Engine
-from pinstripe_jobs.store.invocations import RAN, RECORD, SELECT_INVOCATION, whole_counts
+from pinstripe_jobs.store.invocations import CLOSED_CRASHED, RAN, RECORD, SELECT_INVOCATION, whole_counts
 
 _NOT_DONE = (Status.QUEUED.value, Status.RUNNING.value)
 
@@ -32,8 +32,11 @@ class InvocationReads:
         if job:
             where.append("job = ?")
             params.append(job)
-        if status in (InvocationStatus.RUNNING, InvocationStatus.CRASHED):
+        if status == InvocationStatus.RUNNING:
             where.append("ended_at IS NULL")
+        elif status == InvocationStatus.CRASHED:  # unended with its holder gone, or closed as such
+            where.append("(ended_at IS NULL OR status = ?)")
+            params.append(CLOSED_CRASHED)
         elif status:
             where.append("status = ?")
             params.append(status)
@@ -88,6 +91,8 @@ class InvocationReads:
                 if counts else {}
         else:
             row["counts"] = _parse(row["counts"])
+            if row["status"] == CLOSED_CRASHED:
+                row["status"] = InvocationStatus.CRASHED.value
         row.pop("pid_token", None)
         row["done"] = sum(n for s, n in row["counts"].items() if s not in _NOT_DONE)
         row["eta_s"] = None

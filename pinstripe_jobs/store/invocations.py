@@ -3,10 +3,11 @@ its ``first_id`` (reading them is a range of the primary key); it keeps what it 
 tenant selection, options, who started it, its executor), a heartbeat and how far its tenant scan got; when
 it ends it keeps its counts by status and its runs' p50/p95/max duration.
 
-An invocation whose process died reads ``crashed``; the next invocation of its job closes it (``crashed``, its
-runs counted and folded). A crashed, interrupted or cancelled one can be resumed: taken over by a new holder,
-as the same invocation. An idempotency key names at most one invocation (a unique index); a unique job's
-live key is unique while its invocation is live, so that two of them cannot both be live (race-free)."""
+An invocation whose process died reads ``crashed``; the next invocation of its job closes it (stored as
+``abandoned``, as earlier releases did, and read as ``crashed``; its runs counted and folded). A crashed,
+interrupted or cancelled one can be resumed: taken over by a new holder, as the same invocation. An
+idempotency key names at most one invocation (a unique index); a unique job's live key is unique while its
+invocation is live, so that two of them cannot both be live (race-free)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ RECORD = ("id", "job", "trigger", "tick", "args", "started_at", "ended_at", "sta
           "executor", "heartbeat_at", "scanned", "total", "resumed", "idem_key", "live_key")
 SELECT_INVOCATION = f"SELECT {', '.join(RECORD)} FROM pinstripe_invocations"
 CRASHED = InvocationStatus.CRASHED.value
+# What a closed crashed invocation is stored as: the word earlier releases (and the dashboard) use; read as
+# ``crashed`` (``present_invocation``).
+CLOSED_CRASHED = Status.ABANDONED.value
 
 
 @dataclass
@@ -75,7 +79,7 @@ class InvocationRecords:
                     continue
                 if _alive(engine, holder):
                     return Begun("busy", holder["id"], holder)
-                close(engine, conn, holder["id"], holder["first_id"] or 0, CRASHED, None)  # frees its live key
+                close(engine, conn, holder["id"], holder["first_id"] or 0, CLOSED_CRASHED, None)  # frees its key
             raise AssertionError("an invocation could not be recorded")
 
         begun: Begun = engine.call(lambda conn: engine.transaction(conn, lambda: write(conn)))
@@ -138,7 +142,7 @@ class InvocationRecords:
         return ended
 
     def close_abandoned_invocations(self, job: str) -> None:
-        """Close the invocations of ``job`` whose process is gone (``crashed``, their runs counted and
+        """Close the invocations of ``job`` whose process is gone (``abandoned``: crashed, their runs counted and
         folded). ``begin_invocation`` does it first, in its own transaction."""
         engine = self.engine
         engine.call(lambda conn: engine.transaction(conn, lambda: close_abandoned(engine, conn, job)))
@@ -211,7 +215,7 @@ def _keyed(engine: Engine, conn: Connection, found: Row, unique: str | None) -> 
     if _alive(engine, found):
         return Begun("busy", found["id"], found)
     if found["ended_at"] is None:  # its holder is gone: close it first (its runs counted and folded)
-        close(engine, conn, found["id"], found["first_id"] or 0, CRASHED, None)
+        close(engine, conn, found["id"], found["first_id"] or 0, CLOSED_CRASHED, None)
     live = found["live_key"] or unique
     if live is not None:
         row = engine.execute(conn, f"{SELECT_INVOCATION} WHERE live_key = ? AND id <> ?",
@@ -220,7 +224,7 @@ def _keyed(engine: Engine, conn: Connection, found: Row, unique: str | None) -> 
         if holder is not None and _alive(engine, holder):
             return Begun("busy", holder["id"], holder)
         if holder is not None:
-            close(engine, conn, holder["id"], holder["first_id"] or 0, CRASHED, None)
+            close(engine, conn, holder["id"], holder["first_id"] or 0, CLOSED_CRASHED, None)
     now = engine.now()
     taken = engine.execute(conn, "UPDATE pinstripe_invocations SET ended_at = NULL, status = NULL, exit_code = NULL, "
                                  "host = ?, pid = ?, pid_token = ?, heartbeat_at = ?, live_key = ?, resumed = "
@@ -257,7 +261,7 @@ def close_abandoned(engine: Engine, conn: Connection, job: str) -> None:
     for row in engine.execute(conn, "SELECT id, first_id, host, pid, pid_token, heartbeat_at FROM "
                                     "pinstripe_invocations WHERE job = ? AND ended_at IS NULL", (job,)).fetchall():
         if row[0] not in engine.invocations and not engine.holder_alive(row[2], row[3], row[4], row[5]):
-            close(engine, conn, row[0], row[1] or 0, CRASHED, None)
+            close(engine, conn, row[0], row[1] or 0, CLOSED_CRASHED, None)
 
 
 def close(engine: Engine, conn: Connection, invocation: str, first_id: int, status: str, exit_code: int | None,

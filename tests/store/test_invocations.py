@@ -23,13 +23,15 @@ def test_an_invocation_ends_with_its_counts_and_durations(stores):
     assert store.invocation_outcomes("job", "inv", [1, 2, 9]) == {"1": ("succeeded", None), "2": ("succeeded", None)}
 
 
-def test_a_killed_invocation_is_closed_crashed_by_the_next_of_its_job(stores, killed):
+def test_a_killed_invocation_is_closed_by_the_next_of_its_job_and_reads_crashed(stores, killed):
     store = stores()
     killed("invocation")
     assert _invocation(store, "inv-dead")["ended_at"] is None
     store.begin_invocation("inv-next", "job", "manual")
     row = _invocation(store, "inv-dead")
-    assert (row["status"], row["counts"]) == ("crashed", "abandoned=1,succeeded=1")
+    assert (row["status"], row["counts"]) == ("abandoned", "abandoned=1,succeeded=1")  # as stored
+    assert store.get_invocation("inv-dead")["status"] == "crashed"  # as shown
+    assert [r["id"] for r in store.list_invocations(status="crashed")] == ["inv-dead"]
     assert row["p50_ms"] == 500.0
     latest = dict(store.query("SELECT tenant_key, status FROM pinstripe_latest WHERE job = 'job'"))
     assert latest == {"1": "succeeded"}  # its ended run folded; the one still running is not an end
