@@ -22,6 +22,7 @@ from pinstripe_jobs.errors import JobFailed, PinstripeError
 from pinstripe_jobs.execution.attempts import Attempts, backoff_delay, end_of_output
 from pinstripe_jobs.execution.executors.base import Executor
 from pinstripe_jobs.execution.executors.registry import executor_for
+from pinstripe_jobs.execution.invocations import end_invocation, open_invocation, scanning
 from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
 from pinstripe_jobs.execution.planner import Planner
 from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
@@ -118,7 +119,15 @@ class Runner:
         executor = self.executor(plan)
         with self.stop.interruptible():
             executor.check(plan)  # a fleet that cannot work is a configuration error before anything runs
-        selected = self.planner.checked(plan.tenants())
+        go: list[bool] = []  # recorded before any tenant runs; nothing to run: a finished key, a live invocation
+        begun = self.leases.quietly(lambda: go.append(open_invocation(self.state, self.settings, plan, summary,
+                                                                      self.sleep, lambda: self.stop.requested)))
+        summary.invocation = plan.invocation
+        if begun and not go[0]:
+            observer.started(plan)
+            observer.finished(summary)
+            return summary
+        selected = scanning(self.planner.checked(plan.tenants()), plan.invocation, self.state, len(plan.done))
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
             first = list(itertools.islice(selected, 1))  # a broken source fails here, before anything is printed
         tenants = _guarded(itertools.chain(first, selected), summary, self.stop)
@@ -126,10 +135,6 @@ class Runner:
             tenants = self.leases.claiming(plan, tenants, lambda: self.stop_reason(plan, summary))
         observer.started(plan)
         started = self.clock()
-        begun = self.leases.quietly(lambda: self.state.begin_invocation(
-            plan.invocation, plan.spec.name, plan.options.trigger, tick=plan.options.tick,
-            args={"args": list(plan.options.args), "params": plan.options.params} if plan.options.args
-            or plan.options.params else None))
         ran = False
         try:
             executor.run(plan, tenants, observer, summary)
@@ -150,8 +155,7 @@ class Runner:
                 observer.closing(summary)
             state = self._state
             if begun and state is not None and not self.state_error:
-                self.leases.quietly(lambda: state.end_invocation(plan.invocation, summary.status,
-                                                                 int(summary.exit_code), summary.counts))
+                self.leases.quietly(lambda: end_invocation(state, plan, summary))
         observer.finished(summary)
         return summary
 

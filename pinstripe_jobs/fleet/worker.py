@@ -196,7 +196,7 @@ def run_batch(job: str, tenants: list[Any], options: dict[str, Any], invocation:
 
         adopt_trace(runner.settings, invocation, options.get("trace"))  # join the sender's trace
         found = _resolve(plan, tenants, selection)
-        done = state.invocation_outcomes(job, invocation, tenants)
+        done = state.invocation_outcomes(job, invocation, tenants, ran_only=True)  # a resume runs the rest
     except PinstripeError as exc:
         return _here({"error": exc.render(), "exit_code": int(exc.exit_code)})
     results = []
