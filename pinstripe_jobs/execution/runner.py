@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.errors import JobFailed, PinstripeError
 from pinstripe_jobs.execution.attempts import Attempts, backoff_delay, end_of_output
+from pinstripe_jobs.execution.cancelling import watch_cancel
 from pinstripe_jobs.execution.executors.base import Executor
 from pinstripe_jobs.execution.executors.registry import executor_for
 from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from pinstripe_jobs.tenants import Tenant, TenantQuery
 
 LOCK_POLL_S = 0.2
+PAUSED = "paused"  # the reason recorded for a tenant paused for the job
 _OPEN_LOCK = threading.Lock()
 _HOST = os.uname().nodename
 
@@ -53,6 +55,8 @@ class Runner:
         self.planner = Planner(settings, self.registry, lambda job: self.state.failed_tenants(job))
         self.leases = Leases(lambda: self.state, self.stop, settings.tenant_concurrency, clock)
         self.attempts = Attempts(ServiceFactories(settings.services), self.stop, clock, self.run_nested)
+        self.cancelled: dict[str, str] = {}  # invocation -> why, once cancelled (`pinstripe cancel`)
+        self.stop_on_cancel = True  # a cancel also stops this runner's StopFlag (not for a scheduler's runner)
 
     @property
     def state(self) -> StateStore:
@@ -118,6 +122,8 @@ class Runner:
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
             first = list(itertools.islice(selected, 1))  # a broken source fails here, before anything is printed
         tenants = _guarded(itertools.chain(first, selected), summary, self.stop)
+        if plan.multi_tenant:
+            tenants = self._unpaused(plan, tenants, observer, summary)
         if executor.claims_ahead and plan.multi_tenant and not plan.spread:
             tenants = self.leases.claiming(plan, tenants, lambda: self.stop_reason(plan, summary))
         observer.started(plan)
@@ -128,7 +134,8 @@ class Runner:
             or plan.options.params else None))
         ran = False
         try:
-            executor.run(plan, tenants, observer, summary)
+            with watch_cancel(self, plan):  # `pinstripe cancel` from anywhere: polled about once a second
+                executor.run(plan, tenants, observer, summary)
             ran = True
         finally:
             tenants.close()  # a claim still in flight is in before what was never started is recorded
@@ -140,6 +147,7 @@ class Runner:
                 self.leases.quietly(self._state.flush)
             summary.duration_s = self.clock() - started
             summary.signal = self.stop.signal
+            summary.cancelled = self.cancelled.get(plan.invocation)
             if (self.state_error or self.config_error) and not summary.error:
                 summary.error = self.state_error or self.config_error
             if ran:  # report files: one that cannot be written is the run's error (exit 3)
@@ -150,6 +158,24 @@ class Runner:
                                                                  int(summary.exit_code), summary.counts))
         observer.finished(summary)
         return summary
+
+    def _unpaused(self, plan: Plan, tenants: Iterator[Tenant | None], observer: Observer, summary: Summary
+                  ) -> Generator[Tenant | None, None, None]:
+        """Tenants paused for this job (`pinstripe pause JOB --tenant ID`) are not run: reported and recorded
+        skipped, reason "paused"."""
+        paused: dict[str, Any] = {}
+        self.leases.quietly(lambda: paused.update(self.state.paused_tenants(plan.spec.name)))
+        if not paused:
+            yield from tenants
+            return
+        for tenant in tenants:
+            if tenant is not None and str(tenant.id) in paused:
+                self.record_skipped(plan, [tenant.id], PAUSED)
+                result = RunResult(tenant.id, Status.SKIPPED, reason=PAUSED)
+                summary.add(result)
+                observer.run_finished(result)
+                continue
+            yield tenant
 
     def executor(self, plan: Plan) -> Executor:
         """Where and how the tenants run: the executor named by the settings (``executors.registry``)."""
@@ -174,6 +200,8 @@ class Runner:
 
     def stop_reason(self, plan: Plan, summary: Summary) -> str | None:
         """Why no further tenant should start, or None."""
+        if plan.invocation in self.cancelled:
+            return self.cancelled[plan.invocation]
         if self.stop.requested:
             return "interrupted"
         if self.state_error:

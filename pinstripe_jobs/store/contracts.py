@@ -282,9 +282,14 @@ class Cancels(Protocol):
         """Record the request, committed when this returns; True for the first (later ones change nothing)."""
         ...
 
-    def cancel_request(self, invocation: str) -> Row | None:
+    def cancel_request(self, invocation: str, *, poll: bool = False) -> Row | None:
         """The request (invocation, who, reason, requested_at), or None: one primary-key read, cheap enough to
-        poll every second; it does not commit this process's waiting writes."""
+        poll every second; it does not commit this process's waiting writes. ``poll``: retried for about a
+        second only, and its ``StateUnavailable`` leaves the store's fail-fast state as it was."""
+        ...
+
+    def withdraw_cancel(self, invocation: str) -> bool:
+        """Forget the request (the invocation is resumed), committed when this returns; True if there was one."""
         ...
 
 

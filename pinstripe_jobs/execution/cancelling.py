@@ -1,0 +1,82 @@
+"""Cancelling a running invocation from elsewhere (``pinstripe cancel``, the dashboard): while a run goes on,
+a daemon thread polls its invocation's cancel request in the state store about once a second (one
+primary-key read) and, when there is one, tells the runner (``on_cancel``), which stops starting tenants.
+Like a signal handler, the thread only sets flags; the fan-out loops act on them."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pinstripe_jobs.execution.signals import StopFlag
+    from pinstripe_jobs.model.plan import Plan
+    from pinstripe_jobs.store.state import StateStore
+
+POLL_S = 1.0  # how often the holder of an invocation looks for a cancel request
+
+
+class CancelWatch:
+    """``with CancelWatch(check, on_cancel):`` polls ``check()`` (the reason, or None) every ``every`` seconds
+    until the block ends or a reason comes back, which is handed to ``on_cancel`` once. A failing check
+    (the store down) is tried again at the next poll."""
+
+    def __init__(self, check: Callable[[], str | None], on_cancel: Callable[[str], None], every: float = POLL_S):
+        self.check = check
+        self.on_cancel = on_cancel
+        self.every = every
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> CancelWatch:
+        self.thread = threading.Thread(target=self._poll, name="pinstripe-cancel-watch", daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.done.set()
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout=5)  # a poll in progress ends before the store is closed
+
+    def _poll(self) -> None:
+        while not self.done.wait(self.every):
+            try:
+                reason = self.check()
+            except Exception:  # the store is down or busy: the run itself says so; look again next time
+                continue
+            if reason and not self.done.is_set():
+                self.on_cancel(reason)
+                return
+
+
+class _Cancellable(Protocol):
+    """What ``watch_cancel`` needs of the runner."""
+
+    cancelled: dict[str, str]
+    stop_on_cancel: bool
+
+    @property
+    def state(self) -> StateStore: ...
+
+    @property
+    def stop(self) -> StopFlag: ...
+
+
+def watch_cancel(runner: _Cancellable, plan: Plan) -> CancelWatch:
+    """Poll ``plan``'s invocation for a cancel request while it runs; once there is one, its reason
+    (``cancelled by WHO: WHY``) is kept in ``runner.cancelled`` (the runner's ``stop_reason`` says it: no new
+    tenant starts, the rest are recorded cancelled) and, unless the runner serves a scheduler, the run's
+    StopFlag is told (running tenants get the grace period)."""
+    def check() -> str | None:
+        from pinstripe_jobs.store.cancels import cancel_reason
+
+        request = runner.state.cancel_request(plan.invocation, poll=True)
+        return None if request is None else cancel_reason(request)
+
+    def on_cancel(reason: str) -> None:
+        runner.cancelled[plan.invocation] = reason
+        if runner.stop_on_cancel:
+            runner.stop.cancel(reason)
+
+    return CancelWatch(check, on_cancel)
