@@ -299,7 +299,7 @@ def test_a_store_from_before_the_dashboard_is_migrated_without_losing_history(tm
     assert [(t["tenant"], t["status"]) for t in grid] == [(2, "failed"), (1, "succeeded")]
     assert history.failures()[0]["sample_tenants"] == [2]
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM pinstripe_meta WHERE key = 'schema'").fetchone()[0] == "6"
+        assert db.execute("SELECT value FROM pinstripe_meta WHERE key = 'schema'").fetchone()[0] == "7"
         plan = " ".join(str(r) for r in db.execute(
             "EXPLAIN QUERY PLAN SELECT * FROM pinstripe_latest WHERE job = 'sync' ORDER BY rank, tenant_key LIMIT 51"))
     assert "pinstripe_latest_rank" in plan and "TEMP B-TREE" not in plan  # one page, read in index order

@@ -19,6 +19,21 @@ class Status(StrEnum):
     CANCELLED = "cancelled"  # not run, or stopped, because its invocation was cancelled (`pinstripe cancel`)
 
 
+class InvocationStatus(StrEnum):
+    """The status of an invocation (one command, tick or resume over its tenants)."""
+
+    RUNNING = "running"  # its holder is alive
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # it ran to its end, and a tenant did not succeed (or a tenant was skipped: not covered)
+    INTERRUPTED = "interrupted"  # stopped by a signal (SIGINT/SIGTERM) before it covered every tenant
+    CANCELLED = "cancelled"  # `pinstripe cancel`, the dashboard
+    CRASHED = "crashed"  # its holder is provably gone (dead on this host, or its heartbeat stale)
+
+
+# An invocation that ran to its end: its idempotency key runs nothing again. The others can be resumed.
+INVOCATION_FINISHED: tuple[InvocationStatus, ...] = (InvocationStatus.SUCCEEDED, InvocationStatus.FAILED)
+
+
 ALL: tuple[Status, ...] = tuple(Status)
 FINISHED: tuple[Status, ...] = tuple(s for s in Status if s not in (Status.QUEUED, Status.RUNNING))
 HELD: tuple[Status, ...] = (Status.QUEUED, Status.RUNNING)  # the statuses that hold a (job, tenant) lock

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pinstripe_jobs.store.common import Lease, Row
 from pinstripe_jobs.store.dialects import Params
+from pinstripe_jobs.store.invocations import Begun
 
 
 @runtime_checkable
@@ -127,28 +128,79 @@ class Slots(Protocol):
 
 @runtime_checkable
 class Invocations(Protocol):
-    """Invocations: one per command or tick, with counts and durations once ended."""
+    """Invocations: one per command, tick or resume; a durable record written before any tenant runs, with
+    counts and durations once ended. Status: ``running``, ``succeeded``, ``failed``, ``interrupted``,
+    ``cancelled``, ``crashed`` (``InvocationStatus``; an unended one whose holder is provably gone reads
+    ``crashed``, computed on read)."""
 
     def begin_invocation(self, invocation: str, job: str, trigger: str, *, tick: datetime | None = None,
-                         args: Any = None) -> None:
-        """Record an invocation (once per id); its runs get ids above its ``first_id``. First closes the
-        job's invocations whose process is gone (``close_abandoned_invocations``), in the same transaction."""
+                         args: Any = None, details: dict[str, Any] | None = None, key: str | None = None,
+                         unique: str | None = None) -> Begun:
+        """Record an invocation (once per id: recording an id again changes nothing and says ``new``) with its
+        ``details`` (``selection``, ``options``: JSON-able; ``started_by``, ``executor``: text), held by this
+        process: its heartbeat is renewed from then on. First closes the job's invocations whose holder is
+        provably gone (``crashed``), in the same transaction. ``key`` (idempotency): when an invocation has
+        it already, records nothing and returns ``finished`` (it succeeded or failed), ``busy`` (its holder is
+        alive) or ``resume`` (it is taken over as this process's, exactly once across racing callers).
+        ``unique`` (a unique job's job-and-arguments text): ``busy``, recording nothing, while a live
+        invocation has the same; race-free (a unique index), a holder provably gone is closed first.
+        Committed when it returns. Kill -9 after it: the invocation reads ``crashed``."""
+        ...
+
+    def resume_invocation(self, invocation: str, *, unique: str | None = None) -> Begun:
+        """Take over ``invocation`` to run the rest of it: ``resume`` (now held by this process, reopened:
+        no end, no status, ``resumed`` + 1; exactly one of racing callers), ``finished`` (it succeeded or
+        failed: nothing changes), ``busy`` (its holder is alive, or another live invocation has its unique
+        key) or ``missing``. A crashed holder's invocation is closed first (its runs counted and folded)."""
+        ...
+
+    def invocation_progress(self, invocation: str, scanned: int, total: int | None = None) -> None:
+        """How many tenants the invocation's scan has read, and the total once the scan ended: kept in
+        memory, written by the heartbeat thread and by ``end_invocation`` (a kill -9 loses at most one
+        heartbeat's worth). Only for an invocation this process holds."""
         ...
 
     def end_invocation(self, invocation: str, status: str, exit_code: int, counts: dict[str, int]) -> None:
-        """Commit deferred ends, then set its end, status, exit code, counts and p50/p95/max duration.
-        Kill -9 before it: the invocation reads ``abandoned`` until the job's next one closes it."""
+        """Commit deferred ends, then set its end, status, exit code, counts and p50/p95/max duration, and free
+        its unique key. A resumed invocation's counts are its whole (each tenant's newest run in it), and it
+        reads ``failed`` (exit 1) instead of ``succeeded`` when its whole holds a failed, timed out,
+        interrupted or abandoned tenant. Stops its heartbeat. Kill -9 before it: the invocation reads
+        ``crashed`` until the job's next one closes it."""
         ...
 
     def close_abandoned_invocations(self, job: str) -> None:
-        """Close ``job``'s unended invocations whose process is gone on this host: ``abandoned``, counts
-        taken from their runs (``running`` counted as ``abandoned``), their runs folded."""
+        """Close ``job``'s unended invocations whose holder is provably gone: ``crashed``, counts taken from
+        their runs (``running`` counted as ``abandoned``), their runs folded."""
         ...
 
     def invocation_outcomes(self, job: str, invocation: str, tenants: list[Any], *, running: bool = False
                             ) -> dict[str, tuple[str, str | None]]:
         """Of ``tenants``, those with a run of ``job`` in ``invocation`` that ended (or, with ``running``,
         started): tenant key -> (status, error), the newest last. Reads only."""
+        ...
+
+
+@runtime_checkable
+class InvocationQueries(Protocol):
+    """Reading invocations (the CLI's ``invocations``/``invocation``, resume planning). Reads only."""
+
+    def get_invocation(self, invocation: str) -> Row | None:
+        """The invocation as shown (``present_invocation``), or None."""
+        ...
+
+    def list_invocations(self, *, job: str | None = None, status: str | None = None, limit: int = 50
+                         ) -> list[Row]:
+        """Newest first, filtered by job and by status as shown, at most ``limit``."""
+        ...
+
+    def invocation_tenants(self, invocation: str) -> dict[str, str]:
+        """Tenant key -> the status of its newest run in the invocation (rows only claimed, ``queued``, left
+        out; ``running`` whose holder is provably gone reads ``abandoned``)."""
+        ...
+
+    def present_invocation(self, row: Row, *, counts: bool = True) -> Row:
+        """A record (``invocations.RECORD`` by name) as shown: ``args``/``selection``/``options`` parsed,
+        status computed when unended, ``counts`` (dict), ``done``, ``eta_s``; the process token dropped."""
         ...
 
 
@@ -294,8 +346,8 @@ class Cancels(Protocol):
 
 
 @runtime_checkable
-class Store(Runs, Claims, Ticks, Slots, Invocations, LatestStatus, Meta, Maintenance, History, Pauses, Audit,
-            Cancels, Protocol):
+class Store(Runs, Claims, Ticks, Slots, Invocations, InvocationQueries, LatestStatus, Meta, Maintenance, History,
+            Pauses, Audit, Cancels, Protocol):
     """Every contract: what ``StateStore`` is."""
 
     @property

@@ -67,6 +67,7 @@ class Engine:
         self.leases: set[int] = set()  # run rows this process holds: their heartbeats are renewed
         self.ticks: set[tuple[str, str]] = set()  # tick claims this process is firing
         self.slots: set[tuple[str, int]] = set()  # tenant slots (tenant_concurrency) this process holds
+        self.invocations: dict[str, tuple[int, int | None]] = {}  # held invocations: (tenants scanned, total)
         self.heartbeat: threading.Thread | None = None
         self.closed = threading.Event()
 
@@ -287,12 +288,16 @@ class Engine:
     def heartbeat_every(self) -> float:
         return max(self.lock_stale_s / 4, 0.05)
 
-    def hold(self, run_id: int | None = None, tick: tuple[str, str] | None = None) -> None:
-        """Renew this run's (or tick claim's) heartbeat from now on, starting the heartbeat thread if needed."""
+    def hold(self, run_id: int | None = None, tick: tuple[str, str] | None = None,
+             invocation: str | None = None) -> None:
+        """Renew this run's (or tick claim's, or invocation's) heartbeat from now on, starting the heartbeat
+        thread if needed."""
         if run_id is not None:
             self.leases.add(run_id)
         if tick is not None:
             self.ticks.add(tick)
+        if invocation is not None:
+            self.invocations.setdefault(invocation, (0, None))
         if self.heartbeat is None or not self.heartbeat.is_alive():
             if os.getpid() != self.pid:
                 return
@@ -316,7 +321,8 @@ class Engine:
     def renew(self) -> None:
         """Renew the heartbeat of every lease, tick claim and tenant slot this process holds."""
         runs, ticks, slots = list(self.leases), list(self.ticks), list(self.slots)
-        if not runs and not ticks and not slots:
+        invocations = list(self.invocations.items())
+        if not runs and not ticks and not slots and not invocations:
             return
         now = self.now()
 
@@ -331,6 +337,10 @@ class Engine:
             for tenant, slot in slots:
                 self.execute(conn, "UPDATE pinstripe_slots SET heartbeat_at = ? WHERE tenant = ? AND slot = ? AND "
                                    "pid = ? AND host = ?", (now, tenant, slot, self.pid, HOST))
+            for invocation, (scanned, total) in invocations:  # its heartbeat and how far its tenant scan got
+                self.execute(conn, "UPDATE pinstripe_invocations SET heartbeat_at = ?, scanned = ?, total = "
+                                   "COALESCE(?, total) WHERE id = ? AND pid = ? AND host = ?",
+                             (now, scanned, total, invocation, self.pid, HOST))
 
         self.call(write)
 

@@ -1,17 +1,43 @@
-"""Invocations: one per command or tick. Its runs get ids above its ``first_id`` (reading them is a range of the
-primary key); when it ends it keeps its counts by status and its runs' p50/p95/max duration. An invocation
-whose process died is closed (``abandoned``, its runs counted and folded) by the next invocation of its job."""
+"""Invocations: one per command or tick, a durable record written before any tenant runs. Its runs get ids above
+its ``first_id`` (reading them is a range of the primary key); it keeps what it was asked to do (arguments, the
+tenant selection, options, who started it, its executor), a heartbeat and how far its tenant scan got; when
+it ends it keeps its counts by status and its runs' p50/p95/max duration.
+
+An invocation whose process died reads ``crashed``; the next invocation of its job closes it (``crashed``, its
+runs counted and folded). A crashed, interrupted or cancelled one can be resumed: taken over by a new holder,
+as the same invocation. An idempotency key names at most one invocation (a unique index); a unique job's
+live key is unique while its invocation is live, so that two of them cannot both be live (race-free)."""
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pinstripe_jobs.store.common import ABANDONED, HOST, LIVE, QUEUED, iso, storable
+from pinstripe_jobs.model.status import INVOCATION_FINISHED, InvocationStatus, Status
+from pinstripe_jobs.store.common import ABANDONED, HOST, LIVE, QUEUED, Row, iso, storable
 from pinstripe_jobs.store.dialects import Connection
 from pinstripe_jobs.store.engine import Engine
 from pinstripe_jobs.store.schema import latest_of
 
 _WHERE = "id > ? AND invocation = ?"
+RECORD = ("id", "job", "trigger", "tick", "args", "started_at", "ended_at", "status", "exit_code", "counts", "p50_ms",
+          "p95_ms", "max_ms", "host", "pid", "pid_token", "first_id", "selection", "options", "started_by",
+          "executor", "heartbeat_at", "scanned", "total", "resumed", "idem_key", "live_key")
+SELECT_INVOCATION = f"SELECT {', '.join(RECORD)} FROM pinstripe_invocations"
+CRASHED = InvocationStatus.CRASHED.value
+
+
+@dataclass
+class Begun:
+    """What ``begin_invocation`` did. ``outcome``: ``new`` (recorded; run it), ``resume`` (its key named an
+    unfinished invocation, now held by this process: run the tenants it has not run), ``finished`` (its key
+    named a finished invocation: run nothing, exit with ``record["exit_code"]``) or ``busy`` (a live
+    invocation holds the key or the unique job: ``record`` is it; run nothing)."""
+
+    outcome: str
+    id: str
+    record: Row | None = field(default=None)
 
 
 class InvocationRecords:
@@ -20,43 +46,97 @@ class InvocationRecords:
     engine: Engine
 
     def begin_invocation(self, invocation: str, job: str, trigger: str, *, tick: datetime | None = None,
-                         args: Any = None) -> None:
-        """Record an invocation (one per command or tick). Its runs get ids above ``first_id``, so reading
-        them is a range of the primary key. An earlier invocation of the job whose process died is closed
-        first: its runs are folded into the tenants' newest statuses and it reads ``abandoned``."""
+                         args: Any = None, details: dict[str, Any] | None = None, key: str | None = None,
+                         unique: str | None = None) -> Begun:
+        """Record an invocation (once per id) and hold it (heartbeat). Closes the job's dead invocations
+        first, in the same transaction; see ``contracts.Invocations.begin_invocation``."""
         engine = self.engine
-        stored = None
-        if args is not None:
-            import json  # here, not at import: start-up time
+        details = details or {}
+        values = {"id": invocation, "job": job, "trigger": trigger, "tick": iso(tick),
+                  "args": None if args is None else storable(json.dumps(args, default=str)),
+                  "selection": _json(details.get("selection")), "options": _json(details.get("options")),
+                  "started_by": storable(details.get("started_by")), "executor": details.get("executor"),
+                  "idem_key": key, "live_key": unique}
 
-            stored = storable(json.dumps(args, default=str))
-
-        def write(conn: Connection) -> None:
+        def write(conn: Connection) -> Begun:
             close_abandoned(engine, conn, job)
-            first = engine.execute(conn, "SELECT COALESCE(max(id), 0) FROM pinstripe_runs").fetchone()[0]
-            engine.execute(conn, "INSERT INTO pinstripe_invocations (id, job, trigger, tick, args, started_at, host, "
-                                 "pid, pid_token, first_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO "
-                                 "NOTHING", (invocation, job, trigger, iso(tick), stored, engine.now(), HOST,
-                                             engine.pid, engine.token, first))
+            if key is not None:
+                found = _one(engine, conn, "idem_key = ?", key)
+                if found is not None:
+                    return _keyed(engine, conn, found, unique)
+            for _ in range(3):
+                if _insert(engine, conn, values):
+                    return Begun("new", invocation)
+                if _one(engine, conn, "id = ?", invocation) is not None:
+                    return Begun("new", invocation)  # recorded already (a batch's worker, a retried commit)
+                holder = _one(engine, conn, "live_key = ?", unique) if unique else None
+                if holder is None and key is not None:
+                    holder = _one(engine, conn, "idem_key = ?", key)
+                if holder is None:
+                    continue
+                if _alive(engine, holder):
+                    return Begun("busy", holder["id"], holder)
+                close(engine, conn, holder["id"], holder["first_id"] or 0, CRASHED, None)  # frees its live key
+            raise AssertionError("an invocation could not be recorded")
 
-        engine.call(lambda conn: engine.transaction(conn, lambda: write(conn)))
+        begun: Begun = engine.call(lambda conn: engine.transaction(conn, lambda: write(conn)))
+        if begun.outcome in ("new", "resume"):
+            engine.hold(invocation=begun.id)
+        return begun
+
+    def resume_invocation(self, invocation: str, *, unique: str | None = None) -> Begun:
+        """Take over an unfinished invocation (crashed, interrupted, cancelled) as this process's; see
+        ``contracts.Invocations.resume_invocation``."""
+        engine = self.engine
+
+        def write(conn: Connection) -> Begun:
+            found = _one(engine, conn, "id = ?", invocation)
+            if found is None:
+                return Begun("missing", invocation)
+            close_abandoned(engine, conn, found["job"])
+            found = _one(engine, conn, "id = ?", invocation)
+            assert found is not None
+            return _keyed(engine, conn, found, unique)
+
+        begun: Begun = engine.call(lambda conn: engine.transaction(conn, lambda: write(conn)))
+        if begun.outcome == "resume":
+            engine.hold(invocation=begun.id)
+        return begun
+
+    def invocation_progress(self, invocation: str, scanned: int, total: int | None = None) -> None:
+        """How far the invocation's tenant scan got (and the total once it finished): kept in memory, written
+        with the heartbeat and by ``end_invocation``. Writes nothing now."""
+        if invocation in self.engine.invocations:
+            self.engine.invocations[invocation] = (scanned, total)
 
     def end_invocation(self, invocation: str, status: str, exit_code: int, counts: dict[str, int]) -> None:
         """The invocation's outcome, its counts by status and its runs' p50/p95/max duration. Counts are kept
-        as ``status=n`` pairs (no JSON on the run path: start-up time)."""
+        as ``status=n`` pairs. A resumed invocation's counts are those of its whole: each tenant's newest run in it."""
         engine = self.engine
         engine.flush()
+        scanned, total = engine.invocations.pop(invocation, (None, None))
 
         def write(conn: Connection) -> None:
-            row = engine.execute(conn, "SELECT first_id FROM pinstripe_invocations WHERE id = ?",
+            row = engine.execute(conn, "SELECT first_id, resumed FROM pinstripe_invocations WHERE id = ?",
                                  (invocation,)).fetchone()
-            close(engine, conn, invocation, (row[0] if row else 0) or 0, status, exit_code,
-                  ",".join(f"{k}={v}" for k, v in sorted(counts.items())))
+            first = (row[0] if row else 0) or 0
+            text = ",".join(f"{k}={v}" for k, v in sorted(counts.items()))
+            final, code = status, exit_code
+            if row and row[1]:  # resumed: the whole, each tenant once (its newest run in the invocation)
+                whole = whole_counts(engine, conn, invocation, first)
+                text = ",".join(f"{k}={v}" for k, v in sorted(whole.items()))
+                if code == 0 and any(whole.get(s) for s in (Status.FAILED, Status.TIMED_OUT, Status.ABANDONED,
+                                                            Status.INTERRUPTED)):
+                    final, code = InvocationStatus.FAILED.value, 1
+            if scanned is not None:
+                engine.execute(conn, "UPDATE pinstripe_invocations SET scanned = ?, total = COALESCE(?, total) "
+                                     "WHERE id = ?", (scanned, total, invocation))
+            close(engine, conn, invocation, first, final, code, text)
 
         engine.call(lambda conn: engine.transaction(conn, lambda: write(conn)))
 
     def close_abandoned_invocations(self, job: str) -> None:
-        """Close the invocations of ``job`` whose process is gone (``abandoned``, their runs counted and
+        """Close the invocations of ``job`` whose process is gone (``crashed``, their runs counted and
         folded). ``begin_invocation`` does it first, in its own transaction."""
         engine = self.engine
         engine.call(lambda conn: engine.transaction(conn, lambda: close_abandoned(engine, conn, job)))
@@ -77,17 +157,81 @@ class InvocationRecords:
         return {row[0]: (row[1], row[2]) for row in rows}
 
 
+def _json(value: Any) -> str | None:
+    return None if value is None else storable(json.dumps(value, default=str, sort_keys=True), 20000)
+
+
+def _insert(engine: Engine, conn: Connection, values: dict[str, Any]) -> bool:
+    columns = (*values, "started_at", "host", "pid", "pid_token", "first_id", "heartbeat_at", "resumed")
+    first = engine.execute(conn, "SELECT COALESCE(max(id), 0) FROM pinstripe_runs").fetchone()[0]
+    now = engine.now()
+    params = (*values.values(), now, HOST, engine.pid, engine.token, first, now, 0)
+    row = engine.execute(conn, f"INSERT INTO pinstripe_invocations ({', '.join(columns)}) VALUES "
+                               f"({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING RETURNING id",
+                         params).fetchone()
+    return row is not None
+
+
+def _one(engine: Engine, conn: Connection, where: str, value: Any) -> Row | None:
+    row = engine.execute(conn, f"{SELECT_INVOCATION} WHERE {where}", (value,)).fetchone()
+    return dict(zip(RECORD, row, strict=True)) if row else None
+
+
+def _alive(engine: Engine, row: Row) -> bool:
+    return row["ended_at"] is None and engine.holder_alive(row["host"], row["pid"], row["pid_token"],
+                                                           row["heartbeat_at"])
+
+
+def _keyed(engine: Engine, conn: Connection, found: Row, unique: str | None) -> Begun:
+    """An existing invocation named by its key or id: finished, busy (live), or taken over to be resumed."""
+    if found["ended_at"] is not None and found["status"] in INVOCATION_FINISHED:
+        return Begun("finished", found["id"], found)
+    if _alive(engine, found):
+        return Begun("busy", found["id"], found)
+    if found["ended_at"] is None:  # its holder is gone: close it first (its runs counted and folded)
+        close(engine, conn, found["id"], found["first_id"] or 0, CRASHED, None)
+    live = found["live_key"] or unique
+    if live is not None:
+        row = engine.execute(conn, f"{SELECT_INVOCATION} WHERE live_key = ? AND id <> ?",
+                             (live, found["id"])).fetchone()
+        holder = dict(zip(RECORD, row, strict=True)) if row else None
+        if holder is not None and _alive(engine, holder):
+            return Begun("busy", holder["id"], holder)
+        if holder is not None:
+            close(engine, conn, holder["id"], holder["first_id"] or 0, CRASHED, None)
+    now = engine.now()
+    taken = engine.execute(conn, "UPDATE pinstripe_invocations SET ended_at = NULL, status = NULL, exit_code = NULL, "
+                                 "host = ?, pid = ?, pid_token = ?, heartbeat_at = ?, live_key = ?, resumed = "
+                                 "COALESCE(resumed, 0) + 1 WHERE id = ? AND ended_at IS NOT NULL",
+                           (HOST, engine.pid, engine.token, now, live, found["id"]))
+    if not taken.rowcount:  # another process took it over first
+        return Begun("busy", found["id"], found)
+    return Begun("resume", found["id"], found)
+
+
+def whole_counts(engine: Engine, conn: Connection, invocation: str, first_id: int) -> dict[str, int]:
+    """Counts by status of each tenant's newest run in the invocation (a dead holder's ``running``: abandoned)."""
+    found: dict[str, int] = {}
+    for status, n in engine.execute(conn, "SELECT status, count(*) FROM pinstripe_runs WHERE id IN (SELECT max(id) "
+                                          f"FROM pinstripe_runs WHERE {_WHERE} AND status <> ? GROUP BY COALESCE("
+                                          "tenant, '-')) GROUP BY status", (first_id, invocation, QUEUED)).fetchall():
+        key = ABANDONED.value if status == LIVE else status
+        found[key] = found.get(key, 0) + n
+    return found
+
+
 def close_abandoned(engine: Engine, conn: Connection, job: str) -> None:
-    for row in engine.execute(conn, "SELECT id, first_id, host, pid, pid_token FROM pinstripe_invocations WHERE "
-                                    "job = ? AND ended_at IS NULL", (job,)).fetchall():
-        if not engine.holder_alive(row[2], row[3], row[4], None):
-            close(engine, conn, row[0], row[1] or 0, ABANDONED.value, None)
+    for row in engine.execute(conn, "SELECT id, first_id, host, pid, pid_token, heartbeat_at FROM "
+                                    "pinstripe_invocations WHERE job = ? AND ended_at IS NULL", (job,)).fetchall():
+        if row[0] not in engine.invocations and not engine.holder_alive(row[2], row[3], row[4], row[5]):
+            close(engine, conn, row[0], row[1] or 0, CRASHED, None)
 
 
 def close(engine: Engine, conn: Connection, invocation: str, first_id: int, status: str, exit_code: int | None,
           counts: str | None = None) -> None:
-    """Close an invocation: its counts (given, or, when its process died, counted and its runs folded) and
-    its runs' exact p50/p95/max duration, sorted by the database (nothing held in memory here)."""
+    """Close an invocation: its counts (given, or, when its process died, counted and its runs folded), its
+    runs' exact p50/p95/max duration, sorted by the database (nothing held in memory here), and free its live
+    key (a unique job may run again)."""
     if counts is None:  # its process died: count what it recorded, fold its runs
         found: dict[str, int] = {}
         for key, n in engine.execute(conn, f"SELECT status, count(*) FROM pinstripe_runs WHERE {_WHERE} GROUP BY "
@@ -106,5 +250,5 @@ def close(engine: Engine, conn: Connection, invocation: str, first_id: int, stat
             if n else None
         quantiles.append(row[0] if row else None)
     engine.execute(conn, "UPDATE pinstripe_invocations SET ended_at = ?, status = ?, exit_code = ?, counts = ?, "
-                         "p50_ms = ?, p95_ms = ?, max_ms = ? WHERE id = ?",
+                         "p50_ms = ?, p95_ms = ?, max_ms = ?, live_key = NULL WHERE id = ?",
                    (engine.now(), status, exit_code, counts, *quantiles, invocation))

@@ -40,6 +40,7 @@ from pinstripe_jobs.store.common import (
 from pinstripe_jobs.store.dialects import dialect_for
 from pinstripe_jobs.store.engine import Engine
 from pinstripe_jobs.store.history import HistoryReads
+from pinstripe_jobs.store.invocation_reads import InvocationReads
 from pinstripe_jobs.store.invocations import InvocationRecords
 from pinstripe_jobs.store.maintenance import Maintenance
 from pinstripe_jobs.store.meta import MetaRecords
@@ -56,8 +57,8 @@ if TYPE_CHECKING:
 OPEN_RETRY_S = 10  # opening the store: a wrong URL should not wait the whole budget to say so
 
 
-class StateStore(RunRecords, ClaimRecords, TickRecords, SlotRecords, InvocationRecords, MetaRecords, Maintenance,
-                 HistoryReads, PauseRecords, AuditRecords, CancelRecords):
+class StateStore(RunRecords, ClaimRecords, TickRecords, SlotRecords, InvocationRecords, InvocationReads, MetaRecords,
+                 Maintenance, HistoryReads, PauseRecords, AuditRecords, CancelRecords):
     """One store per process and URL. Thread-safe: one shared connection behind a lock."""
 
     def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow, history_days: float = 30,

@@ -142,7 +142,7 @@ def current_shape(tmp_path_factory):
 # -- the migrations themselves ---------------------------------------------------------------------------
 def test_the_migrations_are_numbered_in_order_and_self_contained():
     assert [m.VERSION for m in migrations.MIGRATIONS] == list(range(1, migrations.CURRENT + 1))
-    assert schema.SCHEMA_VERSION == str(schema.CURRENT) == str(migrations.CURRENT) == "6"
+    assert schema.SCHEMA_VERSION == str(schema.CURRENT) == str(migrations.CURRENT) == "7"
     folder = Path(migrations.__file__).parent
     assert sorted(p.name for p in folder.glob("v*.py")) == [f"v{n:02d}.py" for n in range(1, migrations.CURRENT + 1)]
     for path in folder.glob("v*.py"):  # its own SQL: it imports nothing of ours but the small base
@@ -152,11 +152,21 @@ def test_the_migrations_are_numbered_in_order_and_self_contained():
 
 def test_a_fresh_database_has_exactly_the_tables_the_first_release_of_this_version_made(
         state_url, releases, current_shape):
-    """v01..v05 run in order on an empty database build what release 4a31bf7 (version 5) built in one go; the
-    later migrations then bring it to what a fresh database of this release has."""
+    """v01..v05 run in order on an empty database build what release 4a31bf7 (version 5) built in one go; v06
+    then only adds to it (the invocation record's columns and indexes), and v07 adds tables (steering)."""
     build(releases, "4a31bf7", state_url)
-    StateStore(state_url).close()
-    assert shape(state_url) == current_shape
+    old_columns, old_indexes = shape(state_url)
+    columns, indexes = current_shape
+    assert {t: c - V06_COLUMNS if t == "pinstripe_invocations" else c for t, c in columns.items()
+            if t not in V07_TABLES} == old_columns
+    assert indexes - V06_INDEXES - V07_INDEXES == old_indexes
+
+
+V06_COLUMNS = {"selection", "options", "started_by", "executor", "heartbeat_at", "scanned", "total", "resumed",
+               "idem_key", "live_key"}
+V06_INDEXES = {"pinstripe_invocations_key", "pinstripe_invocations_live", "pinstripe_invocations_started"}
+V07_TABLES = {"pinstripe_pauses", "pinstripe_audit", "pinstripe_cancels"}  # v07 only adds tables
+V07_INDEXES = {"pinstripe_audit_job"}
 
 
 @pytest.mark.parametrize("commit,found,recorded", RELEASES, ids=[r[0] for r in RELEASES])
@@ -232,7 +242,7 @@ def test_a_failing_upgrade_changes_nothing(state_url, releases, monkeypatch):
 
 
 # -- a newer schema ----------------------------------------------------------------------------------------
-NEWER = migrations.CURRENT + 2
+NEWER = migrations.CURRENT + 1
 TOO_NEW = f"schema version {NEWER}, this release knows up to {migrations.CURRENT}: upgrade pinstripe-jobs"
 
 
