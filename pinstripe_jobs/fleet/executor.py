@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import ConfigError
 from pinstripe_jobs.execution.executors.base import Executor, TenantRunner
-from pinstripe_jobs.model.results import RunResult, Summary
+from pinstripe_jobs.model.results import RunResult, Summary, skip_status
 from pinstripe_jobs.model.status import Status
 from pinstripe_jobs.tenants.query import Tenant
 
@@ -130,7 +130,8 @@ class FleetExecutor(Executor):
         for tenant in tenants:
             tenant_id = None if tenant is None else tenant.id
             if not_sent is None and (runner.stop.requested or self._past_deadline(started)):
-                not_sent = "interrupted" if runner.stop.requested else "deadline passed before it was sent"
+                not_sent = (runner.stop.cancelled or "interrupted") if runner.stop.requested else \
+                    "deadline passed before it was sent"
             if not_sent is not None:
                 unsent.append(tenant_id)  # read on: every tenant is reported
                 continue
@@ -148,7 +149,7 @@ class FleetExecutor(Executor):
         if batch:
             send()
         if unsent:
-            self._give_up_tenants(plan, unsent, Status.SKIPPED, not_sent or "interrupted", observer, summary)
+            self._give_up_tenants(plan, unsent, skip_status(not_sent), not_sent or "interrupted", observer, summary)
         self._wait(pending, plan, observer, summary, started)
 
     def _options(self, plan: Plan) -> dict[str, Any]:
@@ -180,8 +181,8 @@ class FleetExecutor(Executor):
         failing_since = None
         while pending:
             if cancelled is None and (runner.stop.requested or self._past_deadline(started)):
-                cancelled = "interrupted (the run was stopped)" if runner.stop.requested else \
-                    f"no result before the run's deadline ({self.deadline:g}s)"
+                cancelled = (runner.stop.cancelled or "interrupted (the run was stopped)") \
+                    if runner.stop.requested else f"no result before the run's deadline ({self.deadline:g}s)"
                 self._cancel(plan, pending, cancelled)
                 if not runner.stop.requested:
                     break  # the deadline: report what is missing now
@@ -205,7 +206,8 @@ class FleetExecutor(Executor):
         if pending:
             reason = cancelled or "interrupted"
             missing = [t for tenants in pending.values() for t in tenants]
-            self._record_missing(plan, missing, reason, observer, summary)
+            self._record_missing(plan, missing, reason, observer, summary,
+                                 **({"status": Status.CANCELLED} if runner.stop.cancelled else {}))
             pending.clear()
 
     def _collect(self, pending: dict[str, list[Any]], wait: float) -> list[tuple[str, dict[str, Any]]]:
@@ -252,7 +254,9 @@ class FleetExecutor(Executor):
         if tenants is None:
             return
         if meta.get("status") == "REVOKED":  # cancelled before a worker started it
-            self._record_missing(plan, tenants, "cancelled before it started", observer, summary, status=Status.SKIPPED)
+            why = self.runner.stop.cancelled
+            self._record_missing(plan, tenants, why or "cancelled before it started", observer, summary,
+                                 status=skip_status(why))
             return
         if meta.get("status") != "SUCCESS" or not isinstance(value, dict):
             error = f"the task failed on the worker: {value!r}"[:2000]
