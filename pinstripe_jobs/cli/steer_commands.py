@@ -3,7 +3,6 @@ of it), and the ``audit`` trail of manual actions. Also the two checks ``run-bac
 runs: a paused job is refused (exit 4) unless ``--force``, and the run is recorded in the audit trail."""
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,7 @@ def actor() -> tuple[str, str]:
 
     given = os.environ.get(ACTOR_ENV, "").strip()
     if given:
-        return given[:200], "dashboard"
+        return given[:200], "api" if given.startswith("api") else "dashboard"
     return whoami(), "cli"
 
 
@@ -59,6 +58,8 @@ def _store(settings: Settings) -> StateStore:
 
 
 def _print(as_json: bool, data: dict[str, Any], text: str) -> None:
+    import json
+
     click.echo(json.dumps(data, default=str) if as_json else text)
 
 
@@ -168,6 +169,8 @@ def unpause_command(job: str, tenant: str | None, as_json: bool, project: Projec
 @with_project
 def audit_command(job: str | None, action: str | None, limit: int, as_json: bool, project: Project) -> None:
     """Show the audit trail, newest first: every manual action with who, when, from where and its arguments."""
+    import json
+
     from pinstripe_jobs.registry.jobs import normalize_name
     from pinstripe_jobs.store.state import open_store
     from pinstripe_jobs.textsafe import literal
@@ -203,9 +206,11 @@ def check_paused(store: StateStore, job: str, force: bool) -> None:
     sys.exit(int(ExitCode.SKIPPED))
 
 
-def record_run(store: StateStore, plan: Plan, flags: dict[str, Any], action: str = "run") -> None:
-    """The audit trail's entry for a manual run: its invocation, arguments and options."""
+def record_run(store: StateStore, plan: Plan, flags: dict[str, Any], action: str | None = None) -> None:
+    """The audit trail's entry for a manual run (``rerun`` with --only-failed): its invocation, arguments and
+    options."""
     who, source = actor()
+    action = action or ("rerun" if flags.get("only_failed") else "run")
     options = {k: v for k, v in flags.items() if v not in (None, False, (), [], {}) and k != "params"}
     store.audit(action, who=who, source=source, job=plan.spec.name,
                 details={"invocation": plan.invocation, "args": list(plan.options.args),

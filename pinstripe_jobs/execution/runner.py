@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.errors import JobFailed, PinstripeError
 from pinstripe_jobs.execution.attempts import Attempts, backoff_delay, end_of_output
-from pinstripe_jobs.execution.cancelling import watch_cancel
 from pinstripe_jobs.execution.executors.base import Executor
 from pinstripe_jobs.execution.executors.registry import executor_for
 from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
 from pinstripe_jobs.execution.planner import Planner
 from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
+from pinstripe_jobs.execution.steering import skip_paused, watch_cancel
 from pinstripe_jobs.execution.workspace import ServiceFactories, Workspace
 from pinstripe_jobs.model.plan import Plan, RunOptions, spread_offset
 from pinstripe_jobs.model.results import RunResult, Summary
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from pinstripe_jobs.tenants import Tenant, TenantQuery
 
 LOCK_POLL_S = 0.2
-PAUSED = "paused"  # the reason recorded for a tenant paused for the job
 _OPEN_LOCK = threading.Lock()
 _HOST = os.uname().nodename
 
@@ -122,8 +121,7 @@ class Runner:
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
             first = list(itertools.islice(selected, 1))  # a broken source fails here, before anything is printed
         tenants = _guarded(itertools.chain(first, selected), summary, self.stop)
-        if plan.multi_tenant:
-            tenants = self._unpaused(plan, tenants, observer, summary)
+        tenants = skip_paused(self, plan, tenants, observer, summary) if plan.multi_tenant else tenants
         if executor.claims_ahead and plan.multi_tenant and not plan.spread:
             tenants = self.leases.claiming(plan, tenants, lambda: self.stop_reason(plan, summary))
         observer.started(plan)
@@ -146,8 +144,7 @@ class Runner:
             if self._state is not None:
                 self.leases.quietly(self._state.flush)
             summary.duration_s = self.clock() - started
-            summary.signal = self.stop.signal
-            summary.cancelled = self.cancelled.get(plan.invocation)
+            summary.signal, summary.cancelled = self.stop.signal, self.cancelled.get(plan.invocation)
             if (self.state_error or self.config_error) and not summary.error:
                 summary.error = self.state_error or self.config_error
             if ran:  # report files: one that cannot be written is the run's error (exit 3)
@@ -158,24 +155,6 @@ class Runner:
                                                                  int(summary.exit_code), summary.counts))
         observer.finished(summary)
         return summary
-
-    def _unpaused(self, plan: Plan, tenants: Iterator[Tenant | None], observer: Observer, summary: Summary
-                  ) -> Generator[Tenant | None, None, None]:
-        """Tenants paused for this job (`pinstripe pause JOB --tenant ID`) are not run: reported and recorded
-        skipped, reason "paused"."""
-        paused: dict[str, Any] = {}
-        self.leases.quietly(lambda: paused.update(self.state.paused_tenants(plan.spec.name)))
-        if not paused:
-            yield from tenants
-            return
-        for tenant in tenants:
-            if tenant is not None and str(tenant.id) in paused:
-                self.record_skipped(plan, [tenant.id], PAUSED)
-                result = RunResult(tenant.id, Status.SKIPPED, reason=PAUSED)
-                summary.add(result)
-                observer.run_finished(result)
-                continue
-            yield tenant
 
     def executor(self, plan: Plan) -> Executor:
         """Where and how the tenants run: the executor named by the settings (``executors.registry``)."""
@@ -200,10 +179,8 @@ class Runner:
 
     def stop_reason(self, plan: Plan, summary: Summary) -> str | None:
         """Why no further tenant should start, or None."""
-        if plan.invocation in self.cancelled:
-            return self.cancelled[plan.invocation]
-        if self.stop.requested:
-            return "interrupted"
+        if self.stop.requested or plan.invocation in self.cancelled:  # a signal, or `pinstripe cancel`
+            return self.cancelled.get(plan.invocation, "interrupted")
         if self.state_error:
             return STATE_DOWN
         if self.config_error:

@@ -26,6 +26,28 @@ def whoami() -> str:
     return f"{user}@{HOST}"
 
 
+def to_json(value: Any) -> str:
+    """``value`` as JSON, keys sorted, anything else as its text: written without the json module, which a
+    manual run (it records one action) does not otherwise import (start-up time)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return repr(int(value))
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        return repr(float(value))
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda item: str(item[0]))
+        return "{" + ", ".join(f"{_string(str(k))}: {to_json(v)}" for k, v in items) + "}"
+    if isinstance(value, list | tuple | set | frozenset):
+        return "[" + ", ".join(to_json(v) for v in value) + "]"
+    return _string(str(value))
+
+
+def _string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(c if ord(c) >= 0x20 else f"\\u{ord(c):04x}" for c in escaped) + '"'
+
+
 class AuditRecords:
     """``StateStore``'s audit trail (see ``contracts.Audit``)."""
 
@@ -34,11 +56,9 @@ class AuditRecords:
     def audit(self, action: str, *, who: str, source: str = "cli", job: str | None = None,
               details: dict[str, Any] | None = None) -> None:
         """Append one action to the trail, committed when this returns."""
-        import json
-
         if source not in SOURCES:
             raise ValueError(f"audit source {source!r} is not one of {SOURCES}")
-        text = storable(json.dumps(details or {}, default=str, sort_keys=True), MAX_DETAILS)
+        text = storable(to_json(details or {}), MAX_DETAILS)
         engine = self.engine
         engine.call(lambda conn: engine.execute(
             conn, "INSERT INTO pinstripe_audit (at, who, source, action, job, details) VALUES (?, ?, ?, ?, ?, ?)",

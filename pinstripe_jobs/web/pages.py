@@ -11,6 +11,7 @@ from pinstripe_jobs.web.charts import duration_chart
 from pinstripe_jobs.web.dashboard import dashboard_of
 from pinstripe_jobs.web.inputs import GridQuery, RunsQuery
 from pinstripe_jobs.web.render import page, refuse, root_of, when
+from pinstripe_jobs.web.steering import actor_of
 from pinstripe_jobs.web.trigger import ACTIONS_OFF, cross_site, launch, refused
 
 
@@ -85,6 +86,6 @@ async def start_run(request: Request) -> Response:
     if refusal is not None:
         return refusal
     name = inputs.job_name(request.path_params["name"])
-    action = launch(dashboard_of(request), name, args, only_failed)
+    action = launch(dashboard_of(request), name, args, only_failed, actor_of(request))
     return RedirectResponse(f"{root_of(request)}/jobs/{name}?started={action.pid}&action={action.id}",
                             status_code=303)

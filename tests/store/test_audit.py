@@ -40,3 +40,16 @@ def test_old_actions_and_cancel_requests_are_pruned_with_history(stores):
     store.prune()
     assert [row["action"] for row in store.audit_trail()] == ["pause"]
     assert store.cancel_request("inv-old") is None
+
+
+def test_details_of_any_shape_are_read_back_as_json(stores):
+    """Written without the json module (a manual run's start-up): still JSON a reader decodes."""
+    from pinstripe_jobs.errors import ExitCode
+
+    store = stores()
+    details = {"text": 'quote " backslash \\ newline \n bell \x07 é', "n": [1, 2.5, None, True, False],
+               "code": ExitCode.CANCELLED, "nested": {"b": 1, "a": [("t", 2)]}, 7: float("inf")}
+    store.audit("run", who="ann@host", job="sync", details=details)
+    assert store.audit_trail()[0]["details"] == {
+        "text": 'quote " backslash \\ newline \n bell \x07 é', "n": [1, 2.5, None, True, False], "code": 5,
+        "nested": {"a": [["t", 2]], "b": 1}, "7": "inf"}

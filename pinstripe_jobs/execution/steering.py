@@ -1,20 +1,28 @@
-"""Cancelling a running invocation from elsewhere (``pinstripe cancel``, the dashboard): while a run goes on,
-a daemon thread polls its invocation's cancel request in the state store about once a second (one
-primary-key read) and, when there is one, tells the runner (``on_cancel``), which stops starting tenants.
-Like a signal handler, the thread only sets flags; the fan-out loops act on them."""
+"""Steering a run from elsewhere. Cancelling (``pinstripe cancel``, the dashboard): while a run goes on, a
+daemon thread polls its invocation's cancel request in the state store about once a second (one primary-key
+read) and, when there is one, tells the runner (``on_cancel``), which stops starting tenants. Like a signal
+handler, the thread only sets flags; the fan-out loops act on them. Pausing one tenant of a job
+(``pinstripe pause JOB --tenant ID``): that tenant is reported and recorded skipped, reason "paused"."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pinstripe_jobs.model.results import RunResult, Summary
+from pinstripe_jobs.model.status import Status
 
 if TYPE_CHECKING:
+    from pinstripe_jobs.execution.leases import Leases
     from pinstripe_jobs.execution.signals import StopFlag
     from pinstripe_jobs.model.plan import Plan
+    from pinstripe_jobs.observers.base import Observer
     from pinstripe_jobs.store.state import StateStore
+    from pinstripe_jobs.tenants import Tenant
 
 POLL_S = 1.0  # how often the holder of an invocation looks for a cancel request
+PAUSED = "paused"  # the reason recorded for a tenant paused for the job
 
 
 class CancelWatch:
@@ -55,6 +63,7 @@ class _Cancellable(Protocol):
 
     cancelled: dict[str, str]
     stop_on_cancel: bool
+    leases: Leases
 
     @property
     def state(self) -> StateStore: ...
@@ -80,3 +89,22 @@ def watch_cancel(runner: _Cancellable, plan: Plan) -> CancelWatch:
             runner.stop.cancel(reason)
 
     return CancelWatch(check, on_cancel)
+
+
+def skip_paused(runner: _Cancellable, plan: Plan, tenants: Iterator[Tenant | None], observer: Observer,
+                summary: Summary) -> Generator[Tenant | None, None, None]:
+    """``tenants`` less those paused for this job (`pinstripe pause JOB --tenant ID`): each of those is
+    reported and recorded skipped, reason "paused" (one read of the job's pauses per run)."""
+    paused: dict[str, Any] = {}
+    runner.leases.quietly(lambda: paused.update(runner.state.paused_tenants(plan.spec.name)))
+    if not paused:
+        yield from tenants
+        return
+    for tenant in tenants:
+        if tenant is not None and str(tenant.id) in paused:
+            runner.leases.record_skipped(plan, [tenant.id], PAUSED)
+            result = RunResult(tenant.id, Status.SKIPPED, reason=PAUSED)
+            summary.add(result)
+            observer.run_finished(result)
+            continue
+        yield tenant
