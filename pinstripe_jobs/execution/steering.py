@@ -84,9 +84,14 @@ def watch_cancel(runner: _Cancellable, plan: Plan) -> CancelWatch:
         return None if request is None else cancel_reason(request)
 
     def on_cancel(reason: str) -> None:
+        import sys
+
         runner.cancelled[plan.invocation] = reason
         if runner.stop_on_cancel:
             runner.stop.cancel(reason)
+        sys.stderr.write(f"{plan.spec.name}: invocation {plan.invocation} {reason}; no more tenants start, "
+                         "running ones get the grace period.\n")
+        sys.stderr.flush()
 
     return CancelWatch(check, on_cancel)
 
