@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pinstripe_jobs.cli.deploy_commands import dashboard_command, kubernetes_manifest_command, worker_command
 from pinstripe_jobs.cli.group import COMMON_ENV, Command, Group, epilog, main
+from pinstripe_jobs.cli.invocation_commands import invocation_command, invocations_command, resume_command
 from pinstripe_jobs.cli.job_commands import (
     generate_background_job_command,
     history_command,
@@ -19,9 +20,10 @@ from pinstripe_jobs.cli.steer_commands import audit_command, cancel_command, pau
 
 __all__ = ["audit_command", "cancel_command", "pause_command", "unpause_command",
            "COMMON_ENV", "EXIT_CODES", "RUN_CODES", "Command", "Group", "Project", "dashboard_command", "epilog",
-           "generate_background_job_command", "handle_errors", "history_command", "kubernetes_manifest_command",
-           "list_background_jobs_command", "load", "main", "project_options", "run_background_job_command",
-           "run_due_jobs_command", "start_bot_command", "with_project", "worker_command"]
+           "generate_background_job_command", "handle_errors", "history_command", "invocation_command",
+           "invocations_command", "kubernetes_manifest_command",
+           "list_background_jobs_command", "load", "main", "project_options", "resume_command",
+           "run_background_job_command", "run_due_jobs_command", "start_bot_command", "with_project", "worker_command"]
 
 from pinstripe_jobs.cli.migrate import register  # noqa: E402  (after the decorators it is given)
 

@@ -55,16 +55,26 @@ def generate_background_job_command(name: str, project: Project) -> None:
               help="Only runs with this status.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True, metavar="N",
               help="At most this many runs.")
+@click.option("--invocation", default=None, metavar="ID", help="Only the runs of this invocation.")
+@click.option("--since", default=None, metavar="DATETIME",
+              help="Only runs started at or after DATETIME (ISO 8601; without an offset: the config's timezone).")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @with_project
 def history_command(job: str | None, tenant: str | None, status: str | None, limit: int, as_json: bool,
-                    project: Project) -> None:
+                    project: Project, invocation: str | None = None, since: str | None = None) -> None:
     """Show recorded runs, newest first."""
     from pinstripe_jobs.observers.listings import print_history
     from pinstripe_jobs.registry.jobs import normalize_name
     from pinstripe_jobs.store.state import open_store
 
-    store = open_store(project.settings(), read_only=True)  # never creates a state database
-    rows = store.runs(job=normalize_name(job) if job else None, tenant=tenant, status=status,
-                      limit=limit) if store else []
+    settings = project.settings()
+    after = None
+    if since is not None:
+        from pinstripe_jobs.cli.services import parse_at
+        from pinstripe_jobs.store.common import stamp
+
+        after = stamp(parse_at(since, settings, "--since"))
+    store = open_store(settings, read_only=True)  # never creates a state database
+    rows = store.runs(job=normalize_name(job) if job else None, tenant=tenant, status=status, limit=limit,
+                      invocation=invocation, since=after) if store else []
     print_history(rows, as_json)

@@ -24,7 +24,7 @@ MAX_COUNT = 10**6  # --max-failures, history --limit
 RUN_CODES = ["0   every run succeeded (or was skipped as not this shard)", "1   a run failed",
              "2   usage error (unknown job, bad option or argument)",
              "3   configuration error (config, job module, tenant source or state store)",
-             "4   skipped: the job was already running for a tenant",
+             "4   skipped: the job was already running for a tenant (or, --unique, a live invocation exists)",
              "4   the job is paused (`pinstripe pause`) and --force was not given: nothing was run",
              "5   cancelled (`pinstripe cancel`, or the dashboard)", "124 a run timed out (and none failed)",
              "130 interrupted by SIGINT", "143 stopped by SIGTERM"]
@@ -42,6 +42,18 @@ def parse_spread(value: str | None) -> float | None:
     if not 0 <= seconds <= MAX_SPREAD:
         raise click.BadParameter(f"{value!r} is longer than 7 days ({MAX_SPREAD} seconds), the longest spread.")
     return seconds
+
+
+MAX_KEY = 200
+
+
+def parse_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not 1 <= len(value) <= MAX_KEY or not value.isprintable() or value.strip() != value:
+        raise click.BadParameter(f"{value[:60]!r} is not a key: 1 to {MAX_KEY} printable characters, no leading or "
+                                 "trailing space (e.g. the CI pipeline's run id).")
+    return value
 
 
 def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -80,7 +92,8 @@ EXAMPLES: Sequence[str] = (
     "pinstripe run-background-job --name deliver-notifications",
     "pinstripe run-background-job --name send-email --arg user@example.com --arg 'Welcome!'",
     "pinstripe run-background-job --name reindex --concurrency 8 --shard 0/4 --json",
-    "pinstripe run-background-job --name send-newsletter --only-failed")
+    "pinstripe run-background-job --name send-newsletter --only-failed",
+    "pinstripe run-background-job --name reindex --key \"$CI_PIPELINE_ID\" --unique")
 
 
 @main.command("run-background-job", short_help="Run a job now, once per matching tenant.", epilog=epilog(
@@ -106,7 +119,15 @@ EXAMPLES: Sequence[str] = (
               help="Run each tenant in its own child process (`process`).")
 @click.option("--grace", type=Seconds(0, DAY), default=30, show_default=True, metavar="SECONDS",
               help="After SIGINT/SIGTERM, how long running tenants get to finish.")
-@click.option("--wait", is_flag=True, help="Wait for a running instance to finish instead of skipping.")
+@click.option("--wait", is_flag=True, help="Wait for a running instance to finish instead of skipping (with "
+                                          "--unique: for the live invocation to end).")
+@click.option("--key", default=None, metavar="KEY", envvar="PINSTRIPE_INVOCATION_KEY",
+              callback=lambda ctx, param, value: parse_key(value),
+              help="Idempotency key (env PINSTRIPE_INVOCATION_KEY, 1-200 printable characters): a key naming an "
+                   "unfinished invocation resumes it; one naming a finished invocation runs nothing and exits "
+                   "with its recorded code.")
+@click.option("--unique", is_flag=True, help="Run nothing (exit 4) while a live invocation of this job with the "
+                                             "same arguments exists (the job's `unique = True` does the same).")
 @click.option("--spread", callback=lambda ctx, param, value: parse_spread(value), metavar="DURATION", default=None,
               help="Start each tenant at a stable offset within DURATION (10m, 90s, 1h; at most 7 days) instead of "
                    "all at once.")

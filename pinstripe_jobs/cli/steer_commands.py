@@ -212,6 +212,15 @@ def record_run(store: StateStore, plan: Plan, flags: dict[str, Any], action: str
     who, source = actor()
     action = action or ("rerun" if flags.get("only_failed") else "run")
     options = {k: v for k, v in flags.items() if v not in (None, False, (), [], {}) and k != "params"}
+    # a key names its invocation once the run opens it; a resume, the one it resumes
+    invocation = plan.options.resume or (None if flags.get("key") else plan.invocation)
     store.audit(action, who=who, source=source, job=plan.spec.name,
-                details={"invocation": plan.invocation, "args": list(plan.options.args),
-                         "params": plan.options.params, **options})
+                details={"invocation": invocation, "args": list(plan.options.args), "params": plan.options.params,
+                         **options})
+
+
+def record_resume(store: StateStore, plan: Plan, include_abandoned: bool) -> None:
+    """``pinstripe resume ID``: audited, and a cancel request of that invocation withdrawn (it was cancelled,
+    and is now asked to go on)."""
+    store.withdraw_cancel(plan.options.resume or plan.invocation)
+    record_run(store, plan, {"include_abandoned": include_abandoned}, action="resume")

@@ -21,6 +21,7 @@ from pinstripe_jobs.errors import JobFailed, PinstripeError
 from pinstripe_jobs.execution.attempts import Attempts, backoff_delay, end_of_output
 from pinstripe_jobs.execution.executors.base import Executor
 from pinstripe_jobs.execution.executors.registry import executor_for
+from pinstripe_jobs.execution.invocations import scanning
 from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
 from pinstripe_jobs.execution.planner import Planner
 from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
@@ -117,7 +118,16 @@ class Runner:
         executor = self.executor(plan)
         with self.stop.interruptible():
             executor.check(plan)  # a fleet that cannot work is a configuration error before anything runs
-        selected = self.planner.checked(plan.tenants())
+        go: list[bool] = []
+        begun = self.leases.quietly(lambda: go.append(self.open_invocation(plan, summary)))
+        summary.invocation = plan.invocation
+        if begun and not go[0]:  # nothing to run: a finished key, a live invocation (see open_invocation)
+            observer.started(plan)
+            observer.finished(summary)
+            return summary
+        progress = self.state.invocation_progress
+        selected = scanning(self.planner.checked(plan.tenants()),
+                            lambda n, total: progress(plan.invocation, n, total), len(plan.done))
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
             first = list(itertools.islice(selected, 1))  # a broken source fails here, before anything is printed
         tenants = _guarded(itertools.chain(first, selected), summary, self.stop)
@@ -126,10 +136,6 @@ class Runner:
             tenants = self.leases.claiming(plan, tenants, lambda: self.stop_reason(plan, summary))
         observer.started(plan)
         started = self.clock()
-        begun = self.leases.quietly(lambda: self.state.begin_invocation(
-            plan.invocation, plan.spec.name, plan.options.trigger, tick=plan.options.tick,
-            args={"args": list(plan.options.args), "params": plan.options.params} if plan.options.args
-            or plan.options.params else None))
         ran = False
         try:
             with watch_cancel(self, plan):  # `pinstripe cancel` from anywhere: polled about once a second
@@ -151,10 +157,29 @@ class Runner:
                 observer.closing(summary)
             state = self._state
             if begun and state is not None and not self.state_error:
-                self.leases.quietly(lambda: state.end_invocation(plan.invocation, summary.status,
-                                                                 int(summary.exit_code), summary.counts))
+                self.leases.quietly(lambda: self.end_invocation(state, plan, summary))
         observer.finished(summary)
         return summary
+
+    def open_invocation(self, plan: Plan, summary: Summary) -> bool:
+        """Record the invocation before any tenant runs, or take over the one its key or ``resume`` names;
+        False when nothing is to run (``summary`` says why: ``execution.invocations.open_invocation``)."""
+        from pinstripe_jobs.execution.invocations import details, open_invocation
+
+        info = details(plan, self.settings.tenants, self.settings.executor)
+        go = open_invocation(self.state, plan, summary, info, self.sleep, lambda: self.stop.requested)
+        if go and plan.options.resume and not plan.multi_tenant and plan.done:
+            summary.note = f"Invocation {plan.invocation} already ran its job (it does not run per tenant)."
+            plan.options.skip_reason = "already ran in this invocation"
+        return go
+
+    def end_invocation(self, state: StateStore, plan: Plan, summary: Summary) -> None:
+        """Record the invocation's end; a resumed one ends with the outcome of its whole (the exit code too)."""
+        status, code = state.end_invocation(plan.invocation, summary.status, int(summary.exit_code), summary.counts)
+        if code != int(summary.exit_code):
+            summary.recorded_exit = code
+            summary.note = (f"{summary.note + ' ' if summary.note else ''}The whole invocation ended {status} "
+                            f"(exit {code}): see `pinstripe invocation {plan.invocation}`.")
 
     def executor(self, plan: Plan) -> Executor:
         """Where and how the tenants run: the executor named by the settings (``executors.registry``)."""

@@ -7,6 +7,10 @@ already running for a tenant) fails that index without a retry; 143 (SIGTERM: th
 preempted) and disruptions are not counted; anything else (1 a tenant failed, 124 timed out, 130) retries
 that index, up to ``backoffLimitPerIndex``. ``podReplacementPolicy: Failed`` means a replacement pod starts
 only once the old one has fully terminated: never two pods for one index.
+
+Each pod's run has an idempotency key, ``k8s-<the Job's uid>-<completion index>``: a replaced pod (preempted,
+its node lost) resumes the invocation of its index instead of running its shard again from the start, and a
+pod started again after its index's invocation finished runs nothing and exits with that invocation's code.
 """
 from __future__ import annotations
 
@@ -14,6 +18,9 @@ import json
 import re
 from typing import Any
 
+# The Job's uid, through the downward API: the Job controller labels each of its pods with it (Kubernetes 1.27+).
+JOB_UID = {"name": "PINSTRIPE_JOB_UID",
+           "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}}}
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
@@ -32,9 +39,11 @@ def manifest(*, job: str, shards: int, image: str, cron: str | None = None, time
         "image": image,
         "command": ["/bin/sh", "-c"],
         # the shell reads the completion index Kubernetes sets on each pod
+        # and the key of its invocation: the Job's uid and the index, so a replaced pod resumes its shard
         "args": ["exec pinstripe run-background-job --name \"$PINSTRIPE_JOB\" "
-                 "--shard \"$JOB_COMPLETION_INDEX/$PINSTRIPE_SHARD_COUNT\" --grace " + str(grace)],
-        "env": [{"name": "PINSTRIPE_JOB", "value": job}, *env],
+                 "--shard \"$JOB_COMPLETION_INDEX/$PINSTRIPE_SHARD_COUNT\" --grace " + str(grace) + " "
+                 "${PINSTRIPE_JOB_UID:+--key \"k8s-$PINSTRIPE_JOB_UID-$JOB_COMPLETION_INDEX\"}"],
+        "env": [{"name": "PINSTRIPE_JOB", "value": job}, *env, JOB_UID],
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}},
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }

@@ -21,7 +21,8 @@ class RunOptions:
         "args": (), "params": None, "tenant_ids": (), "exclude_ids": (), "fail_fast": False, "concurrency": None,
         "shard": None, "trigger": "manual", "tick": None, "wait": False, "only_failed": False, "keep_runs": False,
         "timeout": None, "retries": None, "isolation": None, "max_failures": None, "grace": 30.0,
-        "skip_reason": None, "spread": None, "invocation": None, "deadline": None}
+        "skip_reason": None, "spread": None, "invocation": None, "deadline": None, "key": None, "unique": False,
+        "resume": None, "include_abandoned": False, "started_by": None}
 
     args: tuple[Any, ...]
     params: dict[str, Any]
@@ -44,6 +45,11 @@ class RunOptions:
     spread: float | None
     invocation: str | None
     deadline: float | None
+    key: str | None  # idempotency key (--key, PINSTRIPE_INVOCATION_KEY): names at most one invocation
+    unique: bool  # --unique: no second live invocation of this job with these arguments
+    resume: str | None  # the invocation to run the rest of (`pinstripe resume ID`)
+    include_abandoned: bool  # a resume reruns tenants that started but whose outcome is unknown
+    started_by: str | None  # who started it (the dashboard's identity); default user@host
 
     def __init__(self, **values: Any):
         unknown = set(values) - set(self.FIELDS)

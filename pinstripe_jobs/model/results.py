@@ -13,10 +13,14 @@ TIMED_OUT, INTERRUPTED, CANCELLED = Status.TIMED_OUT, Status.INTERRUPTED, Status
 CANCELLED_BY = "cancelled by "  # how the reason of a tenant not run because its invocation was cancelled begins
 ALREADY_RUNNING = "already running"
 AT_CAP = "tenant at its concurrency cap"
+PAUSED = "paused"  # a reason starting with it: the job or tenant is paused (`pinstripe pause`)
+NOT_THIS_SHARD = "not this shard"
+# skips that still cover the tenant's turn (exit 0 or 4): any other skip leaves a tenant not run (exit 1)
+COVERED_SKIPS = (ALREADY_RUNNING, AT_CAP, PAUSED, NOT_THIS_SHARD)
 # the overall word of a run, by exit code ("error": its tenant source, state store or a service broke)
-STATUS_OF_EXIT: dict[int, str] = {0: Status.SUCCEEDED, 1: Status.FAILED, 3: "error", 4: Status.SKIPPED,
-                                  5: Status.CANCELLED, 124: Status.TIMED_OUT, 130: Status.INTERRUPTED,
-                                  143: Status.INTERRUPTED}
+STATUS_OF_EXIT: dict[int, str] = {0: Status.SUCCEEDED, 1: Status.FAILED, 2: "error", 3: "error", 4: Status.SKIPPED,
+                                  5: Status.CANCELLED,
+                                  124: Status.TIMED_OUT, 130: Status.INTERRUPTED, 143: Status.INTERRUPTED}
 
 
 def skip_status(reason: str | None) -> Status:
@@ -86,6 +90,10 @@ class Summary:
         self.error: str | None = None  # the tenant source broke mid-run: not every tenant could be read
         self.report_error: str | None = None  # a report file (JUnit, the step summary) could not be written
         self.cancelled: str | None = None  # its invocation was cancelled (`pinstripe cancel`): by whom, why
+        self.invocation: str | None = None  # the id of the invocation this run recorded (or resumed)
+        self.note: str | None = None  # what an operator should know: nothing ran because ... (shown, in the JSON)
+        self.recorded_exit: int | None = None  # an idempotency key named a finished invocation: its exit code
+        self.uncovered = 0  # tenants skipped for another reason than COVERED_SKIPS: not run (never exit 0)
 
     def add(self, result: RunResult) -> None:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
@@ -93,6 +101,8 @@ class Summary:
             self.failures.append(result)
         elif result.reason == ALREADY_RUNNING or (result.reason or "").startswith(AT_CAP):
             self.already_running += 1
+        elif result.status == SKIPPED and not (result.reason or "").startswith(COVERED_SKIPS):
+            self.uncovered += 1
         if self.runs is not None:
             self.runs.append(result)
 
@@ -104,14 +114,19 @@ class Summary:
     def status(self) -> str:
         """The overall word, from the same precedence as the exit code: interrupted, cancelled, error (the tenant
         source or state store broke: 3), failed, timed_out, skipped (already running), succeeded."""
-        return STATUS_OF_EXIT[int(self.exit_code)]
+        return STATUS_OF_EXIT.get(int(self.exit_code), "error")
 
     @property
     def exit_code(self) -> ExitCode:
         """Precedence: interrupted (130/143) > cancelled (5) > tenant source broke mid-run, or a report could
-        not be written (3) > failed (1) > timed out (124) > skipped as already running (4) > 0."""
+        not be written (3) > failed (1) > timed out (124) > tenants skipped for another reason than already
+        running, a tenant cap, a pause or not this shard (1) > skipped as already running (4) > 0. An
+        idempotency key that named a finished invocation: that invocation's recorded code."""
         import signal
 
+        if self.recorded_exit is not None:
+            return ExitCode(self.recorded_exit) if self.recorded_exit in ExitCode._value2member_map_ \
+                else ExitCode.FAILED
         if self.signal is not None:
             return ExitCode.TERMINATED if self.signal == signal.SIGTERM else ExitCode.INTERRUPTED
         if self.cancelled or self.counts.get(CANCELLED):
@@ -122,6 +137,8 @@ class Summary:
             return ExitCode.FAILED
         if self.counts.get(TIMED_OUT):
             return ExitCode.TIMED_OUT
+        if self.uncovered:
+            return ExitCode.FAILED
         if self.already_running:
             return ExitCode.SKIPPED
         return ExitCode.OK

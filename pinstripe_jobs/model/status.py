@@ -30,8 +30,9 @@ class InvocationStatus(StrEnum):
     CRASHED = "crashed"  # its holder is provably gone (dead on this host, or its heartbeat stale)
 
 
-# An invocation that ran to its end: its idempotency key runs nothing again. The others can be resumed.
-INVOCATION_FINISHED: tuple[InvocationStatus, ...] = (InvocationStatus.SUCCEEDED, InvocationStatus.FAILED)
+# An invocation that ran to its end: its idempotency key runs nothing again. The others can be resumed (an ended
+# invocation may also read ``skipped``: some tenants were already running, exit 4; or ``error``: exit 3).
+INVOCATION_FINISHED: tuple[str, ...] = (InvocationStatus.SUCCEEDED, InvocationStatus.FAILED, "timed_out")
 
 
 ALL: tuple[Status, ...] = tuple(Status)

@@ -47,6 +47,8 @@ def summary_line(summary: Summary) -> str:
                 "not read or not run."
     if summary.report_error:
         text += f"\n{literal(summary.report_error, multiline=True)}"
+    if summary.note:
+        text += f"\n{literal(summary.note)}"
     return text
 
 
@@ -384,7 +386,9 @@ class JsonReporter(Observer):
 
     def finished(self, summary: Summary) -> None:
         tail = {"status": summary.status, "exit_code": int(summary.exit_code),
-                "duration_s": round(summary.duration_s, 6), "counts": summary.counts}
+                "duration_s": round(summary.duration_s, 6), "counts": summary.counts, "invocation": summary.invocation}
+        if summary.note:
+            tail["note"] = summary.note
         if summary.signal:
             tail["interrupted_by"] = summary.signal
         if summary.error:

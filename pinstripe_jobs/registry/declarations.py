@@ -134,6 +134,7 @@ def spec_from_module(name: str, path: Path, module: ModuleType, settings: Settin
         module=module,
         schedule_for=check.function("schedule_for"),
         spread=check.duration("spread"),
+        unique=check.typed("unique", bool, False),
     )
     if spec.per_tenant_schedule and not multi_tenant:
         raise BadAttribute("timezone = \"tenant\" and schedule_for need a job that runs per tenant",

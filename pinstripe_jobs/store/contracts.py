@@ -160,12 +160,13 @@ class Invocations(Protocol):
         heartbeat's worth). Only for an invocation this process holds."""
         ...
 
-    def end_invocation(self, invocation: str, status: str, exit_code: int, counts: dict[str, int]) -> None:
+    def end_invocation(self, invocation: str, status: str, exit_code: int, counts: dict[str, int]
+                       ) -> tuple[str, int]:
         """Commit deferred ends, then set its end, status, exit code, counts and p50/p95/max duration, and free
-        its unique key. A resumed invocation's counts are its whole (each tenant's newest run in it), and it
-        reads ``failed`` (exit 1) instead of ``succeeded`` when its whole holds a failed, timed out,
-        interrupted or abandoned tenant. Stops its heartbeat. Kill -9 before it: the invocation reads
-        ``crashed`` until the job's next one closes it."""
+        its unique key; returns the status and exit code recorded. A resumed invocation's counts are its whole
+        (each tenant's newest run in it), and it reads ``failed`` (exit 1) instead of ``succeeded`` when its
+        whole holds a failed, timed out, interrupted or abandoned tenant. Stops its heartbeat. Kill -9 before
+        it: the invocation reads ``crashed`` until the job's next one closes it."""
         ...
 
     def close_abandoned_invocations(self, job: str) -> None:
@@ -271,8 +272,9 @@ class History(Protocol):
         ...
 
     def runs(self, *, job: str | None = None, tenant: str | None = None, status: str | None = None,
-             limit: int | None = 50) -> list[Row]:
-        """Runs, newest first, filtered; ``status`` matches what is shown (``abandoned`` included)."""
+             limit: int | None = 50, invocation: str | None = None, since: str | None = None) -> list[Row]:
+        """Runs, newest first, filtered; ``status`` matches what is shown (``abandoned`` included);
+        ``invocation``: its runs only; ``since``: started at or after that ISO UTC time."""
         ...
 
     def last_runs(self) -> dict[str, Row]:

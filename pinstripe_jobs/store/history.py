@@ -43,13 +43,21 @@ class HistoryReads:
         return [self.present(dict(zip(COLUMNS, r, strict=True))) for r in self.engine.query(sql, params)]
 
     def runs(self, *, job: str | None = None, tenant: str | None = None, status: str | None = None,
-             limit: int | None = 50) -> list[Row]:
-        """Runs, newest first. ``running`` rows whose holder is gone read as ``abandoned``."""
-        where, params = [], []
-        for column, value in (("job", job), ("tenant", tenant)):
+             limit: int | None = 50, invocation: str | None = None, since: str | None = None) -> list[Row]:
+        """Runs, newest first. ``running`` rows whose holder is gone read as ``abandoned``. ``invocation``:
+        only its runs; ``since`` (ISO text, UTC): only runs started at or after it."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("job", job), ("tenant", tenant), ("invocation", invocation)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if invocation is not None:  # its runs have ids above its first_id: a range of the primary key
+            where.append("id > COALESCE((SELECT first_id FROM pinstripe_invocations WHERE id = ?), 0)")
+            params.append(invocation)
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
         if status in LIVE_OR_GONE:  # a running row may read as abandoned, and the other way round
             where.append(f"status IN {LIVE_OR_GONE_SQL}")
         elif status is not None:

@@ -44,7 +44,8 @@ class InvocationReads:
         while len(found) < limit:
             rows = self.engine.query(f"{sql} LIMIT {page} OFFSET {offset}", params)
             for row in rows:
-                shown = self.present_invocation(dict(zip(RECORD, row, strict=True)), counts=False)
+                record = dict(zip(RECORD, row, strict=True))
+                shown = self.present_invocation(record, counts=record["ended_at"] is None)
                 if not status or shown["status"] == status:
                     found.append(shown)
             if len(rows) < page:

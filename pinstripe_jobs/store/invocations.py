@@ -109,14 +109,15 @@ class InvocationRecords:
         if invocation in self.engine.invocations:
             self.engine.invocations[invocation] = (scanned, total)
 
-    def end_invocation(self, invocation: str, status: str, exit_code: int, counts: dict[str, int]) -> None:
+    def end_invocation(self, invocation: str, status: str, exit_code: int, counts: dict[str, int]
+                       ) -> tuple[str, int]:
         """The invocation's outcome, its counts by status and its runs' p50/p95/max duration. Counts are kept
         as ``status=n`` pairs. A resumed invocation's counts are those of its whole: each tenant's newest run in it."""
         engine = self.engine
         engine.flush()
         scanned, total = engine.invocations.pop(invocation, (None, None))
 
-        def write(conn: Connection) -> None:
+        def write(conn: Connection) -> tuple[str, int]:
             row = engine.execute(conn, "SELECT first_id, resumed FROM pinstripe_invocations WHERE id = ?",
                                  (invocation,)).fetchone()
             first = (row[0] if row else 0) or 0
@@ -132,8 +133,10 @@ class InvocationRecords:
                 engine.execute(conn, "UPDATE pinstripe_invocations SET scanned = ?, total = COALESCE(?, total) "
                                      "WHERE id = ?", (scanned, total, invocation))
             close(engine, conn, invocation, first, final, code, text)
+            return final, code
 
-        engine.call(lambda conn: engine.transaction(conn, lambda: write(conn)))
+        ended: tuple[str, int] = engine.call(lambda conn: engine.transaction(conn, lambda: write(conn)))
+        return ended
 
     def close_abandoned_invocations(self, job: str) -> None:
         """Close the invocations of ``job`` whose process is gone (``crashed``, their runs counted and

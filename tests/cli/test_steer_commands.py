@@ -95,6 +95,13 @@ def test_cancel_from_another_process_stops_the_run_within_seconds(steer):
     assert trail[1]["details"]["invocation"] == invocation and trail[1]["details"]["concurrency"] == 2
     assert trail[0]["who"] == trail[1]["who"] and "@" in trail[0]["who"] and trail[0]["source"] == "cli"
 
+    resumed = run(steer, "resume", invocation, "--json")  # the cancel request is withdrawn: it runs the rest
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(t for t, _ in lines(steer, "start")) == list(range(1, N + 1))  # every tenant once in all
+    assert sorted(t for t, _ in lines(steer, "end")) == list(range(1, N + 1))
+    trail = json.loads(run(steer, "audit", "--json").stdout)["actions"]
+    assert (trail[0]["action"], trail[0]["details"]["invocation"]) == ("resume", invocation)
+
 
 def test_cancel_of_an_unknown_invocation_is_a_usage_error(steer):
     result = run(steer, "cancel", "no-such-id")
