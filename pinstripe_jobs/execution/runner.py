@@ -25,7 +25,7 @@ from pinstripe_jobs.execution.invocations import scanning
 from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
 from pinstripe_jobs.execution.planner import Planner
 from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
-from pinstripe_jobs.execution.steering import skip_paused, watch_cancel
+from pinstripe_jobs.execution.steering import pause_after_failures, skip_paused, watch_cancel
 from pinstripe_jobs.execution.workspace import ServiceFactories, Workspace
 from pinstripe_jobs.model.plan import Plan, RunOptions, spread_offset
 from pinstripe_jobs.model.results import RunResult, Summary
@@ -158,6 +158,7 @@ class Runner:
             state = self._state
             if begun and state is not None and not self.state_error:
                 self.leases.quietly(lambda: self.end_invocation(state, plan, summary))
+                self.leases.quietly(lambda: pause_after_failures(self, plan, summary, self.settings.notify))
         observer.finished(summary)
         return summary
 

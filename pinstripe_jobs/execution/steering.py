@@ -113,3 +113,32 @@ def skip_paused(runner: _Cancellable, plan: Plan, tenants: Iterator[Tenant | Non
             observer.run_finished(result)
             continue
         yield tenant
+
+
+FAILED_WORDS = ("failed", "timed_out", "error")  # an invocation's overall word that counts as failed
+AUTO = "pinstripe (pause_after_failures)"  # who an automatic pause is recorded as
+
+
+def pause_after_failures(runner: _Cancellable, plan: Plan, summary: Summary, notify: dict[str, Any]) -> None:
+    """A job with ``pause_after_failures = N``: once its last N invocations all failed, pause it (recorded as
+    ``pinstripe``, audited, and announced through ``[notify]`` when configured). Never raises for the store."""
+    limit = plan.spec.pause_after_failures
+    if not limit or summary.status not in FAILED_WORDS:
+        return
+    state = runner.state
+    recent = state.list_invocations(job=plan.spec.name, limit=limit)
+    if len(recent) < limit or any(row["status"] not in FAILED_WORDS for row in recent):
+        return
+    reason = f"{limit} failed invocation{'s' if limit > 1 else ''} in a row (pause_after_failures = {limit})"
+    if not state.pause(plan.spec.name, who=AUTO, reason=reason):
+        return  # paused already
+    state.audit("pause", who=AUTO, source="auto", job=plan.spec.name,
+                details={"reason": reason, "invocation": plan.invocation})
+    if any(notify.get(key) for key in ("webhook", "command", "callable")):
+        from pinstripe_jobs.observers.notify import Notifier
+
+        Notifier(notify).send({
+            "text": f":double_vertical_bar: {plan.spec.name} paused: {reason}. Its schedule fires nothing until "
+                    f"`pinstripe unpause {plan.spec.name}`.",
+            "event": "paused", "job": plan.spec.name, "reason": reason, "invocation": plan.invocation,
+            "unpause": f"pinstripe unpause {plan.spec.name}"})

@@ -8,7 +8,7 @@ from typing import Any
 from pinstripe_jobs.store.common import HOST, Row, storable
 from pinstripe_jobs.store.engine import Engine
 
-SOURCES = ("cli", "dashboard", "api")
+SOURCES = ("cli", "dashboard", "api", "auto")  # auto: pinstripe itself (pause_after_failures)
 _COLUMNS = ("id", "at", "who", "source", "action", "job", "details")
 MAX_DETAILS = 8000
 
