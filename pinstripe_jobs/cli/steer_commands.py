@@ -80,13 +80,13 @@ def cancel_command(invocation: str, reason: str | None, as_json: bool, project: 
     started it exits 5."""
     store = _store(project.settings())
     try:
-        rows = store.query("SELECT job, ended_at, status FROM pinstripe_invocations WHERE id = ?", (invocation,))
-        if not rows:
+        record = store.get_invocation(invocation)
+        if record is None:
             raise UsageError(f"No invocation has the id {invocation!r}.",
-                             "Its id is in `run-background-job --json` (\"invocation\"), in the dashboard, and in "
-                             "`pinstripe history --json` (each run's \"invocation\").")
-        job, ended_at, status = rows[0]
-        if ended_at is not None:
+                             "`pinstripe invocations` lists them; the id is also in `run-background-job --json` "
+                             "and in the dashboard.")
+        job, status = record["job"], record["status"]
+        if record["ended_at"] is not None:
             _print(as_json, {"invocation": invocation, "job": job, "cancelled": False, "status": status},
                    f"Invocation {invocation} of {job} already ended ({status}); nothing to cancel.")
             sys.exit(int(ExitCode.SKIPPED))
@@ -95,10 +95,13 @@ def cancel_command(invocation: str, reason: str | None, as_json: bool, project: 
         store.audit("cancel", who=who, source=source, job=job, details={"invocation": invocation, "reason": reason})
     finally:
         store.close()
+    crashed = status == "crashed"
     _print(as_json, {"invocation": invocation, "job": job, "cancelled": True, "first_request": first, "who": who,
-                     "reason": reason},
+                     "reason": reason, "status": status},
            f"Cancel requested for invocation {invocation} of {job}" + ("" if first else " (asked before)") +
-           ": it starts no more tenants within about a second; running tenants get its grace period.")
+           (": its process is gone (crashed), so nothing of it starts again; fleet workers still holding its "
+            "batches stop before their next tenant." if crashed else
+            ": it starts no more tenants within about a second; running tenants get its grace period."))
 
 
 # -- pause / unpause ------------------------------------------------------------------------------
