@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 WAIT_POLL_S = 0.5  # --wait on a unique job: how often the live invocation is looked at
 MAX_SELECTION_IDS = 100_000  # --tenant / --only-failed ids kept in the record (to compute its tenants again)
 # a resume never reruns a tenant that started; with --include-abandoned, it reruns those whose outcome is unknown
-STARTED_UNKNOWN = (Status.ABANDONED.value, Status.INTERRUPTED.value, Status.RUNNING.value)
+STARTED_UNKNOWN = (Status.ABANDONED.value, Status.INTERRUPTED.value, Status.RUNNING.value, Status.CANCELLED.value)
 NOT_STARTED = (Status.SKIPPED.value, Status.CANCELLED.value, Status.QUEUED.value)
 
 

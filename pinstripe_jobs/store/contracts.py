@@ -149,7 +149,8 @@ class Invocations(Protocol):
 
     def resume_invocation(self, invocation: str, *, unique: str | None = None) -> Begun:
         """Take over ``invocation`` to run the rest of it: ``resume`` (now held by this process, reopened:
-        no end, no status, ``resumed`` + 1; exactly one of racing callers), ``finished`` (it succeeded or
+        no end, no status, ``resumed`` + 1, a fleet's cancel marker ``cancel:<id>`` cleared; exactly one of
+        racing callers), ``finished`` (it succeeded or
         failed: nothing changes), ``busy`` (its holder is alive, or another live invocation has its unique
         key) or ``missing``. A crashed holder's invocation is closed first (its runs counted and folded)."""
         ...
@@ -177,7 +178,8 @@ class Invocations(Protocol):
     def invocation_outcomes(self, job: str, invocation: str, tenants: list[Any], *, running: bool = False
                             ) -> dict[str, tuple[str, str | None]]:
         """Of ``tenants``, those with a run of ``job`` in ``invocation`` that ended (or, with ``running``,
-        started): tenant key -> (status, error), the newest last. Reads only."""
+        started), rows only recorded (skipped, or reported without running) left out: tenant key -> (status,
+        error), the newest last. Reads only."""
         ...
 
 
@@ -195,8 +197,9 @@ class InvocationQueries(Protocol):
         ...
 
     def invocation_tenants(self, invocation: str) -> dict[str, str]:
-        """Tenant key -> the status of its newest run in the invocation (rows only claimed, ``queued``, left
-        out; ``running`` whose holder is provably gone reads ``abandoned``)."""
+        """Tenant key -> the status of its newest run in the invocation that started (rows only claimed,
+        skipped, or recorded without running are left out; ``running`` whose holder is provably gone reads
+        ``abandoned``)."""
         ...
 
     def present_invocation(self, row: Row, *, counts: bool = True) -> Row:

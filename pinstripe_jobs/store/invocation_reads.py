@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from pinstripe_jobs.model.status import InvocationStatus, Status
-from pinstripe_jobs.store.common import ABANDONED, LIVE, QUEUED, Row
+from pinstripe_jobs.store.common import ABANDONED, LIVE, Row
 from pinstripe_jobs.store.engine import Engine
-from pinstripe_jobs.store.invocations import RECORD, SELECT_INVOCATION, whole_counts
+from pinstripe_jobs.store.invocations import RAN, RECORD, SELECT_INVOCATION, whole_counts
 
 _NOT_DONE = (Status.QUEUED.value, Status.RUNNING.value)
 
@@ -54,8 +54,9 @@ class InvocationReads:
         return found[:limit]
 
     def invocation_tenants(self, invocation: str) -> dict[str, str]:
-        """Each tenant (as text, ``-`` for none) with a run in the invocation that was not only claimed ->
-        the status of its newest such run (``running`` whose holder is provably gone: ``abandoned``)."""
+        """Each tenant (as text, ``-`` for none) with a run in the invocation that started (not a row only
+        claimed, skipped or recorded without running) -> the status of its newest such run (``running`` whose
+        holder is provably gone: ``abandoned``)."""
         engine = self.engine
         rows = engine.query("SELECT first_id FROM pinstripe_invocations WHERE id = ?", (invocation,))
         first = (rows[0][0] if rows else 0) or 0
@@ -63,7 +64,7 @@ class InvocationReads:
         running: dict[str, tuple[Any, ...]] = {}
         for tenant, status, host, pid, token, beat in engine.query(
                 "SELECT COALESCE(tenant, '-'), status, host, pid, pid_token, heartbeat_at FROM pinstripe_runs "
-                "WHERE id > ? AND invocation = ? AND status <> ? ORDER BY id", (first, invocation, QUEUED)):
+                f"WHERE id > ? AND invocation = ? AND {RAN} ORDER BY id", (first, invocation)):
             found[tenant] = status
             if status == LIVE:
                 running[tenant] = (host, pid, token, beat)

@@ -146,8 +146,10 @@ class InvocationRecords:
 
     def invocation_outcomes(self, job: str, invocation: str, tenants: list[Any], *, running: bool = False
                             ) -> dict[str, tuple[str, str | None]]:
-        """Of ``tenants``, those with a finished run of ``job`` in ``invocation``: tenant (as text) -> (status,
-        error). A batch delivered again (its worker was lost) does not run them twice."""
+        """Of ``tenants``, those with a run of ``job`` in ``invocation`` that started and ended (rows only
+        recorded, skipped or reported without news, are not runs): tenant (as text) -> (status, error). A batch
+        delivered again (its worker was lost) does not run them twice; a resumed invocation's batch runs the
+        tenants that never started."""
         keys = ["-" if t is None else str(t) for t in tenants]
         rows: list[tuple[Any, ...]] = []
         for chunk in range(0, len(keys), 500):  # the database's limit on parameters
@@ -155,8 +157,8 @@ class InvocationRecords:
             rows += self.engine.query(
                 f"SELECT COALESCE(tenant, '-'), status, error FROM pinstripe_runs WHERE job = ? AND "
                 f"(tenant IN ({', '.join('?' * len(part))}){' OR tenant IS NULL' if '-' in part else ''}) "
-                f"AND invocation = ? AND status <> ? {'' if running else 'AND status <> ?'} ORDER BY id",
-                (job, *part, invocation, QUEUED) + (() if running else (LIVE,)))
+                f"AND invocation = ? AND {RAN} {'' if running else 'AND status <> ?'} ORDER BY id",
+                (job, *part, invocation) + (() if running else (LIVE,)))
         return {row[0]: (row[1], row[2]) for row in rows}
 
 
@@ -209,17 +211,28 @@ def _keyed(engine: Engine, conn: Connection, found: Row, unique: str | None) -> 
                            (HOST, engine.pid, engine.token, now, live, found["id"]))
     if not taken.rowcount:  # another process took it over first
         return Begun("busy", found["id"], found)
+    # a fleet's cancel marker of the invocation (workers skip its tenants while it is set): the rest runs now
+    engine.execute(conn, "DELETE FROM pinstripe_meta WHERE key = ?", (f"cancel:{found['id']}",))
     return Begun("resume", found["id"], found)
 
 
+RAN = "lease IS NOT NULL AND status NOT IN ('queued', 'skipped')"  # a row of a run that started (not a record)
+
+
 def whole_counts(engine: Engine, conn: Connection, invocation: str, first_id: int) -> dict[str, int]:
-    """Counts by status of each tenant's newest run in the invocation (a dead holder's ``running``: abandoned)."""
+    """Counts by status of each tenant in the invocation: its newest run that started, else its newest row
+    (a tenant only recorded: skipped, or reported by a fleet's CLI that never heard back). A dead holder's
+    ``running``: abandoned."""
+    newest: dict[str, tuple[str, int]] = {}
+    for tenant, status, ran in engine.execute(conn, f"SELECT COALESCE(tenant, '-'), status, CASE WHEN {RAN} THEN 1 "
+                                                    f"ELSE 0 END FROM pinstripe_runs WHERE {_WHERE} AND status <> ? "
+                                                    "ORDER BY id", (first_id, invocation, QUEUED)).fetchall():
+        if ran or not newest.get(tenant, ("", 0))[1]:
+            newest[tenant] = (status, ran)
     found: dict[str, int] = {}
-    for status, n in engine.execute(conn, "SELECT status, count(*) FROM pinstripe_runs WHERE id IN (SELECT max(id) "
-                                          f"FROM pinstripe_runs WHERE {_WHERE} AND status <> ? GROUP BY COALESCE("
-                                          "tenant, '-')) GROUP BY status", (first_id, invocation, QUEUED)).fetchall():
+    for status, _ in newest.values():
         key = ABANDONED.value if status == LIVE else status
-        found[key] = found.get(key, 0) + n
+        found[key] = found.get(key, 0) + 1
     return found
 
 

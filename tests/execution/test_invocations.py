@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from tests.procs import SCRIPT, STARTED, clean_env, run, start, wait_until
+from tests.test_fleet import _stop_workers, broker, fleet  # noqa: F401  (the fleet's fixtures)
 
 N = 20_000
 FAST_JOB = '''
@@ -175,3 +176,34 @@ def test_a_unique_job_runs_once_for_two_processes_started_at_once(tenant_project
     assert len(tenant_project.log()) == 2  # the loser ran nothing
     waiting = start(tenant_project, "run-background-job", "--name", "hold", "--unique", "--wait", "--tenant", "1")
     assert waiting.wait(60) == 0 and len(tenant_project.log()) == 3  # nothing live: it ran
+
+
+def test_resume_on_the_fleet_runs_the_rest_once(fleet):  # noqa: F811  (the fixture imported above)
+    """SIGTERM stops an invocation on the fleet (the rest never started); `resume` runs exactly the rest there."""
+    from tests.test_fleet import calls, worker
+
+    (fleet.root / "hold").write_text("1 3")
+    worker(fleet, "--concurrency", "2")
+    cli = subprocess.Popen([str(SCRIPT), "run-background-job", "--name", "work", "--executor", "celery", "--json",
+                            "--grace", "1"], cwd=fleet.root, env=clean_env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    STARTED.append(cli)
+    wait_until(lambda: (fleet.root / "holding-1").exists() and (fleet.root / "holding-3").exists(), timeout=60,
+               what="two tenants held on the workers")
+    cli.send_signal(signal.SIGTERM)
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 143, err
+    invocation = json.loads(out)["invocation"]
+    (fleet.root / "hold").unlink()
+    (fleet.root / "release").write_text("1")
+    wait_until(lambda: {"1", "3"} <= {c[1] for c in calls(fleet) if c[0] == "end"}, timeout=60,
+               what="the held tenants to finish")
+    wait_until(lambda: not json.loads(run(fleet, "history", "--json", "--status", "running").stdout)["runs"],
+               timeout=60, what="the workers to finish their batches")
+    assert shown(fleet, invocation)["status"] == "interrupted"
+    result = run(fleet, "resume", invocation, "--json", timeout=120)
+    assert json.loads(result.stdout)["invocation"] == invocation, result.stderr
+    starts = Counter(c[1] for c in calls(fleet) if c[0] == "start")
+    assert starts == {str(i): 1 for i in range(1, 9)}, result.stdout  # every tenant once, on the fleet
+    after = shown(fleet, invocation)
+    assert (result.returncode, after["status"], after["resumed"], after["not_run"]["count"]) == (1, "failed", 1, 0)
