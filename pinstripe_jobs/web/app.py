@@ -36,6 +36,8 @@ ROUTES = [
     Route("/invocations/{invocation}/cancel", steering.cancel_invocation, methods=["POST"]),
     Route("/invocations/{invocation}/resume", steering.resume_invocation, methods=["POST"]),
     Route("/api/invocations/{invocation}", steering.api_invocation), Route("/api/audit", steering.api_audit),
+    Route("/api/invocations/{invocation}/cancel", steering.api_cancel, methods=["POST"]),
+    Route("/api/invocations/{invocation}/resume", steering.api_resume, methods=["POST"]),
     Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
 ]
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 import pinstripe_jobs.web.inputs as inputs
-from pinstripe_jobs.web.actions import ACTOR_ENV
+from pinstripe_jobs.web.actions import ACTOR_ENV, Action
 from pinstripe_jobs.web.dashboard import Dashboard, dashboard_of
 from pinstripe_jobs.web.inputs import BadRequest, NotFound
 from pinstripe_jobs.web.render import SECURITY_HEADERS, page, root_of
@@ -88,17 +88,8 @@ async def cancel_invocation(request: Request) -> Response:
     if refusal is not None:
         return refusal
     invocation = invocation_id(request)
-    reason = form.get("reason", "").strip()[:MAX_REASON]
-    dashboard = dashboard_of(request)
-    command = [*_cli(dashboard), "cancel", invocation, *(["--reason", reason] if reason else []),
-               *dashboard.launcher.project_args]
-    done = await run_in_threadpool(subprocess.run, command, cwd=dashboard.settings.root, capture_output=True,
-                                   text=True, timeout=CANCEL_TIMEOUT_S, env=_env(request), stdin=subprocess.DEVNULL)
-    if done.returncode not in (0, 4):
-        raise BadRequest((done.stderr or done.stdout).strip().splitlines()[0] if (done.stderr or done.stdout)
-                         else f"pinstripe cancel exited {done.returncode}")
-    return RedirectResponse(f"{root_of(request)}/invocations/{invocation}?cancelled={done.returncode}",
-                            status_code=303)
+    code = await _cancel(request, invocation, form.get("reason", ""), actor_of(request))
+    return RedirectResponse(f"{root_of(request)}/invocations/{invocation}?cancelled={code}", status_code=303)
 
 
 async def resume_invocation(request: Request) -> Response:
@@ -107,19 +98,66 @@ async def resume_invocation(request: Request) -> Response:
     if refusal is not None:
         return refusal
     invocation = invocation_id(request)
+    action = _resume(request, invocation, actor_of(request))
+    return RedirectResponse(f"{root_of(request)}/invocations/{invocation}?resumed={action.pid}&action={action.id}",
+                            status_code=303)
+
+
+async def api_cancel(request: Request) -> Response:
+    """POST /api/invocations/{id}/cancel with a Bearer token, body ``{"reason": "..."}``."""
+    from pinstripe_jobs.web.api import json_body
+
+    refusal = refused(request, api=True) or cross_site(request, None, api=True)
+    if refusal is not None:
+        return refusal
+    body = await json_body(request)
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if reason is not None and not isinstance(reason, str):
+        raise BadRequest("reason must be a string")
+    invocation = invocation_id(request)
+    code = await _cancel(request, invocation, reason or "", f"api ({actor_of(request)})")
+    return JSONResponse({"invocation": invocation, "cancelled": code == 0, "already_ended": code == 4},
+                        status_code=202 if code == 0 else 200, headers=SECURITY_HEADERS)
+
+
+async def api_resume(request: Request) -> Response:
+    """POST /api/invocations/{id}/resume with a Bearer token: 202 with the action's id and pid."""
+    refusal = refused(request, api=True) or cross_site(request, None, api=True)
+    if refusal is not None:
+        return refusal
+    invocation = invocation_id(request)
+    action = _resume(request, invocation, f"api ({actor_of(request)})")
+    return JSONResponse({"invocation": invocation, "resumed": True, "action": action.id, "pid": action.pid},
+                        status_code=202, headers=SECURITY_HEADERS)
+
+
+async def _cancel(request: Request, invocation: str, reason: str, actor: str) -> int:
+    """``pinstripe cancel`` as ``actor``: its exit code (0 requested, 4 already ended); anything else is a 400."""
+    dashboard = dashboard_of(request)
+    invocation_data(dashboard, invocation)  # 404 for an unknown id
+    reason = reason.strip()[:MAX_REASON]
+    command = [*_cli(dashboard), "cancel", invocation, *(["--reason", reason] if reason else []),
+               *dashboard.launcher.project_args]
+    done = await run_in_threadpool(subprocess.run, command, cwd=dashboard.settings.root, capture_output=True,
+                                   text=True, timeout=CANCEL_TIMEOUT_S, env=_env(actor), stdin=subprocess.DEVNULL)
+    if done.returncode not in (0, 4):
+        said = (done.stderr or done.stdout).strip()
+        raise BadRequest(said.splitlines()[0] if said else f"pinstripe cancel exited {done.returncode}")
+    return int(done.returncode)
+
+
+def _resume(request: Request, invocation: str, actor: str) -> Action:
     dashboard = dashboard_of(request)
     data = invocation_data(dashboard, invocation)
     if not data["resumable"]:
         raise BadRequest(f"invocation {invocation} is {data['status']}: only a crashed, interrupted or cancelled "
                          "one is resumed")
-    action = dashboard.launcher.start_command(["resume", invocation], f"resume={invocation}", actor_of(request))
-    return RedirectResponse(f"{root_of(request)}/invocations/{invocation}?resumed={action.pid}&action={action.id}",
-                            status_code=303)
+    return dashboard.launcher.start_command(["resume", invocation], f"resume={invocation}", actor)
 
 
 def _cli(dashboard: Dashboard) -> list[str]:
     return [sys.executable, "-m", "pinstripe_jobs"]
 
 
-def _env(request: Request) -> dict[str, str]:
-    return {**os.environ, ACTOR_ENV: actor_of(request), "PINSTRIPE_LOG_COLOR": "0"}
+def _env(actor: str) -> dict[str, str]:
+    return {**os.environ, ACTOR_ENV: actor, "PINSTRIPE_LOG_COLOR": "0"}

@@ -102,3 +102,34 @@ def test_the_jobs_page_shows_what_is_paused(dash):
     jobs = {job["name"]: job for job in client.get("/api/jobs").json()["jobs"]}
     assert jobs["sync"]["paused"]["reason"] == "incident 42" and jobs["greet"]["paused"] is None
     assert [p["tenant"] for p in jobs["greet"]["paused_tenants"]] == ["3"]
+
+
+def test_the_api_cancels_and_resumes_an_invocation(dash, state_url):
+    from tests.procs import pid_alive
+    from tests.web.conftest import BEARER
+
+    dash.job("hold", HOLD_JOB)
+    err_path = dash.root / "run.err"
+    with open(err_path, "w") as err_file:
+        proc = start(dash, "run-background-job", "--name", "hold", stderr=err_file)
+    wait_for(dash.root / "holding-1", timeout=30)
+    invocation = running_invocation(dash, state_url, "hold")
+    client = client_for(dash, allow_actions=True)
+    assert client.post(f"/api/invocations/{invocation}/cancel", json={"reason": "api"}).status_code == 401
+    response = client.post(f"/api/invocations/{invocation}/cancel", json={"reason": "from the API"}, headers=BEARER)
+    assert response.status_code == 202 and response.json()["cancelled"] is True
+    wait_until(lambda: "no more tenants start" in err_path.read_text(), 15, "the run to see the cancel")
+    (dash.root / "release").write_text("1")
+    assert proc.wait(timeout=30) == ExitCode.CANCELLED
+    assert [p.name for p in sorted(dash.root.glob("holding-*"))] == ["holding-1"]
+
+    resumed = client.post(f"/api/invocations/{invocation}/resume", headers=BEARER)
+    assert resumed.status_code == 202, resumed.text
+    wait_until(lambda: not pid_alive(resumed.json()["pid"]), timeout=60, what="the resume to finish")
+    assert [p.name for p in sorted(dash.root.glob("holding-*"))] == [f"holding-{n}" for n in range(1, 5)]
+    shown = client.get(f"/api/invocations/{invocation}").json()
+    assert shown["status"] == "succeeded" and shown["counts"] == {"succeeded": 4}, shown
+    actions = client.get("/api/audit?job=hold").json()["actions"]
+    assert [(a["action"], a["source"]) for a in actions] == [("resume", "api"), ("cancel", "api"), ("run", "cli")]
+    again = client.post(f"/api/invocations/{invocation}/resume", headers=BEARER)
+    assert again.status_code == 400 and "only a crashed, interrupted or cancelled one" in again.json()["error"]
