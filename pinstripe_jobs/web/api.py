@@ -10,8 +10,7 @@ from starlette.responses import JSONResponse, Response
 import pinstripe_jobs.web.inputs as inputs
 from pinstripe_jobs.web.dashboard import dashboard_of
 from pinstripe_jobs.web.inputs import BadRequest, GridQuery, RunsQuery, bounded_body
-from pinstripe_jobs.web.steering import actor_of
-from pinstripe_jobs.web.trigger import cross_site, launch, refused
+from pinstripe_jobs.web.trigger import actor_of, cross_site, launch, refused
 
 
 def api_jobs(request: Request) -> Response:

@@ -11,8 +11,7 @@ from pinstripe_jobs.web.charts import duration_chart
 from pinstripe_jobs.web.dashboard import dashboard_of
 from pinstripe_jobs.web.inputs import GridQuery, RunsQuery
 from pinstripe_jobs.web.render import page, refuse, root_of, when
-from pinstripe_jobs.web.steering import actor_of
-from pinstripe_jobs.web.trigger import ACTIONS_OFF, cross_site, launch, refused
+from pinstripe_jobs.web.trigger import ACTIONS_OFF, actor_of, cross_site, launch, refused
 
 
 def jobs_page(request: Request) -> Response:

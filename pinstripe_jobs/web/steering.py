@@ -18,17 +18,11 @@ from pinstripe_jobs.web.actions import ACTOR_ENV, Action
 from pinstripe_jobs.web.dashboard import Dashboard, dashboard_of
 from pinstripe_jobs.web.inputs import BadRequest, NotFound
 from pinstripe_jobs.web.render import SECURITY_HEADERS, page, root_of
-from pinstripe_jobs.web.trigger import cross_site, refused
+from pinstripe_jobs.web.trigger import actor_of, cross_site, refused
 
 MAX_ID = 200
 MAX_REASON = 1000
 CANCEL_TIMEOUT_S = 60
-
-
-def actor_of(request: Request) -> str:
-    """Who a dashboard action is recorded as: the dashboard, and the address it was asked from."""
-    client = request.client.host if request.client else "unknown"
-    return f"dashboard ({client})"
 
 
 def invocation_id(request: Request) -> str:

@@ -31,6 +31,12 @@ def cross_site(request: Request, form_token: str | None, api: bool) -> Response 
     return refuse(request, "Cross-site request refused (missing or wrong CSRF token, or another origin).", api=api)
 
 
+def actor_of(request: Request) -> str:
+    """Who a dashboard action is recorded as (the audit trail): the dashboard, and the address it came from."""
+    client = request.client.host if request.client else "unknown"
+    return f"dashboard ({client})"
+
+
 def launch(dashboard: Dashboard, name: str, args: list[str], only_failed: bool, actor: str = "dashboard") -> Action:
     """Start ``name`` once its module loads and ``args`` fit its ``run``; a ``BadRequest`` otherwise."""
     from pinstripe_jobs.registry.arguments import bind_arguments
