@@ -24,7 +24,8 @@ MAX_COUNT = 10**6  # --max-failures, history --limit
 RUN_CODES = ["0   every run succeeded (or was skipped as not this shard)", "1   a run failed",
              "2   usage error (unknown job, bad option or argument)",
              "3   configuration error (config, job module, tenant source or state store)",
-             "4   skipped: the job was already running for a tenant (or, --unique, a live invocation exists)",
+             "4   skipped: the job was already running for a tenant",
+             "4   --unique: a live invocation of the job with the same arguments exists (nothing was run)",
              "4   the job is paused (`pinstripe pause`) and --force was not given: nothing was run",
              "5   cancelled (`pinstripe cancel`, or the dashboard)", "124 a run timed out (and none failed)",
              "130 interrupted by SIGINT", "143 stopped by SIGTERM"]
