@@ -29,3 +29,25 @@ def test_statuses_are_their_text():
     assert summary.status == "timed_out" and f"{summary.status}" == "timed_out"
     assert summary.counts == {"succeeded": 1, "timed_out": 1}
     assert [str(s) for s in Status] == [s.value for s in Status]
+
+
+def test_a_tenant_skipped_for_another_reason_than_already_running_a_cap_a_pause_or_its_shard_is_not_a_success():
+    from pinstripe_jobs.model.results import ALREADY_RUNNING, AT_CAP
+
+    covered = Summary("job")
+    for number, reason in enumerate([ALREADY_RUNNING, f"{AT_CAP} (2)", "paused by ops: incident",
+                                     "not this shard: a job that does not run per tenant runs on shard 0 only"]):
+        covered.add(RunResult(number, Status.SKIPPED, reason=reason))
+    covered.add(RunResult(9, Status.SUCCEEDED))
+    assert (covered.exit_code, covered.uncovered) == (ExitCode.SKIPPED, 0)  # 4: already running / at its cap
+    for reason in ("its tick was interrupted and is past misfire_grace", "not run: the worker returned no result",
+                   None):
+        summary = summary_of(Status.SUCCEEDED)
+        summary.add(RunResult(1, Status.SKIPPED, reason=reason))
+        assert (summary.exit_code, summary.status) == (ExitCode.FAILED, "failed"), reason
+
+
+def test_a_finished_key_exits_with_its_recorded_code():
+    summary = Summary("job")
+    summary.recorded_exit = 5
+    assert (summary.exit_code, summary.status) == (ExitCode.CANCELLED, "cancelled")
