@@ -50,8 +50,9 @@ class Firing:
 @dataclass
 class Outcome:
     firing: Firing
-    summary: Summary | None  # None: the tick was already claimed elsewhere
+    summary: Summary | None  # None: the tick was already claimed elsewhere (or, ``paused``, not fired)
     error: BaseException | None = None
+    paused: dict[str, Any] | None = None  # the job is paused (`pinstripe pause`): its tick recorded, not fired
 
 
 class Scheduler:
@@ -207,7 +208,7 @@ class Scheduler:
             state.finish_tick(firing.key, firing.tick)
             log.info("%s: tick %s not fired: the job is paused (by %s%s)", firing.spec.name,
                      firing.tick.isoformat(), pause.get("who"), f": {pause['reason']}" if pause.get("reason") else "")
-        return Outcome(firing, None)
+        return Outcome(firing, None, paused=pause)
 
     def report_missed(self) -> None:
         """Ticks missed by more than ``misfire_grace`` (the machine was down): said once per outage, with

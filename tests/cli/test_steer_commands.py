@@ -143,6 +143,8 @@ def test_run_due_jobs_records_a_paused_tick_and_fires_again_once_unpaused(steer)
     assert run(steer, "pause", "hourly", "--reason", "incident").returncode == 0
     first = run(steer, "run-due-jobs", "--at", "2026-11-29T10:00:10+00:00")
     assert first.returncode == 0, first.stderr
+    assert "hourly: tick 2026-11-29T10:00:00+00:00 not fired: the job is paused" in first.stdout
+    assert "was already fired" not in first.stdout
     assert steer.log() == []  # nothing fired
     ticks = query(steer.url, "SELECT job, tick, kind, finished_at IS NOT NULL FROM pinstripe_ticks")
     assert [(t[0].split(":")[0], t[2], bool(t[3])) for t in ticks] == [("hourly", "paused", True)]
@@ -177,3 +179,25 @@ def test_the_audit_trail_is_empty_then_lists_actions(steer):
     assert shown.returncode == 0 and "pause" in shown.stdout and "slow" in shown.stdout and 'tenant="7"' in shown.stdout
     bad = run(steer, "pause", "nope")
     assert bad.returncode == ExitCode.USAGE and "Traceback" not in bad.stderr
+
+
+def test_cancel_of_a_scheduled_invocation_stops_its_tenants_not_the_scheduler(steer):
+    steer.job("slowtick", SLOW_JOB.replace("def run(ctx):", "schedule = '0 * * * *'\n\ndef run(ctx):"))
+    proc = start(steer, "run-due-jobs", "--at", "2026-11-29T10:00:10+00:00")
+    wait_until(lambda: len(lines(steer, "start")) >= 2, 30, "two tenants to start")
+    invocation = wait_until(lambda: query(steer.url, "SELECT id FROM pinstripe_invocations WHERE job = 'slowtick' "
+                                                     "AND ended_at IS NULL"), 10, "the invocation")[0][0]
+    assert run(steer, "cancel", invocation, "--reason", "incident").returncode == 0
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err  # the scheduler itself was not stopped
+    started = {t for t, _ in lines(steer, "start")}
+    assert 2 <= len(started) < N and started == {t for t, _ in lines(steer, "end")}
+    statuses = dict(query(steer.url, "SELECT status, count(*) FROM pinstripe_runs WHERE invocation = ? GROUP BY "
+                                     "status", (invocation,)))
+    assert statuses == {"succeeded": len(started), "cancelled": N - len(started)}
+    assert query(steer.url, "SELECT status, exit_code FROM pinstripe_invocations WHERE id = ?",
+                 (invocation,)) == [("cancelled", 5)]
+    ticks = query(steer.url, "SELECT finished_at IS NOT NULL FROM pinstripe_ticks WHERE job LIKE ?", ("slowtick%",))
+    assert ticks == [(True,)]  # every tenant has a status: the tick is done, not resumed later
+    assert run(steer, "run-due-jobs", "--at", "2026-11-29T10:00:20+00:00").returncode == 0
+    assert {t for t, _ in lines(steer, "start")} == started
