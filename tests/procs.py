@@ -27,8 +27,8 @@ STARTED: list[subprocess.Popen] = []  # killed after each test (conftest), also 
 
 
 def start(project, *args, env=None, **popen) -> subprocess.Popen:
-    proc = subprocess.Popen([str(SCRIPT), *args], cwd=project.root, env=clean_env(env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    proc = subprocess.Popen([str(SCRIPT), *args], cwd=project.root, env=clean_env(env), text=True, **popen)
     STARTED.append(proc)
     return proc
 

@@ -16,8 +16,10 @@ from pinstripe_jobs.cli.job_commands import (
 from pinstripe_jobs.cli.project import Project, handle_errors, load, project_options, with_project
 from pinstripe_jobs.cli.run_command import EXIT_CODES, RUN_CODES, run_background_job_command
 from pinstripe_jobs.cli.schedule_commands import run_due_jobs_command, start_bot_command
+from pinstripe_jobs.cli.steer_commands import audit_command, cancel_command, pause_command, unpause_command
 
-__all__ = ["COMMON_ENV", "EXIT_CODES", "RUN_CODES", "Command", "Group", "Project", "dashboard_command", "epilog",
+__all__ = ["audit_command", "cancel_command", "pause_command", "unpause_command",
+           "COMMON_ENV", "EXIT_CODES", "RUN_CODES", "Command", "Group", "Project", "dashboard_command", "epilog",
            "generate_background_job_command", "handle_errors", "history_command", "invocation_command",
            "invocations_command", "kubernetes_manifest_command",
            "list_background_jobs_command", "load", "main", "project_options", "resume_command",

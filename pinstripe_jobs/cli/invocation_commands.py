@@ -198,5 +198,8 @@ def resume_command(invocation_id: str, include_abandoned: bool, as_json: bool, l
             stop.grace = options.grace
             runner = Runner(settings, stop=stop)
             plan = runner.plan(record["job"], options)
+            from pinstripe_jobs.cli.steer_commands import record_resume
+
+            record_resume(runner.state, plan, include_abandoned)  # audited; an earlier cancel request withdrawn
         code = run_job(runner, plan, output)
     sys.exit(int(code))

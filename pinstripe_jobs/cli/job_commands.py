@@ -27,7 +27,8 @@ def list_background_jobs_command(as_json: bool, project: Project) -> None:
 
     settings = project.settings()
     store = open_store(settings, read_only=True)  # never creates a state database
-    jobs, broken = describe_jobs(settings, last_runs=last_invocations(store) if store else {})
+    jobs, broken = describe_jobs(settings, last_runs=last_invocations(store) if store else {},
+                                 pauses=store.pauses() if store else [])
     print_job_list(jobs, broken, as_json)
     sys.exit(int(ExitCode.CONFIG) if broken else 0)
 

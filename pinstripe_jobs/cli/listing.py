@@ -41,9 +41,15 @@ def _schedules(spec: JobSpec, tz: Any, now: datetime, over_tenants: NextRunsOver
              "next_run": next_tick(entry.cron, tz, now).astimezone(tz).isoformat()} for entry in spec.schedules]
 
 
-def describe_jobs(settings: Settings, now: datetime | None = None, last_runs: dict[str, dict[str, Any]] | None = None
-                  ) -> tuple[list[dict[str, Any]], list[JobImportError]]:
+def describe_jobs(settings: Settings, now: datetime | None = None, last_runs: dict[str, dict[str, Any]] | None = None,
+                  pauses: list[dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], list[JobImportError]]:
+    """Each job as listed; ``pauses`` (``StateStore.pauses()``): what is paused, by whom, why."""
     specs, broken = JobRegistry(settings).load_all()
+    paused = {p["job"]: p for p in pauses or () if p["tenant"] is None}
+    paused_tenants: dict[str, list[dict[str, Any]]] = {}
+    for pause in pauses or ():
+        if pause["tenant"] is not None:
+            paused_tenants.setdefault(pause["job"], []).append(pause)
     now = now or datetime.now(UTC)
     last_runs = last_runs or {}
     jobs = []
@@ -65,6 +71,8 @@ def describe_jobs(settings: Settings, now: datetime | None = None, last_runs: di
             "file": str(spec.path),
             "last_run": last.get("started_at"),
             "last_status": last.get("status"),
+            "paused": paused.get(spec.name),
+            "paused_tenants": paused_tenants.get(spec.name, []),
         })
     over_tenants.close()
     return jobs, broken

@@ -24,8 +24,9 @@ RUN_CODES = ["0   every run succeeded (or was skipped as not this shard)", "1   
              "2   usage error (unknown job, bad option or argument)",
              "3   configuration error (config, job module, tenant source or state store)",
              "4   skipped: the job was already running for a tenant",
-             "4   (--unique) a live invocation of the job with the same arguments exists: nothing was run",
-             "5   cancelled", "124 a run timed out (and none failed)",
+             "4   --unique: a live invocation of the job with the same arguments exists (nothing was run)",
+             "4   the job is paused (`pinstripe pause`) and --force was not given: nothing was run",
+             "5   cancelled (`pinstripe cancel`, or the dashboard)", "124 a run timed out (and none failed)",
              "130 interrupted by SIGINT", "143 stopped by SIGTERM"]
 EXIT_CODES = "Exit codes: " + "; ".join(" ".join(code.split(None, 1)) for code in RUN_CODES) + "."
 
@@ -150,6 +151,7 @@ EXAMPLES: Sequence[str] = (
 @click.option("--priority", type=click.IntRange(0, MAX_PRIORITY), default=None, metavar="0-9",
               help="On the fleet: this run's share of the workers beside other runs, 1 + P times the share of a "
                    "priority 0 run (default: the job's `priority`, else 0).")
+@click.option("--force", is_flag=True, help="Run even though the job is paused (`pinstripe pause`).")
 @click.option("--trigger", type=click.Choice(["manual", "dashboard"]), default="manual", hidden=True,
               help="What started the run, as recorded in history (the dashboard's actions pass `dashboard`).")
 @with_project
@@ -157,11 +159,13 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xm
                                project: Project, **flags: Any) -> None:
     """Run a background job now, bypassing its schedule (once per matching tenant)."""
     from pinstripe_jobs.cli.services import Output, run_job
+    from pinstripe_jobs.cli.steer_commands import check_paused, record_run
     from pinstripe_jobs.execution.runner import Runner
     from pinstripe_jobs.execution.signals import StopFlag, stop_on_signals
     from pinstripe_jobs.model.plan import RunOptions
     from pinstripe_jobs.registry.arguments import parse_params
 
+    force = flags.pop("force")
     output = Output(as_json, junit_xml, log_format)  # paths resolved now: a job's chdir cannot move them
     stop = StopFlag(grace=flags["grace"])
     with stop_on_signals(stop):  # before any config, tenant or store access: a signal always wins
@@ -181,5 +185,7 @@ def run_background_job_command(name: str, as_json: bool, dry_run: bool, junit_xm
 
                 print_dry_run(plan.spec.name, plan.tenants(), as_json)
                 return
+            check_paused(runner.state, plan.spec.name, force)  # exit 4, nothing run
+            record_run(runner.state, plan, {**flags, "force": force})
         code = run_job(runner, plan, output)
     sys.exit(int(code))

@@ -151,7 +151,11 @@ def run_due_jobs(settings: Settings, at: str | None, stop: StopFlag | None = Non
     finally:
         lines.close()
     fired = [o.summary for o in outcomes if o.summary is not None]
-    claimed_elsewhere = [o for o in outcomes if o.summary is None and o.error is None]
+    claimed_elsewhere = [o for o in outcomes if o.summary is None and o.error is None and o.paused is None]
+    for outcome in outcomes:
+        if outcome.paused is not None:
+            print(f"{outcome.firing.spec.name}: tick {outcome.firing.tick.isoformat()} not fired: the job is paused "
+                  f"(by {outcome.paused.get('who')}; `pinstripe unpause {outcome.firing.spec.name}`)")
     for outcome in claimed_elsewhere:
         print(f"{outcome.firing.spec.name}: tick {outcome.firing.tick.isoformat()} was already fired; skipped")
     if not outcomes:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.execution.signals import StopFlag
 from pinstripe_jobs.model.plan import Plan
-from pinstripe_jobs.model.results import ALREADY_RUNNING, AT_CAP, INTERRUPTED, SKIPPED, RunResult
+from pinstripe_jobs.model.results import ALREADY_RUNNING, AT_CAP, INTERRUPTED, SKIPPED, RunResult, skip_status
 from pinstripe_jobs.model.results import tenant_id as _tid
 
 if TYPE_CHECKING:
@@ -230,9 +230,10 @@ class Leases:
             if lease is None:
                 unclaimed.append(tenant)
             else:
-                self._end_quietly(lease, SKIPPED, reason, defer=True)
+                self._end_quietly(lease, skip_status(reason), reason, defer=True)
         if unclaimed:
-            self.quietly(lambda: self.state.record_many(plan.spec.name, unclaimed, plan.options.trigger, SKIPPED,
+            status = skip_status(reason)
+            self.quietly(lambda: self.state.record_many(plan.spec.name, unclaimed, plan.options.trigger, status,
                                                         invocation=plan.invocation, error=reason,
                                                         tick=plan.options.tick))
 

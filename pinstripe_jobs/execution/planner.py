@@ -3,13 +3,15 @@ tenant query narrowed by the job's ``tenants_filter``, --tenant, --exclude-tenan
 Nothing runs and nothing is written here."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING
 
 from pinstripe_jobs.config import Settings
-from pinstripe_jobs.errors import ConfigError, TenantSourceError, UsageError
+from pinstripe_jobs.errors import ConfigError, PinstripeError, TenantSourceError, UsageError
+from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
 from pinstripe_jobs.model.plan import Plan, RunOptions
 from pinstripe_jobs.model.ranges import MAX_CONCURRENCY, MAX_COUNT, MAX_PRIORITY, MAX_RETRIES, MAX_SECONDS
+from pinstripe_jobs.model.results import Summary
 from pinstripe_jobs.registry.arguments import bind_arguments
 from pinstripe_jobs.registry.jobs import JobRegistry, JobSpec
 from pinstripe_jobs.registry.loading import describe_exception, error_location
@@ -124,3 +126,22 @@ def check_options(options: RunOptions) -> None:
             raise UsageError(f"{name} must be a whole number from {minimum} to {maximum}, got {value!r}.")
     if options.timeout is not None and not 0 < options.timeout <= MAX_SECONDS:  # NaN fails both
         raise UsageError(f"timeout must be a number of seconds > 0 and <= {MAX_SECONDS}, got {options.timeout!r}.")
+
+
+def guarded_tenants(tenants: Iterator[Tenant | None], summary: Summary, stop: StopFlag
+             ) -> Generator[Tenant | None, None, None]:
+    """Stop cleanly when the tenant source breaks mid-stream (the error is kept on the summary: exit 3), or
+    when a signal arrives while it is being read."""
+    while True:
+        try:
+            with stop.interruptible():
+                tenant = next(tenants)
+        except StopIteration:
+            return
+        except RunInterrupted:
+            summary.error = "Interrupted while reading tenants."
+            return
+        except PinstripeError as exc:
+            summary.error = exc.render()
+            return
+        yield tenant

@@ -13,19 +13,20 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.database.django import uses_django
-from pinstripe_jobs.errors import JobFailed, PinstripeError
+from pinstripe_jobs.errors import JobFailed
 from pinstripe_jobs.execution.attempts import Attempts, backoff_delay, end_of_output
 from pinstripe_jobs.execution.executors.base import Executor
 from pinstripe_jobs.execution.executors.registry import executor_for
 from pinstripe_jobs.execution.invocations import end_invocation, open_invocation, scanning
 from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
-from pinstripe_jobs.execution.planner import Planner
-from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
+from pinstripe_jobs.execution.planner import Planner, guarded_tenants
+from pinstripe_jobs.execution.signals import StopFlag
+from pinstripe_jobs.execution.steering import pause_after_failures, skip_paused, watch_cancel
 from pinstripe_jobs.execution.workspace import ServiceFactories, Workspace
 from pinstripe_jobs.model.plan import Plan, RunOptions, spread_offset
 from pinstripe_jobs.model.results import RunResult, Summary
@@ -58,6 +59,8 @@ class Runner:
         factories = ServiceFactories(settings.services, settings.database,
                                      (django, settings.django_settings) if django else None)
         self.attempts = Attempts(factories, self.stop, clock, self.run_nested)
+        self.cancelled: dict[str, str] = {}  # invocation -> why, once cancelled (`pinstripe cancel`)
+        self.stop_on_cancel = True  # a cancel also stops this runner's StopFlag (not for a scheduler's runner)
 
     @property
     def state(self) -> StateStore:
@@ -130,14 +133,16 @@ class Runner:
         selected = scanning(self.planner.checked(plan.tenants()), plan.invocation, self.state, len(plan.done))
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
             first = list(itertools.islice(selected, 1))  # a broken source fails here, before anything is printed
-        tenants = _guarded(itertools.chain(first, selected), summary, self.stop)
+        tenants = guarded_tenants(itertools.chain(first, selected), summary, self.stop)
+        tenants = skip_paused(self, plan, tenants, observer, summary) if plan.multi_tenant else tenants
         if executor.claims_ahead and plan.multi_tenant and not plan.spread:
             tenants = self.leases.claiming(plan, tenants, lambda: self.stop_reason(plan, summary))
         observer.started(plan)
         started = self.clock()
         ran = False
         try:
-            executor.run(plan, tenants, observer, summary)
+            with watch_cancel(self, plan):  # `pinstripe cancel` from anywhere: polled about once a second
+                executor.run(plan, tenants, observer, summary)
             ran = True
         finally:
             tenants.close()  # a claim still in flight is in before what was never started is recorded
@@ -148,7 +153,7 @@ class Runner:
             if self._state is not None:
                 self.leases.quietly(self._state.flush)
             summary.duration_s = self.clock() - started
-            summary.signal = self.stop.signal
+            summary.signal, summary.cancelled = self.stop.signal, self.cancelled.get(plan.invocation)
             if (self.state_error or self.config_error) and not summary.error:
                 summary.error = self.state_error or self.config_error
             if ran:  # report files: one that cannot be written is the run's error (exit 3)
@@ -156,6 +161,7 @@ class Runner:
             state = self._state
             if begun and state is not None and not self.state_error:
                 self.leases.quietly(lambda: end_invocation(state, plan, summary))
+                self.leases.quietly(lambda: pause_after_failures(self, plan, summary, self.settings.notify))
         observer.finished(summary)
         return summary
 
@@ -182,8 +188,8 @@ class Runner:
 
     def stop_reason(self, plan: Plan, summary: Summary) -> str | None:
         """Why no further tenant should start, or None."""
-        if self.stop.requested:
-            return "interrupted"
+        if self.stop.requested or plan.invocation in self.cancelled:  # a signal, or `pinstripe cancel`
+            return self.cancelled.get(plan.invocation, "interrupted")
         if self.state_error:
             return STATE_DOWN
         if self.config_error:
@@ -282,21 +288,3 @@ def _placed(result: RunResult) -> RunResult:
     result.host, result.pid = _HOST, os.getpid()
     return result
 
-
-def _guarded(tenants: Iterator[Tenant | None], summary: Summary, stop: StopFlag
-             ) -> Generator[Tenant | None, None, None]:
-    """Stop cleanly when the tenant source breaks mid-stream (the error is kept on the summary: exit 3), or
-    when a signal arrives while it is being read."""
-    while True:
-        try:
-            with stop.interruptible():
-                tenant = next(tenants)
-        except StopIteration:
-            return
-        except RunInterrupted:
-            summary.error = "Interrupted while reading tenants."
-            return
-        except PinstripeError as exc:
-            summary.error = exc.render()
-            return
-        yield tenant

@@ -35,10 +35,12 @@ class StopFlag:
     def __init__(self, grace: float = 30.0) -> None:
         self.event = threading.Event()
         self.signal: int | None = None
+        self.cancelled: str | None = None  # why, when the invocation was cancelled (`pinstripe cancel`)
         self.requested_at: float | None = None
         self.aborted = False
         self.grace = grace
         self.armed = False  # handlers installed (stop_on_signals): a KeyboardInterrupt is not a Ctrl-C
+        self.escalates = False  # ... and they interrupt running jobs after the grace period
         self._in_job: set[int] = set()  # idents of threads that are inside a job's code right now
         self._blocking: list[bool] = []  # the main thread's interruptible waits (True: only after the grace)
 
@@ -46,6 +48,17 @@ class StopFlag:
         if self.signal is None:
             self.signal = signum
             self.requested_at = time.monotonic()
+        self.event.set()
+
+    def cancel(self, reason: str) -> None:
+        """The invocation was cancelled (from any thread, e.g. the one that polls the store): as a signal
+        would, no new tenant starts and running ones get the grace period (then, with the handlers installed
+        and escalation on, they are interrupted), but the run ends ``cancelled`` (exit 5), not interrupted."""
+        if self.requested_at is None:
+            self.cancelled = reason
+            self.requested_at = time.monotonic()
+            if self.armed and self.escalates and self.grace >= 0:
+                signal.setitimer(signal.ITIMER_REAL, max(self.grace, 0.001))  # SIGALRM: the main thread's handler
         self.event.set()
 
     def abort(self) -> None:
@@ -164,11 +177,11 @@ def stop_on_signals(flag: StopFlag, *, escalate: bool = True) -> Iterator[StopFl
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_alarm)
-    flag.armed = True
+    flag.armed, flag.escalates = True, escalate
     try:
         yield flag
     finally:
-        flag.armed = False
+        flag.armed = flag.escalates = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, old in previous.items():
             signal.signal(sig, old)

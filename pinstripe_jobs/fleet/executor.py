@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import ConfigError
 from pinstripe_jobs.execution.executors.base import Executor, TenantRunner
-from pinstripe_jobs.model.results import RunResult, Summary
+from pinstripe_jobs.model.results import RunResult, Summary, skip_status
 from pinstripe_jobs.model.status import Status
 from pinstripe_jobs.tenants.query import Tenant
 
@@ -119,11 +119,12 @@ class FleetExecutor(Executor):
         for tenant in tenants:
             tenant_id = None if tenant is None else tenant.id
             if self.not_sent is None and (runner.stop.requested or self._past_deadline(started)):
-                self.not_sent = "interrupted" if runner.stop.requested else "deadline passed before it was sent"
+                self.not_sent = (runner.stop.cancelled or "interrupted") if runner.stop.requested else \
+                    "deadline passed before it was sent"
             if self.not_sent is not None:
                 unsent.append(tenant_id)  # read on: every tenant is reported
                 if len(unsent) >= SKIPPED_CHUNK:
-                    self._give_up_tenants(plan, unsent, Status.SKIPPED, self.not_sent, observer, summary)
+                    self._give_up_tenants(plan, unsent, skip_status(self.not_sent), self.not_sent, observer, summary)
                     unsent = []
                 continue
             batch.append(tenant_id)
@@ -134,7 +135,8 @@ class FleetExecutor(Executor):
         if batch:
             unsent += self._send(plan, batch, options, pending)
         if unsent:
-            self._give_up_tenants(plan, unsent, Status.SKIPPED, self.not_sent or "interrupted", observer, summary)
+            self._give_up_tenants(plan, unsent, skip_status(self.not_sent), self.not_sent or "interrupted", observer,
+                                  summary)
         self._wait(pending, plan, observer, summary, started)
 
     def _send(self, plan: Plan, batch: list[Any], options: dict[str, Any], pending: dict[str, list[Any]]
@@ -225,8 +227,8 @@ class FleetExecutor(Executor):
         cancelled = None
         while pending:
             if cancelled is None and (runner.stop.requested or self._past_deadline(started)):
-                cancelled = "interrupted (the run was stopped)" if runner.stop.requested else \
-                    f"no result before the run's deadline ({self.deadline:g}s)"
+                cancelled = (runner.stop.cancelled or "interrupted (the run was stopped)") \
+                    if runner.stop.requested else f"no result before the run's deadline ({self.deadline:g}s)"
                 self._cancel(plan, pending, cancelled)
                 if not runner.stop.requested:
                     break  # the deadline: report what is missing now
@@ -240,7 +242,8 @@ class FleetExecutor(Executor):
         if pending:
             reason = cancelled or "interrupted"
             missing = [t for tenants in pending.values() for t in tenants]
-            self._record_missing(plan, missing, reason, observer, summary)
+            self._record_missing(plan, missing, reason, observer, summary,
+                                 **({"status": Status.CANCELLED} if runner.stop.cancelled else {}))
             pending.clear()
 
     def _collect(self, pending: dict[str, list[Any]], wait: float) -> list[tuple[str, dict[str, Any]]]:
@@ -287,7 +290,9 @@ class FleetExecutor(Executor):
         if tenants is None:
             return
         if meta.get("status") == "REVOKED":  # cancelled before a worker started it
-            self._record_missing(plan, tenants, "cancelled before it started", observer, summary, status=Status.SKIPPED)
+            why = self.runner.stop.cancelled
+            self._record_missing(plan, tenants, why or "cancelled before it started", observer, summary,
+                                 status=skip_status(why))
             return
         if meta.get("status") != "SUCCESS" or not isinstance(value, dict):
             error = f"the task failed on the worker: {value!r}"[:2000]

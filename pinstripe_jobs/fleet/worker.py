@@ -1,13 +1,13 @@
 """The Celery side of the fleet: the app a worker runs, and the task that runs a batch of tenants.
 
 ``pinstripe worker`` starts a worker for the project's config; ``celery -A pinstripe_jobs.fleet.worker worker``
-does the same with ``PINSTRIPE_CONFIG`` (or the config found from the working directory). A task runs its
-tenants one by one through the runner's own per-tenant path (``Runner.run_one``: locks, workspace,
-services, retries, timeouts, isolation, history) and returns one result per tenant. Before each tenant it
-checks the run's cancel marker in the state store, and a tenant that already has a finished row of this
-invocation (a batch redelivered after its worker was killed) is not run again: its recorded outcome is
-returned instead. Celery's own retries stay off; messages are acknowledged late and rejected when their
-worker is lost, so a killed worker's batch goes to another worker.
+does the same with ``PINSTRIPE_CONFIG`` (or the config found from the working directory). A task runs its tenants
+one by one through the runner's own per-tenant path (``Runner.run_one``: locks, workspace, services, retries,
+timeouts, isolation, history) and returns one result per tenant. Before each tenant it checks the run's cancel
+request (``pinstripe cancel``) and its sender's cancel marker in the state store, and a tenant that already has a
+finished row of this invocation (a batch redelivered after its worker was killed) is not run again: its recorded
+outcome is returned instead. Celery's own retries stay off; messages are acknowledged late and rejected when
+their worker is lost, so a killed worker's batch goes to another worker.
 
 Imported only by workers (Celery is an optional extra).
 """
@@ -183,8 +183,9 @@ def _resolve(plan: Plan, tenants: list[Any], selection: dict[str, Any]) -> dict[
 def run_batch(job: str, tenants: list[Any], options: dict[str, Any], invocation: str) -> dict[str, Any]:
     """Run ``tenants`` of ``job`` here; one result per tenant, in order. A problem with the job itself
     (its module is not on this worker, it does not load) is returned as ``error`` for the whole batch."""
-    from pinstripe_jobs.model.status import Status
+    from pinstripe_jobs.model.results import skip_status
     from pinstripe_jobs.observers.base import NullObserver
+    from pinstripe_jobs.store.cancels import cancel_reason
 
     _capture_stdout()
     selection = options.get("selection") or {}
@@ -206,12 +207,13 @@ def run_batch(job: str, tenants: list[Any], options: dict[str, Any], invocation:
             status, error = done[key]
             results.append(_here({"tenant": tenant_id, "status": status, "error": error, "redelivered": True}))
             continue
-        cancelled = state.recall(f"cancel:{invocation}")
+        request = state.cancel_request(invocation)  # `pinstripe cancel`, the dashboard
+        cancelled = cancel_reason(request) if request else state.recall(f"cancel:{invocation}")  # or its sender
         tenant = found.get(key)
         reason = cancelled or (NOT_SELECTED if plan.multi_tenant and tenant is None else None)
         if reason:
             runner.record_skipped(plan, [tenant_id], reason)
-            results.append(_here({"tenant": tenant_id, "status": Status.SKIPPED, "reason": reason}))
+            results.append(_here({"tenant": tenant_id, "status": skip_status(reason), "reason": reason}))
             continue
         buffer = _captured.buffer = _CappedOutput()
         try:

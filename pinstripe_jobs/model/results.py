@@ -9,7 +9,8 @@ from pinstripe_jobs.model.status import BAD as BAD_STATUSES  # re-exported: the 
 from pinstripe_jobs.model.status import Status
 
 SUCCEEDED, FAILED, SKIPPED = Status.SUCCEEDED, Status.FAILED, Status.SKIPPED
-TIMED_OUT, INTERRUPTED = Status.TIMED_OUT, Status.INTERRUPTED
+TIMED_OUT, INTERRUPTED, CANCELLED = Status.TIMED_OUT, Status.INTERRUPTED, Status.CANCELLED
+CANCELLED_BY = "cancelled by "  # how the reason of a tenant not run because its invocation was cancelled begins
 ALREADY_RUNNING = "already running"
 AT_CAP = "tenant at its concurrency cap"
 PAUSED = "paused"  # a reason starting with it: the job or tenant is paused (`pinstripe pause`)
@@ -20,6 +21,12 @@ COVERED_SKIPS = (ALREADY_RUNNING, AT_CAP, PAUSED, NOT_THIS_SHARD)
 STATUS_OF_EXIT: dict[int, str] = {0: Status.SUCCEEDED, 1: Status.FAILED, 2: "error", 3: "error", 4: Status.SKIPPED,
                                   5: Status.CANCELLED,
                                   124: Status.TIMED_OUT, 130: Status.INTERRUPTED, 143: Status.INTERRUPTED}
+
+
+def skip_status(reason: str | None) -> Status:
+    """How a tenant that was not started is recorded: ``cancelled`` when its invocation was cancelled (the
+    reason says by whom, ``cancelled by ...``), else ``skipped``."""
+    return CANCELLED if (reason or "").startswith(CANCELLED_BY) else SKIPPED
 
 
 def tenant_id(tenant: Any) -> Any:
@@ -82,6 +89,7 @@ class Summary:
         self.already_running = 0  # runs skipped because the job was already running for that tenant
         self.error: str | None = None  # the tenant source broke mid-run: not every tenant could be read
         self.report_error: str | None = None  # a report file (JUnit, the step summary) could not be written
+        self.cancelled: str | None = None  # its invocation was cancelled (`pinstripe cancel`): by whom, why
         self.invocation: str | None = None  # the id of the invocation this run recorded (or resumed)
         self.note: str | None = None  # what an operator should know: nothing ran because ... (shown, in the JSON)
         self.recorded_exit: int | None = None  # an idempotency key named a finished invocation: its exit code
@@ -104,16 +112,16 @@ class Summary:
 
     @property
     def status(self) -> str:
-        """The overall word, from the same precedence as the exit code: interrupted, error (the tenant
+        """The overall word, from the same precedence as the exit code: interrupted, cancelled, error (the tenant
         source or state store broke: 3), failed, timed_out, skipped (already running), succeeded."""
         return STATUS_OF_EXIT.get(int(self.exit_code), "error")
 
     @property
     def exit_code(self) -> ExitCode:
-        """Precedence: interrupted (130/143) > tenant source broke mid-run, or a report could not be written
-        (3) > failed (1) > timed out (124) > tenants skipped for another reason than already running, a tenant
-        cap, a pause or not this shard (1) > skipped as already running (4) > 0. An idempotency key that named
-        a finished invocation: that invocation's recorded code."""
+        """Precedence: interrupted (130/143) > cancelled (5) > tenant source broke mid-run, or a report could
+        not be written (3) > failed (1) > timed out (124) > tenants skipped for another reason than already
+        running, a tenant cap, a pause or not this shard (1) > skipped as already running (4) > 0. An
+        idempotency key that named a finished invocation: that invocation's recorded code."""
         import signal
 
         if self.recorded_exit is not None:
@@ -123,6 +131,8 @@ class Summary:
                 return ExitCode.FAILED
         if self.signal is not None:
             return ExitCode.TERMINATED if self.signal == signal.SIGTERM else ExitCode.INTERRUPTED
+        if self.cancelled or self.counts.get(CANCELLED):
+            return ExitCode.CANCELLED
         if self.error or self.report_error:
             return ExitCode.CONFIG
         if self.counts.get(FAILED) or self.counts.get(INTERRUPTED):

@@ -54,9 +54,15 @@ def print_job_list(jobs: list[dict[str, Any]], broken: list[JobImportError], as_
         last = "-"
         if job.get("last_status"):
             last = f"{job['last_status']} {job.get('last_run') or ''}".strip()
+        next_run = job["next_run"] or "-"
+        if job.get("paused"):
+            pause = job["paused"]
+            next_run = f"PAUSED by {pause['who']}" + (f": {pause['reason']}" if pause.get("reason") else "")
+        if job.get("paused_tenants"):
+            next_run += f" ({len(job['paused_tenants'])} tenant(s) paused: " + \
+                ", ".join(str(p["tenant"]) for p in job["paused_tenants"][:5]) + ")"
         rows.append([literal(cell) for cell in (job["name"], job["description"] or "-",
-                                               "yes" if job["multi_tenant"] else "no", schedule,
-                                               job["next_run"] or "-", last)])
+                                               "yes" if job["multi_tenant"] else "no", schedule, next_run, last)])
     if rows and use_rich(out):
         _rich_table(out, columns, rows)
     for row in rows if not use_rich(out) else ():

@@ -144,11 +144,26 @@ def spec_from_module(name: str, path: Path, module: ModuleType, settings: Settin
         spread=check.duration("spread"),
         priority=check.whole("priority", 0, minimum=0, maximum=MAX_PRIORITY),
         unique=check.typed("unique", bool, False),
+        pause_after_failures=_pause_after_failures(check),
     )
     if spec.per_tenant_schedule and not multi_tenant:
         raise BadAttribute("timezone = \"tenant\" and schedule_for need a job that runs per tenant",
                            check.line("schedule_for" if spec.schedule_for else "timezone"))
     return spec
+
+
+MAX_PAUSE_AFTER = 1000
+
+
+def _pause_after_failures(check: Checker) -> int | None:
+    """``pause_after_failures``: None (never), or 1 to 1000 failed invocations in a row."""
+    value = getattr(check.module, "pause_after_failures", None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAUSE_AFTER:
+        raise BadAttribute(f"pause_after_failures must be a whole number from 1 to {MAX_PAUSE_AFTER} (or None), "
+                           f"got {value!r}", check.line("pause_after_failures"))
+    return value
 
 
 def _run_function(module: ModuleType, check: Checker) -> Callable[..., Any]:

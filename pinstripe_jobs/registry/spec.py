@@ -48,7 +48,8 @@ class JobSpec:
                  overlap: str = "skip", catch_up: bool = False, concurrency: int = 1, timeout: float | None = None,
                  isolation: str = "inline", retries: int = 0, retry_backoff: float = 1.0,
                  module: ModuleType | None = None, schedule_for: Callable[[Tenant], object] | None = None,
-                 spread: float | None = None, priority: int = 0, unique: bool = False):
+                 spread: float | None = None, priority: int = 0, unique: bool = False,
+                 pause_after_failures: int | None = None):
         self.name = name
         self.path = path
         self.run = run
@@ -69,6 +70,7 @@ class JobSpec:
         self.spread = spread  # seconds: scheduled tenants start at a stable offset within this window
         self.priority = priority  # 0..MAX_PRIORITY (model.ranges): its share of the fleet beside others (fleet.window)
         self.unique = unique  # at most one live invocation of this job with the same arguments (exit 4)
+        self.pause_after_failures = pause_after_failures  # pause the job after N failed invocations in a row
 
     @property
     def per_tenant_schedule(self) -> bool:

@@ -55,14 +55,16 @@ def by_priority(firings: list[Firing]) -> list[Firing]:
 @dataclass
 class Outcome:
     firing: Firing
-    summary: Summary | None  # None: the tick was already claimed elsewhere
+    summary: Summary | None  # None: the tick was already claimed elsewhere (or, ``paused``, not fired)
     error: BaseException | None = None
+    paused: dict[str, Any] | None = None  # the job is paused (`pinstripe pause`): its tick recorded, not fired
 
 
 class Scheduler:
     def __init__(self, runner: Runner, *, now: Callable[[], datetime] = utcnow,
                  wait: Callable[[float], Any] | None = None, observer: Callable[[Firing], Observer] | None = None):
         self.runner = runner
+        runner.stop_on_cancel = False  # cancelling one invocation stops its tenants, not the scheduler
         self.settings = runner.settings
         self.now = now
         self.wait = wait or runner.stop.event.wait
@@ -170,6 +172,9 @@ class Scheduler:
         state = self.runner.state
         name, tick = firing.spec.name, firing.tick.isoformat()
         try:
+            pause = None if firing.resume else state.paused(name)  # a tick taken over finishes what it began
+            if pause is not None:
+                return self._paused(firing, pause)
             claimed = state.take_over_tick(firing.key, firing.tick) if firing.resume else \
                 state.claim_tick(firing.key, firing.tick)
         except PinstripeError as exc:
@@ -200,6 +205,15 @@ class Scheduler:
             except PinstripeError as exc:
                 log.error("%s: tick %s ran, but could not be marked done: %s", name, tick, exc.message)
         return Outcome(firing, summary)
+
+    def _paused(self, firing: Firing, pause: dict[str, Any]) -> Outcome:
+        """A paused job's tick: claimed as ``paused`` (once across schedulers) and finished, nothing fired."""
+        state = self.runner.state
+        if state.claim_tick(firing.key, firing.tick, kind="paused"):
+            state.finish_tick(firing.key, firing.tick)
+            log.info("%s: tick %s not fired: the job is paused (by %s%s)", firing.spec.name,
+                     firing.tick.isoformat(), pause.get("who"), f": {pause['reason']}" if pause.get("reason") else "")
+        return Outcome(firing, None, paused=pause)
 
     def report_missed(self) -> None:
         """Ticks missed by more than ``misfire_grace`` (the machine was down): said once per outage, with

@@ -292,8 +292,68 @@ class History(Protocol):
 
 
 @runtime_checkable
+class Pauses(Protocol):
+    """Paused jobs, and paused tenants of a job: not fired by the scheduler, refused by a manual run."""
+
+    def pause(self, job: str, tenant: Any = None, *, who: str, reason: str | None = None) -> bool:
+        """Pause ``job`` (``tenant`` None) or one tenant of it, committed when this returns. True when it was
+        not paused; an existing pause is kept as it was (who, why, when)."""
+        ...
+
+    def unpause(self, job: str, tenant: Any = None) -> bool:
+        """Lift that pause, committed when this returns; True when there was one."""
+        ...
+
+    def pauses(self, job: str | None = None) -> list[Row]:
+        """Every pause (of ``job``): job, tenant (None for the whole job), who, reason, paused_at. Reads only."""
+        ...
+
+    def paused(self, job: str) -> Row | None:
+        """The whole job's pause, or None. Reads only (one primary-key read)."""
+        ...
+
+    def paused_tenants(self, job: str) -> dict[str, Row]:
+        """The paused tenants of ``job``: tenant id as text -> its pause. Reads only."""
+        ...
+
+
+@runtime_checkable
+class Audit(Protocol):
+    """The audit trail of manual actions. Append-only; pruned after ``history_days``."""
+
+    def audit(self, action: str, *, who: str, source: str = "cli", job: str | None = None,
+              details: dict[str, Any] | None = None) -> None:
+        """Append one action (``source``: cli, dashboard or api; ``details`` kept as JSON, capped, secrets
+        masked), committed when this returns. Kill -9 before: the action is not recorded."""
+        ...
+
+    def audit_trail(self, *, job: str | None = None, action: str | None = None, limit: int | None = 50) -> list[Row]:
+        """Actions, newest first: id, at, who, source, action, job, details (decoded). Reads only."""
+        ...
+
+
+@runtime_checkable
+class Cancels(Protocol):
+    """Requests to stop an invocation, wherever it runs."""
+
+    def request_cancel(self, invocation: str, *, who: str, reason: str | None = None) -> bool:
+        """Record the request, committed when this returns; True for the first (later ones change nothing)."""
+        ...
+
+    def cancel_request(self, invocation: str, *, poll: bool = False) -> Row | None:
+        """The request (invocation, who, reason, requested_at), or None: one primary-key read, cheap enough to
+        poll every second; it does not commit this process's waiting writes. ``poll``: retried for about a
+        second only, and its ``StateUnavailable`` leaves the store's fail-fast state as it was."""
+        ...
+
+    def withdraw_cancel(self, invocation: str) -> bool:
+        """Forget the request (the invocation is resumed), committed when this returns; True if there was one."""
+        ...
+
+
+@runtime_checkable
 class Store(Runs, Claims, Ticks, Slots, Invocations, InvocationQueries, LatestStatus, Meta, Maintenance, History,
-            Protocol):
+            Pauses, Audit, Cancels, Protocol):
     """Every contract: what ``StateStore`` is."""
 
     @property

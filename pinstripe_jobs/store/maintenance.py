@@ -69,4 +69,6 @@ def _delete_old(engine: Engine, conn: Connection, cutoff: str) -> int:
     engine.execute(conn, "DELETE FROM pinstripe_invocations WHERE started_at < ? AND ended_at IS NOT NULL",
                    (cutoff,))
     engine.execute(conn, "DELETE FROM pinstripe_latest WHERE ended_at < ?", (cutoff,))
+    engine.execute(conn, "DELETE FROM pinstripe_audit WHERE at < ?", (cutoff,))
+    engine.execute(conn, "DELETE FROM pinstripe_cancels WHERE requested_at < ?", (cutoff,))
     return removed

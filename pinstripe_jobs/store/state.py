@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import ConfigError, mask_secrets
+from pinstripe_jobs.store.audit import AuditRecords
+from pinstripe_jobs.store.cancels import CancelRecords
 from pinstripe_jobs.store.claims import ClaimRecords
 from pinstripe_jobs.store.common import (
     BAD,
@@ -42,6 +44,7 @@ from pinstripe_jobs.store.invocation_reads import InvocationReads
 from pinstripe_jobs.store.invocations import InvocationRecords
 from pinstripe_jobs.store.maintenance import Maintenance
 from pinstripe_jobs.store.meta import MetaRecords
+from pinstripe_jobs.store.pauses import PauseRecords
 from pinstripe_jobs.store.runs import RunRecords
 from pinstripe_jobs.store.schema import SchemaChange, SchemaError, SchemaMissing, check_schema, ensure_schema
 from pinstripe_jobs.store.slots import SlotRecords
@@ -55,7 +58,7 @@ OPEN_RETRY_S = 10  # opening the store: a wrong URL should not wait the whole bu
 
 
 class StateStore(RunRecords, ClaimRecords, TickRecords, SlotRecords, InvocationRecords, InvocationReads, MetaRecords,
-                 Maintenance, HistoryReads):
+                 Maintenance, HistoryReads, PauseRecords, AuditRecords, CancelRecords):
     """One store per process and URL. Thread-safe: one shared connection behind a lock."""
 
     def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow, history_days: float = 30,

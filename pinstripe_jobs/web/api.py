@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 import pinstripe_jobs.web.inputs as inputs
 from pinstripe_jobs.web.dashboard import dashboard_of
 from pinstripe_jobs.web.inputs import BadRequest, GridQuery, RunsQuery, bounded_body
-from pinstripe_jobs.web.trigger import cross_site, launch, refused
+from pinstripe_jobs.web.trigger import actor_of, cross_site, launch, refused
 
 
 def api_jobs(request: Request) -> Response:
@@ -80,7 +80,7 @@ async def api_start_run(request: Request) -> Response:
     if refusal is not None:
         return refusal
     name = inputs.job_name(request.path_params["name"])
-    action = launch(dashboard_of(request), name, args, only_failed)
+    action = launch(dashboard_of(request), name, args, only_failed, f"api ({actor_of(request)})")
     return JSONResponse({"started": True, "job": name, "action": action.id, "pid": action.pid,
                          "only_failed": only_failed, "args": args}, status_code=202)
 

@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 import pinstripe_jobs.web.api as api
 import pinstripe_jobs.web.pages as pages
+import pinstripe_jobs.web.steering as steering
 from pinstripe_jobs.web.dashboard import Dashboard
 from pinstripe_jobs.web.errors import HANDLERS, CatchAll
 from pinstripe_jobs.web.hosts import HostCheck
@@ -31,6 +32,12 @@ ROUTES = [
     Route("/api/runs/{run_id}", api.api_run), Route("/api/running", api.api_running),
     Route("/api/failures", api.api_failures), Route("/api/ticks", api.api_ticks),
     Route("/metrics", api.metrics),
+    Route("/invocations/{invocation}", steering.invocation_page), Route("/audit", steering.audit_page),
+    Route("/invocations/{invocation}/cancel", steering.cancel_invocation, methods=["POST"]),
+    Route("/invocations/{invocation}/resume", steering.resume_invocation, methods=["POST"]),
+    Route("/api/invocations/{invocation}", steering.api_invocation), Route("/api/audit", steering.api_audit),
+    Route("/api/invocations/{invocation}/cancel", steering.api_cancel, methods=["POST"]),
+    Route("/api/invocations/{invocation}/resume", steering.api_resume, methods=["POST"]),
     Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
 ]
 

@@ -48,6 +48,10 @@ class Dashboard:
                         return None
         return HistoryQueries(self._store)
 
+    def store(self) -> StateStore | None:
+        """The store, read-only (None while there is no history at all)."""
+        return self._store if self.history is not None else None
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
@@ -57,8 +61,9 @@ class Dashboard:
         """Every job (also jobs known only from history, whose module is gone) and the broken modules."""
         from pinstripe_jobs.cli.listing import describe_jobs
 
-        jobs, broken = describe_jobs(self.settings, now=self.now())
         history = self.history
+        store = self.store()
+        jobs, broken = describe_jobs(self.settings, now=self.now(), pauses=store.pauses() if store else None)
         known = {job["name"] for job in jobs}
         for name in (history.job_names() if history else []):
             if name not in known:
@@ -118,6 +123,11 @@ class Dashboard:
     def failures(self, job: str | None) -> list[Row]:
         history = self.history
         return history.failures(job) if history else []
+
+    def audit(self, job: str | None, limit: int = 200) -> list[Row]:
+        """The audit trail, newest first (of ``job``)."""
+        store = self.store()
+        return store.audit_trail(job=job, limit=limit) if store else []
 
     def ticks(self, cursor: str | None) -> tuple[list[Row], str | None]:
         history = self.history

@@ -11,7 +11,7 @@ from pinstripe_jobs.web.charts import duration_chart
 from pinstripe_jobs.web.dashboard import dashboard_of
 from pinstripe_jobs.web.inputs import GridQuery, RunsQuery
 from pinstripe_jobs.web.render import page, refuse, root_of, when
-from pinstripe_jobs.web.trigger import ACTIONS_OFF, cross_site, launch, refused
+from pinstripe_jobs.web.trigger import ACTIONS_OFF, actor_of, cross_site, launch, refused
 
 
 def jobs_page(request: Request) -> Response:
@@ -85,6 +85,6 @@ async def start_run(request: Request) -> Response:
     if refusal is not None:
         return refusal
     name = inputs.job_name(request.path_params["name"])
-    action = launch(dashboard_of(request), name, args, only_failed)
+    action = launch(dashboard_of(request), name, args, only_failed, actor_of(request))
     return RedirectResponse(f"{root_of(request)}/jobs/{name}?started={action.pid}&action={action.id}",
                             status_code=303)

@@ -31,7 +31,13 @@ def cross_site(request: Request, form_token: str | None, api: bool) -> Response 
     return refuse(request, "Cross-site request refused (missing or wrong CSRF token, or another origin).", api=api)
 
 
-def launch(dashboard: Dashboard, name: str, args: list[str], only_failed: bool) -> Action:
+def actor_of(request: Request) -> str:
+    """Who a dashboard action is recorded as (the audit trail): the dashboard, and the address it came from."""
+    client = request.client.host if request.client else "unknown"
+    return f"dashboard ({client})"
+
+
+def launch(dashboard: Dashboard, name: str, args: list[str], only_failed: bool, actor: str = "dashboard") -> Action:
     """Start ``name`` once its module loads and ``args`` fit its ``run``; a ``BadRequest`` otherwise."""
     from pinstripe_jobs.registry.arguments import bind_arguments
     from pinstripe_jobs.registry.jobs import JobRegistry
@@ -42,4 +48,4 @@ def launch(dashboard: Dashboard, name: str, args: list[str], only_failed: bool) 
         bind_arguments(spec.run, spec.name, tuple(args), {})
     except PinstripeError as exc:
         raise BadRequest(exc.message) from None
-    return dashboard.launcher.start(name, args, only_failed)
+    return dashboard.launcher.start(name, args, only_failed, actor)

@@ -51,3 +51,23 @@ def test_a_finished_key_exits_with_its_recorded_code():
     summary = Summary("job")
     summary.recorded_exit = 5
     assert (summary.exit_code, summary.status) == (ExitCode.CANCELLED, "cancelled")
+
+
+def test_a_cancelled_invocation_exits_5_unless_a_signal_stopped_it():
+    import signal as signals
+
+    from pinstripe_jobs.errors import ExitCode
+    from pinstripe_jobs.model.results import RunResult, Summary, skip_status
+    from pinstripe_jobs.model.status import Status
+
+    summary = Summary("job")
+    summary.add(RunResult(1, Status.FAILED, error="boom"))
+    summary.add(RunResult(2, skip_status("cancelled by ann@host: oops"), reason="cancelled by ann@host: oops"))
+    assert summary.counts == {Status.FAILED: 1, Status.CANCELLED: 1}
+    assert summary.exit_code == ExitCode.CANCELLED and summary.status == "cancelled"  # cancelled > failed
+    summary.signal = signals.SIGTERM
+    assert summary.exit_code == ExitCode.TERMINATED  # a signal > cancelled
+    quiet = Summary("job")
+    quiet.cancelled = "cancelled by ann@host"  # cancelled before any tenant was reported
+    assert quiet.exit_code == ExitCode.CANCELLED
+    assert skip_status("paused") == Status.SKIPPED and skip_status(None) == Status.SKIPPED

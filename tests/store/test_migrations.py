@@ -142,7 +142,7 @@ def current_shape(tmp_path_factory):
 # -- the migrations themselves ---------------------------------------------------------------------------
 def test_the_migrations_are_numbered_in_order_and_self_contained():
     assert [m.VERSION for m in migrations.MIGRATIONS] == list(range(1, migrations.CURRENT + 1))
-    assert schema.SCHEMA_VERSION == str(schema.CURRENT) == str(migrations.CURRENT) == "6"
+    assert schema.SCHEMA_VERSION == str(schema.CURRENT) == str(migrations.CURRENT) == "7"
     folder = Path(migrations.__file__).parent
     assert sorted(p.name for p in folder.glob("v*.py")) == [f"v{n:02d}.py" for n in range(1, migrations.CURRENT + 1)]
     for path in folder.glob("v*.py"):  # its own SQL: it imports nothing of ours but the small base
@@ -153,17 +153,20 @@ def test_the_migrations_are_numbered_in_order_and_self_contained():
 def test_a_fresh_database_has_exactly_the_tables_the_first_release_of_this_version_made(
         state_url, releases, current_shape):
     """v01..v05 run in order on an empty database build what release 4a31bf7 (version 5) built in one go; v06
-    then only adds to it (the invocation record's columns and indexes)."""
+    then only adds to it (the invocation record's columns and indexes), and v07 adds tables (steering)."""
     build(releases, "4a31bf7", state_url)
     old_columns, old_indexes = shape(state_url)
     columns, indexes = current_shape
-    assert {t: c - V06_COLUMNS if t == "pinstripe_invocations" else c for t, c in columns.items()} == old_columns
-    assert indexes - V06_INDEXES == old_indexes
+    assert {t: c - V06_COLUMNS if t == "pinstripe_invocations" else c for t, c in columns.items()
+            if t not in V07_TABLES} == old_columns
+    assert indexes - V06_INDEXES - V07_INDEXES == old_indexes
 
 
 V06_COLUMNS = {"selection", "options", "started_by", "executor", "heartbeat_at", "scanned", "total", "resumed",
                "idem_key", "live_key"}
 V06_INDEXES = {"pinstripe_invocations_key", "pinstripe_invocations_live", "pinstripe_invocations_started"}
+V07_TABLES = {"pinstripe_pauses", "pinstripe_audit", "pinstripe_cancels"}  # v07 only adds tables
+V07_INDEXES = {"pinstripe_audit_job"}
 
 
 @pytest.mark.parametrize("commit,found,recorded", RELEASES, ids=[r[0] for r in RELEASES])
@@ -175,9 +178,9 @@ def test_a_database_of_every_earlier_release_is_upgraded(state_url, releases, cu
 
     store = StateStore(state_url)
     try:
-        assert (store.schema.before, store.schema.after, store.schema.recorded) == (found, 6, recorded)
+        assert (store.schema.before, store.schema.after, store.schema.recorded) == (found, migrations.CURRENT, recorded)
         assert store.schema.created is False
-        assert recorded_version(state_url) == "6"
+        assert recorded_version(state_url) == str(migrations.CURRENT)
         columns, indexes = shape(state_url)
         for table, wanted in current_shape[0].items():
             assert wanted <= columns.get(table, set()), (table, wanted - columns.get(table, set()))
@@ -204,16 +207,16 @@ def test_a_database_of_every_earlier_release_is_upgraded(state_url, releases, cu
         store.close()
     assert ("sync", "3", "failed") in query(state_url, "SELECT job, tenant_key, status FROM pinstripe_latest")
     again = StateStore(state_url)  # upgraded once: the next open reads the version and does nothing
-    assert (again.schema.before, again.schema.upgraded) == (6, False)
+    assert (again.schema.before, again.schema.upgraded) == (migrations.CURRENT, False)
     again.close()
 
 
 def test_an_empty_database_is_created_at_this_version(state_url, current_shape):
     store = StateStore(state_url)
-    assert (store.schema.before, store.schema.after, store.schema.created) == (0, 6, True)
-    assert store.schema.describe() == "created the tables at schema version 6"
+    assert (store.schema.before, store.schema.after, store.schema.created) == (0, migrations.CURRENT, True)
+    assert store.schema.describe() == f"created the tables at schema version {migrations.CURRENT}"
     store.close()
-    assert shape(state_url) == current_shape and recorded_version(state_url) == "6"
+    assert shape(state_url) == current_shape and recorded_version(state_url) == str(migrations.CURRENT)
 
 
 def test_a_failing_upgrade_changes_nothing(state_url, releases, monkeypatch):
@@ -239,7 +242,11 @@ def test_a_failing_upgrade_changes_nothing(state_url, releases, monkeypatch):
 
 
 # -- a newer schema ----------------------------------------------------------------------------------------
-def newer(url: str, version: str = "7") -> None:
+NEWER = migrations.CURRENT + 1
+TOO_NEW = f"schema version {NEWER}, this release knows up to {migrations.CURRENT}: upgrade pinstripe-jobs"
+
+
+def newer(url: str, version: str = str(NEWER)) -> None:
     StateStore(url).close()
     conn = connect(url)
     conn.execute(f"UPDATE pinstripe_meta SET value = '{version}' WHERE key = 'schema'")
@@ -255,7 +262,7 @@ def test_a_newer_schema_is_refused_untouched(state_url, read_only):
     with pytest.raises(schema.SchemaTooNew) as caught:
         StateStore(state_url, read_only=read_only)
     assert caught.value.exit_code == ExitCode.CONFIG
-    assert "schema version 7, this release knows up to 6: upgrade pinstripe-jobs" in caught.value.message
+    assert TOO_NEW in caught.value.message
     assert caught.value.message.startswith("State store ")  # names which store
     assert "Nothing in the database was changed" in caught.value.hint
     assert snapshot(state_url) == before
@@ -280,7 +287,7 @@ def test_every_command_refuses_a_newer_schema_with_exit_3(project, state_url, co
     result = run(project, *command)
     assert result.returncode == ExitCode.CONFIG, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    assert "schema version 7, this release knows up to 6: upgrade pinstripe-jobs" in result.stderr
+    assert TOO_NEW in result.stderr
     if "--json" in command:
         assert json.loads(result.stdout)["exit_code"] == 3
     assert snapshot(state_url) == before
@@ -295,14 +302,14 @@ def test_history_on_an_older_schema_writes_nothing_and_says_to_migrate(project, 
         result = run(project, *command)
         assert result.returncode == ExitCode.CONFIG, result.stdout + result.stderr
         assert "Traceback" not in result.stderr
-        assert "schema version 3; this release uses version 6" in result.stderr
+        assert f"schema version 3; this release uses version {migrations.CURRENT}" in result.stderr
         assert "Run `pinstripe migrate`" in result.stderr
         assert snapshot(state_url) == before
 
     result = run(project, "migrate")
     assert result.returncode == 0, result.stderr
-    assert "upgraded from schema version 3 to 6" in result.stdout
-    assert recorded_version(state_url) == "6"
+    assert f"upgraded from schema version 3 to {migrations.CURRENT}" in result.stdout
+    assert recorded_version(state_url) == str(migrations.CURRENT)
     shown = json.loads(run(project, "history", "--json").stdout)["runs"]
     assert sorted((r["job"], r["status"]) for r in shown) == sorted((r[0], r[2]) for r in OLD_ROWS)
 
@@ -318,7 +325,8 @@ def test_history_on_an_unversioned_schema_says_so(project, state_url, releases):
     result = run(project, "migrate", "--json")
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
-    assert (outcome["from"], outcome["to"], outcome["recorded"], outcome["upgraded"]) == (0, 6, False, True)
+    assert (outcome["from"], outcome["to"], outcome["recorded"], outcome["upgraded"]) == (
+        0, migrations.CURRENT, False, True)
     assert "no version was recorded" in outcome["message"]
 
 
@@ -339,13 +347,13 @@ def test_migrate_creates_then_reports_current(project, state_url, current_shape)
     project.config(f'state = "{state_url}"\n')
     first = run(project, "migrate")
     assert first.returncode == 0, first.stderr
-    assert "created the tables at schema version 6" in first.stdout
+    assert f"created the tables at schema version {migrations.CURRENT}" in first.stdout
     assert shape(state_url) == current_shape
     second = run(project, "migrate", "--json")
     assert second.returncode == 0, second.stderr
     outcome = json.loads(second.stdout)
-    assert (outcome["from"], outcome["to"], outcome["upgraded"]) == (6, 6, False)
-    assert outcome["message"] == "already at schema version 6"
+    assert (outcome["from"], outcome["to"], outcome["upgraded"]) == (migrations.CURRENT, migrations.CURRENT, False)
+    assert outcome["message"] == f"already at schema version {migrations.CURRENT}"
 
 
 def test_the_read_only_store_opens_a_current_database_without_writing(state_url):
@@ -381,5 +389,5 @@ def test_concurrent_openers_upgrade_once(state_url, releases):
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert errors == [] and sorted(changes) == [3, 6, 6, 6]
-    assert recorded_version(state_url) == "6"
+    assert errors == [] and sorted(changes) == [3] + [migrations.CURRENT] * 3
+    assert recorded_version(state_url) == str(migrations.CURRENT)

@@ -51,7 +51,7 @@ class Recorder(Launcher):
 
     started: list[tuple[str, list[str], bool]] = []
 
-    def start(self, job: str, args: list[str], only_failed: bool = False) -> Action:
+    def start(self, job: str, args: list[str], only_failed: bool = False, actor: str = "dashboard") -> Action:
         self.started.append((job, args, only_failed))
         return Action("0" * 12, 1)
 

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from pinstripe_jobs.model.results import RunResult, Summary, tenant_id
+from pinstripe_jobs.model.results import RunResult, Summary, skip_status, tenant_id
 from pinstripe_jobs.model.status import Status
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def skip_rest(runner: TenantRunner, plan: Plan, tenant: Tenant | None, tenants: 
     batches of 1000): nothing is silently dropped."""
     batch: list[Any] = []
     for one in itertools.chain([tenant], tenants):
-        report(RunResult(tenant_id(one), Status.SKIPPED, reason=reason), observer, summary)
+        report(RunResult(tenant_id(one), skip_status(reason), reason=reason), observer, summary)
         batch.append(tenant_id(one))
         if len(batch) >= 1000:
             runner.record_skipped(plan, batch, reason)

@@ -36,3 +36,35 @@
   }
   setInterval(refresh, 3000);
 })();
+
+// An invocation's page: progress, ETA and counts refresh every 2 s from /api/invocations/ID while it runs.
+(function () {
+  var facts = document.querySelector("[data-live-invocation]");
+  if (!facts || !window.fetch) return;
+  function set(id, text) { var el = document.getElementById(id); if (el) el.textContent = text; }
+  function refresh() {
+    fetch(facts.getAttribute("data-live-invocation"), {credentials: "same-origin"})
+      .then(function (r) { return r.json(); })
+      .then(function (inv) {
+        set("inv-done", String(inv.done));
+        set("inv-total", inv.total === null ? "unknown" : String(inv.total));
+        set("inv-eta", inv.eta_s === null ? "–" : Math.round(inv.eta_s) + " s");
+        set("inv-not-run", inv.not_run === null ? "unknown (the tenant scan has not finished)" : String(inv.not_run));
+        var bar = document.getElementById("progress");
+        if (bar && inv.progress_pct !== null) { bar.value = inv.progress_pct; bar.textContent = inv.progress_pct + "%"; }
+        var status = document.querySelector("#inv-status .badge");
+        if (status) { status.className = "badge " + inv.status; status.textContent = inv.status; }
+        var counts = document.getElementById("inv-counts");
+        if (counts) {
+          counts.textContent = "";
+          Object.keys(inv.counts).sort().forEach(function (k) {
+            var span = document.createElement("span");
+            span.className = "badge " + k; span.textContent = k + " " + inv.counts[k];
+            counts.appendChild(span); counts.appendChild(document.createTextNode(" "));
+          });
+        }
+        facts.setAttribute("data-updated", new Date().toISOString());
+      }).catch(function () {});
+  }
+  setInterval(refresh, 2000);
+})();
