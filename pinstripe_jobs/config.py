@@ -32,6 +32,7 @@ KNOWN_KEYS: dict[str, TypeSpec] = {
     "celery": dict,
     "telemetry": dict,
     "monitor": dict,
+    "limits": dict,
 }
 CELERY_KEYS: dict[str, TypeSpec] = {"broker": str, "result_backend": str, "queue": str, "batch_size": int,
                                     "visibility_timeout": (int, float)}
@@ -75,7 +76,7 @@ CELERY_RANGES = {"batch_size": Range(1, 10000, "tenants"), "visibility_timeout":
 NOTIFY_RANGES = {"timeout": Range(0, 600, "seconds", True)}
 NOTIFY_EXAMPLE = 'Example: [notify]\non = ["failure", "recovery"]\nwebhook = "https://hooks.example/T0/B0/x"'
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-RESERVED_SERVICE_NAMES = {"tenant", "args", "params", "job", "log", "attempt", "tick", "close",
+RESERVED_SERVICE_NAMES = {"tenant", "args", "params", "job", "log", "attempt", "tick", "close", "limit",
                           "run_background_job", "arun_background_job"}
 _REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -105,6 +106,7 @@ class Settings:
         self.celery: dict[str, Any] = {}  # [celery]: broker, result_backend, queue, batch_size, visibility_timeout
         self.telemetry: dict[str, Any] = {}  # [telemetry]: traces (see observers/telemetry.py)
         self.monitor: dict[str, Any] | None = None  # [monitor]: heartbeat URLs (see observers/monitor.py)
+        self.limits: dict[str, Any] = {}  # [limits]: name -> LimitSpec (see execution/limits.py)
 
     @property
     def source_name(self) -> str:
@@ -286,6 +288,10 @@ def _from_table(path: Path, table: dict[str, Any]) -> Settings:
 
         settings.telemetry = telemetry.telemetry_table(table.get("telemetry", {}), where)
         settings.monitor = monitor.monitor_table(table["monitor"], where) if "monitor" in table else None
+    if "limits" in table:
+        from pinstripe_jobs.execution.limits import limits_table
+
+        settings.limits = limits_table(table["limits"], where)
     return settings
 
 
@@ -398,6 +404,7 @@ _TYPE_HINTS = {
     "executor": 'Example: executor = "celery"',
     "telemetry": "Example: [telemetry]\ntraces = true",
     "monitor": 'Example: [monitor]\nurl = "https://hc-ping.com/PING-KEY/{job}/{event}"',
+    "limits": 'Example: [limits]\npartner_api = "100/s"\nsmtp = { concurrency = 5 }',
     "celery": 'Example: [celery]\nbroker = "redis://127.0.0.1:6379/0"\nqueue = "pinstripe"\nbatch_size = 50',
 }
 

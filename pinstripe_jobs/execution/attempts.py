@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pinstripe_jobs.errors import cap, mask_secrets
+from pinstripe_jobs.errors import PermanentError, RetryAfter, cap, mask_secrets
 from pinstripe_jobs.execution.aio import is_coroutine, run_coroutine
+from pinstripe_jobs.execution.limits import Limit, Limiter
 from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
 from pinstripe_jobs.execution.workspace import (
     Nested,
@@ -51,6 +52,51 @@ def backoff_delay(base: float, attempt: int, rand: Callable[[], float] | None = 
     return float(base * (2 ** (attempt - 1)) * (0.5 + rand()))
 
 
+def retryable(plan: Plan, result: RunResult) -> bool:
+    """A failed attempt that may be retried: never a ``PermanentError`` or one of the job's ``give_up_on``;
+    with ``retry_on``, only those (a timeout counts as ``TimeoutError``)."""
+    spec = plan.spec
+    exc: BaseException | None = result.exception
+    if exc is None and result.status == TIMED_OUT:
+        exc = TimeoutError()
+    if isinstance(exc, PermanentError) or (spec.give_up_on and isinstance(exc, spec.give_up_on)):
+        return False
+    if spec.retry_on is not None:
+        return isinstance(exc, spec.retry_on)
+    return True
+
+
+class Tries:
+    """The attempts of one tenant's run: whether another follows, and after how long. A ``RetryAfter``
+    counts against the job's ``max_retry_after``, any other failure against ``retries``."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.attempt = 0  # attempts made (each recorded)
+        self.failed = 0  # ordinary failures retried so far
+        self.after = 0  # RetryAfter honoured so far
+
+    @property
+    def most(self) -> int:
+        """Attempts at most, as far as is known now (for the progress line)."""
+        return 1 + self.plan.retries + self.after
+
+    def delay(self, result: RunResult, stopping: bool) -> tuple[float, bool] | None:
+        """None: this result is the run's outcome. Else (seconds to wait, whether asked by ``RetryAfter``)."""
+        if result.ok or result.status == INTERRUPTED or stopping:
+            return None
+        exc = result.exception
+        if isinstance(exc, RetryAfter):
+            if self.after >= self.plan.spec.max_retry_after:
+                return None
+            self.after += 1
+            return exc.seconds, True
+        if self.failed >= self.plan.retries or not retryable(self.plan, result):
+            return None
+        self.failed += 1
+        return backoff_delay(self.plan.spec.retry_backoff, self.failed), False
+
+
 class Attempts:
     """Calls a plan's job for one tenant. ``nested`` is handed to workspaces (``ctx.run_background_job``)."""
 
@@ -64,6 +110,7 @@ class Attempts:
         self.config_error: str | None = None  # a service could not be set up: the config's fault, not the job's
         self.scope: AttemptScope | None = None  # set by telemetry (observers/telemetry.py)
         self.child_ends: Callable[[], None] | None = None  # a forked child's last act (telemetry: send its spans)
+        self.limiter: Limiter | None = None  # the named limits (``ctx.limit``), set by the runner
 
     def _scoped(self, plan: Plan, tenant: Tenant | None, attempt: int, call: Callable[[], RunResult]) -> RunResult:
         if self.scope is None:
@@ -92,7 +139,15 @@ class Attempts:
 
     def _workspace(self, plan: Plan, tenant: Tenant | None, attempt: int) -> Workspace:
         return Workspace(job=plan.spec.name, tenant=tenant, args=plan.args, params=plan.params,
-                         factories=self.factories, nested=self.nested, tick=plan.options.tick, attempt=attempt)
+                         factories=self.factories, nested=self.nested, tick=plan.options.tick, attempt=attempt,
+                         limit=self._limit(plan, tenant))
+
+    def _limit(self, plan: Plan, tenant: Tenant | None) -> Callable[[str, Any], Any] | None:
+        limiter, observer = self.limiter, plan.observer
+        if limiter is None:
+            return None
+        told = None if observer is None else (lambda name, waited: observer.limit_waited(_tid(tenant), name, waited))
+        return lambda name, key: Limit(limiter, name, key, told)
 
     def here(self, plan: Plan, tenant: Tenant | None, attempt: int, restore: bool = True) -> RunResult:
         """The attempt in this thread. ``restore``: put the working directory and environment back as they

@@ -18,17 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.errors import JobFailed, PinstripeError
-from pinstripe_jobs.execution.attempts import Attempts, backoff_delay, end_of_output
+from pinstripe_jobs.execution.attempts import Attempts, Tries, end_of_output
 from pinstripe_jobs.execution.executors.base import Executor
 from pinstripe_jobs.execution.executors.registry import executor_for
 from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
+from pinstripe_jobs.execution.limits import Limiter, LimitSpec
 from pinstripe_jobs.execution.planner import Planner
 from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
 from pinstripe_jobs.execution.workspace import ServiceFactories, Workspace
 from pinstripe_jobs.model.plan import Plan, RunOptions, spread_offset
 from pinstripe_jobs.model.results import RunResult, Summary
 from pinstripe_jobs.model.status import Status
-from pinstripe_jobs.observers.base import NullObserver, Observer
+from pinstripe_jobs.observers.base import LimitTally, NullObserver, Observer, Tee
 from pinstripe_jobs.registry.jobs import JobRegistry, JobSpec
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class Runner:
         self.planner = Planner(settings, self.registry, lambda job: self.state.failed_tenants(job))
         self.leases = Leases(lambda: self.state, self.stop, settings.tenant_concurrency, clock)
         self.attempts = Attempts(ServiceFactories(settings.services), self.stop, clock, self.run_nested)
+        self.limiter = self.attempts.limiter = Limiter(dict(settings.limits), lambda: self.state, self.stop)
 
     @property
     def state(self) -> StateStore:
@@ -92,6 +94,7 @@ class Runner:
         """Release the state store's connection and the tenant source; runs still open (the caller was
         interrupted) are recorded as interrupted."""
         if self._state is not None:
+            self.limiter.close()
             self.interrupt_active("stopped before it finished")
             self._state.close()
             self._state = None
@@ -118,6 +121,7 @@ class Runner:
         with self.stop.interruptible():  # a source that never answers does not outlast a signal
             first = list(itertools.islice(selected, 1))  # a broken source fails here, before anything is printed
         tenants = _guarded(itertools.chain(first, selected), summary, self.stop)
+        plan.observer = Tee(observer, LimitTally(summary))
         if executor.claims_ahead and plan.multi_tenant and not plan.spread:
             tenants = self.leases.claiming(plan, tenants, lambda: self.stop_reason(plan, summary))
         observer.started(plan)
@@ -189,14 +193,34 @@ class Runner:
         limit = plan.options.max_failures
         if limit is not None and len(summary.failures) >= limit:
             return f"max failures ({limit}) reached"
-        return None
+        return self.brake(plan, summary)
+
+    @staticmethod
+    def brake(plan: Plan, summary: Summary) -> str | None:
+        """The failure-rate brake: at least ``min_runs`` runs ended and more than ``max_failure_rate`` of them
+        failed (skipped runs do not count)."""
+        rate = plan.max_failure_rate
+        if rate is None:
+            return None
+        ended = summary.total - summary.counts.get(Status.SKIPPED, 0)
+        failed = len(summary.failures)
+        if ended < plan.options.min_runs or failed <= rate * ended:
+            return None
+        summary.brake = summary.brake or (f"failure-rate brake: {failed} of {ended} runs failed "
+                                          f"(more than {rate:.0%}, --max-failure-rate)")
+        return summary.brake
 
     # -- one tenant: lease, attempt, record, retry ---------------------------------------------------
     def run_one(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult:
-        """All attempts of one tenant's run, in this thread; waits and retries are told to ``observer``."""
-        attempts = 1 + plan.retries
-        for attempt in range(1, attempts + 1):
-            told: set[str] = set()
+        """All attempts of one tenant's run, in this thread; waits and retries are told to ``observer``. A
+        ``RetryAfter`` ends the attempt (its lease and slots released, the attempt recorded) and the next
+        one starts after the delay asked for; the job's ``rate_limit`` is waited for before the first."""
+        if not self._rate_limited(plan, tenant, observer):
+            return self._not_started(plan, tenant)
+        tries = Tries(plan)
+        while True:
+            tries.attempt += 1
+            attempt, told = tries.attempt, set[str]()
             lease = self.leases.acquire(plan, tenant, attempt, told, observer)
             while lease is None:  # overlap = "wait": the lock or the tenant's slots are held
                 self.sleep(LOCK_POLL_S)
@@ -209,19 +233,23 @@ class Runner:
                 result = self.attempts.here(plan, tenant, attempt)
             end_of_output()
             self.leases.end(lease, result, attempt)
-            if not self._retry(plan, result, attempt, attempts):
+            delay = self._next(tries, observer, result)
+            if delay is None:
                 return _placed(result)
-            self.sleep(self._backoff(plan, observer, result, attempt, attempts))
-        raise AssertionError("unreachable")
+            self.sleep(delay)
 
     async def arun_one(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult:
         """All attempts of one tenant's run of an ``async def`` job, as an asyncio task (not isolated:
         isolated async jobs go through ``run_one``, their child process runs the event loop)."""
         import asyncio
 
-        attempts = 1 + plan.retries
-        for attempt in range(1, attempts + 1):
-            told: set[str] = set()
+        if plan.spec.rate_limit is not None and not await asyncio.to_thread(self._rate_limited, plan, tenant,
+                                                                            observer):
+            return self._not_started(plan, tenant)
+        tries = Tries(plan)
+        while True:
+            tries.attempt += 1
+            attempt, told = tries.attempt, set[str]()
             lease = await self.leases.aacquire(plan, tenant, attempt, told, observer)
             while lease is None:
                 await asyncio.sleep(LOCK_POLL_S)
@@ -231,19 +259,40 @@ class Runner:
             result = await self.attempts.as_task(plan, tenant, attempt)
             end_of_output()
             self.leases.end(lease, result, attempt)
-            if not self._retry(plan, result, attempt, attempts):
+            delay = self._next(tries, observer, result)
+            if delay is None:
                 return _placed(result)
-            await asyncio.sleep(self._backoff(plan, observer, result, attempt, attempts))
-        raise AssertionError("unreachable")
+            await asyncio.sleep(delay)
 
-    def _retry(self, plan: Plan, result: RunResult, attempt: int, attempts: int) -> bool:
-        return not (result.ok or attempt == attempts or result.status == Status.INTERRUPTED or self.stop.requested
-                    or self.config_error)
-
-    def _backoff(self, plan: Plan, observer: Observer, result: RunResult, attempt: int, attempts: int) -> float:
-        delay = backoff_delay(plan.spec.retry_backoff, attempt)
-        observer.retrying(result.tenant, attempt, attempts, delay, result.error)
+    def _next(self, tries: Tries, observer: Observer, result: RunResult) -> float | None:
+        """The delay before the next attempt (told to ``observer``), or None: ``result`` is the outcome."""
+        decided = tries.delay(result, self.stop.requested or bool(self.config_error))
+        if decided is None:
+            return None
+        delay, _asked = decided
+        observer.retrying(result.tenant, tries.attempt, tries.most, delay, result.error)
         return delay
+
+    def _rate_limited(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> bool:
+        """Wait for a start token of the job's ``rate_limit`` (shared like ``[limits]``). False: a stop came."""
+        rate = plan.spec.rate_limit
+        if rate is None:
+            return True
+        name = f"job:{plan.spec.name}"
+        self.limiter.specs.setdefault(name, LimitSpec(name, rate[0], rate[1]))
+        try:
+            waited = self.limiter.take(name, "")
+        except RunInterrupted:
+            return False
+        if waited >= 0.001:
+            (plan.observer or observer).limit_waited(tenant.id if tenant is not None else None, name, waited)
+        return True
+
+    def _not_started(self, plan: Plan, tenant: Tenant | None) -> RunResult:
+        tid = tenant.id if tenant is not None else None
+        reason = "interrupted while waiting for the job's rate_limit"
+        self.record_skipped(plan, [tid], reason)
+        return RunResult(tid, Status.SKIPPED, reason=reason)
 
     def _forget_parent(self) -> None:
         """In a forked child: never use the parent's database connection (nested runs open their own)."""

@@ -21,7 +21,8 @@ class RunOptions:
         "args": (), "params": None, "tenant_ids": (), "exclude_ids": (), "fail_fast": False, "concurrency": None,
         "shard": None, "trigger": "manual", "tick": None, "wait": False, "only_failed": False, "keep_runs": False,
         "timeout": None, "retries": None, "isolation": None, "max_failures": None, "grace": 30.0,
-        "skip_reason": None, "spread": None, "invocation": None, "deadline": None}
+        "skip_reason": None, "spread": None, "invocation": None, "deadline": None,
+        "max_failure_rate": None, "min_runs": 20}
 
     args: tuple[Any, ...]
     params: dict[str, Any]
@@ -44,6 +45,8 @@ class RunOptions:
     spread: float | None
     invocation: str | None
     deadline: float | None
+    max_failure_rate: float | None
+    min_runs: int
 
     def __init__(self, **values: Any):
         unknown = set(values) - set(self.FIELDS)
@@ -80,6 +83,10 @@ class Plan:
         # the id that groups this run's history rows (one per command or tick)
         self.invocation: str = options.invocation or new_invocation_id()
         self.admit: Callable[[Tenant], bool] | None = None  # per-tenant schedules: is this tenant due?
+        self.observer: Any = None  # the run's Observer (set by Runner.execute): told of waits on limits
+        # the failure-rate brake: stop starting tenants once more than this share of at least min_runs failed
+        self.max_failure_rate: float | None = options.max_failure_rate if options.max_failure_rate is not None \
+            else spec.max_failure_rate
         # spread: each tenant starts at base + a stable offset within this many seconds (scheduled runs of
         # a job with `spread`, or --spread); None: at once
         self.spread = options.spread if options.spread is not None else (

@@ -77,6 +77,18 @@ class Summary:
         self.already_running = 0  # runs skipped because the job was already running for that tenant
         self.error: str | None = None  # the tenant source broke mid-run: not every tenant could be read
         self.report_error: str | None = None  # a report file (JUnit, the step summary) could not be written
+        self.brake: str | None = None  # why the failure-rate brake stopped new tenants (--max-failure-rate)
+        self.limit_waits: dict[str, list[float]] = {}  # limit name -> [waits, seconds waited] (ctx.limit)
+
+    def waited_on(self, limit: str, seconds: float) -> None:
+        tally = self.limit_waits.setdefault(limit, [0, 0.0])
+        tally[0] += 1
+        tally[1] += seconds
+
+    def limits_text(self) -> str:
+        """``api 12 waits 3.4s, smtp ...`` (empty when no run waited on a limit)."""
+        return ", ".join(f"{name} {int(n)} wait{'s' if n != 1 else ''} {secs:.1f}s"
+                         for name, (n, secs) in sorted(self.limit_waits.items()))
 
     def add(self, result: RunResult) -> None:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1

@@ -67,6 +67,12 @@ class JobSpec:
         self.module = module
         self.schedule_for = schedule_for  # tenant -> cron string, list like `schedule`, or None
         self.spread = spread  # seconds: scheduled tenants start at a stable offset within this window
+        # issue #22 (set by declarations.limit_attributes): tenants start at most this fast, (count, window s)
+        self.rate_limit: tuple[int, float] | None = None
+        self.max_retry_after = 5  # RetryAfter honoured at most this often per tenant run (0 to 1000)
+        self.retry_on: tuple[type[BaseException], ...] | None = None  # only these are retried (None: any)
+        self.give_up_on: tuple[type[BaseException], ...] = ()  # never retried
+        self.max_failure_rate: float | None = None  # the brake: more than this share failed -> stop starting
 
     @property
     def per_tenant_schedule(self) -> bool:
