@@ -20,6 +20,7 @@ from tests.procs import clean_env, run, unavailable
 ROOT = Path(__file__).resolve().parents[2]
 WRITER = Path(__file__).with_name("old_release_writer.py")
 # Every schema an earlier release left: (commit, the version it is found at, whether it recorded it).
+NOW = migrations.CURRENT  # this release's schema version
 RELEASES = [
     ("62c816a", 0, False),  # first release: pinstripe_locks, no lock_key, no pinstripe_meta
     ("1529589", 0, False),  # lock_key and the running-row lock index
@@ -142,7 +143,7 @@ def current_shape(tmp_path_factory):
 # -- the migrations themselves ---------------------------------------------------------------------------
 def test_the_migrations_are_numbered_in_order_and_self_contained():
     assert [m.VERSION for m in migrations.MIGRATIONS] == list(range(1, migrations.CURRENT + 1))
-    assert schema.SCHEMA_VERSION == str(schema.CURRENT) == str(migrations.CURRENT) == "5"
+    assert schema.SCHEMA_VERSION == str(schema.CURRENT) == str(migrations.CURRENT) == "6"
     folder = Path(migrations.__file__).parent
     assert sorted(p.name for p in folder.glob("v*.py")) == [f"v{n:02d}.py" for n in range(1, migrations.CURRENT + 1)]
     for path in folder.glob("v*.py"):  # its own SQL: it imports nothing of ours but the small base
@@ -152,8 +153,10 @@ def test_the_migrations_are_numbered_in_order_and_self_contained():
 
 def test_a_fresh_database_has_exactly_the_tables_the_first_release_of_this_version_made(
         state_url, releases, current_shape):
-    """v01..v05 run in order on an empty database build what release 4a31bf7 (version 5) built in one go."""
+    """v01..v05 run in order on an empty database build what release 4a31bf7 (version 5) built in one go (and
+    the later migrations add to it what a fresh database has)."""
     build(releases, "4a31bf7", state_url)
+    StateStore(state_url).close()
     assert shape(state_url) == current_shape
 
 
@@ -166,9 +169,9 @@ def test_a_database_of_every_earlier_release_is_upgraded(state_url, releases, cu
 
     store = StateStore(state_url)
     try:
-        assert (store.schema.before, store.schema.after, store.schema.recorded) == (found, 5, recorded)
+        assert (store.schema.before, store.schema.after, store.schema.recorded) == (found, NOW, recorded)
         assert store.schema.created is False
-        assert recorded_version(state_url) == "5"
+        assert recorded_version(state_url) == str(NOW)
         columns, indexes = shape(state_url)
         for table, wanted in current_shape[0].items():
             assert wanted <= columns.get(table, set()), (table, wanted - columns.get(table, set()))
@@ -195,16 +198,16 @@ def test_a_database_of_every_earlier_release_is_upgraded(state_url, releases, cu
         store.close()
     assert ("sync", "3", "failed") in query(state_url, "SELECT job, tenant_key, status FROM pinstripe_latest")
     again = StateStore(state_url)  # upgraded once: the next open reads the version and does nothing
-    assert (again.schema.before, again.schema.upgraded) == (5, False)
+    assert (again.schema.before, again.schema.upgraded) == (NOW, False)
     again.close()
 
 
 def test_an_empty_database_is_created_at_this_version(state_url, current_shape):
     store = StateStore(state_url)
-    assert (store.schema.before, store.schema.after, store.schema.created) == (0, 5, True)
-    assert store.schema.describe() == "created the tables at schema version 5"
+    assert (store.schema.before, store.schema.after, store.schema.created) == (0, NOW, True)
+    assert store.schema.describe() == f"created the tables at schema version {NOW}"
     store.close()
-    assert shape(state_url) == current_shape and recorded_version(state_url) == "5"
+    assert shape(state_url) == current_shape and recorded_version(state_url) == str(NOW)
 
 
 def test_a_failing_upgrade_changes_nothing(state_url, releases, monkeypatch):
@@ -246,7 +249,7 @@ def test_a_newer_schema_is_refused_untouched(state_url, read_only):
     with pytest.raises(schema.SchemaTooNew) as caught:
         StateStore(state_url, read_only=read_only)
     assert caught.value.exit_code == ExitCode.CONFIG
-    assert "schema version 7, this release knows up to 5: upgrade pinstripe-jobs" in caught.value.message
+    assert f"schema version 7, this release knows up to {NOW}: upgrade pinstripe-jobs" in caught.value.message
     assert caught.value.message.startswith("State store ")  # names which store
     assert "Nothing in the database was changed" in caught.value.hint
     assert snapshot(state_url) == before
@@ -271,7 +274,7 @@ def test_every_command_refuses_a_newer_schema_with_exit_3(project, state_url, co
     result = run(project, *command)
     assert result.returncode == ExitCode.CONFIG, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    assert "schema version 7, this release knows up to 5: upgrade pinstripe-jobs" in result.stderr
+    assert f"schema version 7, this release knows up to {NOW}: upgrade pinstripe-jobs" in result.stderr
     if "--json" in command:
         assert json.loads(result.stdout)["exit_code"] == 3
     assert snapshot(state_url) == before
@@ -286,14 +289,14 @@ def test_history_on_an_older_schema_writes_nothing_and_says_to_migrate(project, 
         result = run(project, *command)
         assert result.returncode == ExitCode.CONFIG, result.stdout + result.stderr
         assert "Traceback" not in result.stderr
-        assert "schema version 3; this release uses version 5" in result.stderr
+        assert f"schema version 3; this release uses version {NOW}" in result.stderr
         assert "Run `pinstripe migrate`" in result.stderr
         assert snapshot(state_url) == before
 
     result = run(project, "migrate")
     assert result.returncode == 0, result.stderr
-    assert "upgraded from schema version 3 to 5" in result.stdout
-    assert recorded_version(state_url) == "5"
+    assert f"upgraded from schema version 3 to {NOW}" in result.stdout
+    assert recorded_version(state_url) == str(NOW)
     shown = json.loads(run(project, "history", "--json").stdout)["runs"]
     assert sorted((r["job"], r["status"]) for r in shown) == sorted((r[0], r[2]) for r in OLD_ROWS)
 
@@ -309,7 +312,7 @@ def test_history_on_an_unversioned_schema_says_so(project, state_url, releases):
     result = run(project, "migrate", "--json")
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
-    assert (outcome["from"], outcome["to"], outcome["recorded"], outcome["upgraded"]) == (0, 5, False, True)
+    assert (outcome["from"], outcome["to"], outcome["recorded"], outcome["upgraded"]) == (0, NOW, False, True)
     assert "no version was recorded" in outcome["message"]
 
 
@@ -330,13 +333,13 @@ def test_migrate_creates_then_reports_current(project, state_url, current_shape)
     project.config(f'state = "{state_url}"\n')
     first = run(project, "migrate")
     assert first.returncode == 0, first.stderr
-    assert "created the tables at schema version 5" in first.stdout
+    assert f"created the tables at schema version {NOW}" in first.stdout
     assert shape(state_url) == current_shape
     second = run(project, "migrate", "--json")
     assert second.returncode == 0, second.stderr
     outcome = json.loads(second.stdout)
-    assert (outcome["from"], outcome["to"], outcome["upgraded"]) == (5, 5, False)
-    assert outcome["message"] == "already at schema version 5"
+    assert (outcome["from"], outcome["to"], outcome["upgraded"]) == (NOW, NOW, False)
+    assert outcome["message"] == f"already at schema version {NOW}"
 
 
 def test_the_read_only_store_opens_a_current_database_without_writing(state_url):
@@ -372,5 +375,5 @@ def test_concurrent_openers_upgrade_once(state_url, releases):
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert errors == [] and sorted(changes) == [3, 5, 5, 5]
-    assert recorded_version(state_url) == "5"
+    assert errors == [] and sorted(changes) == [3, NOW, NOW, NOW]
+    assert recorded_version(state_url) == str(NOW)
