@@ -18,13 +18,10 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from pinstripe_jobs.errors import ConfigError, PinstripeError
 from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
-
-if TYPE_CHECKING:
-    from pinstripe_jobs.store.state import StateStore
 
 WINDOWS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_COUNT = 1_000_000  # tokens per window
@@ -112,10 +109,23 @@ class _Block:
 Waited = Callable[[str, float], None]  # (limit name, seconds waited): told when a wait ended
 
 
+class LimitStore(Protocol):
+    """What the limiter uses of the state store (``store.contracts.Limits`` and ``Slots``; not imported here:
+    the config reads ``[limits]`` through this module)."""
+
+    def take_tokens(self, name: str, bucket: str, count: int, window: float, want: int, hold: float) -> Any: ...
+
+    def return_tokens(self, block: int, unused: int) -> None: ...
+
+    def take_limit_slot(self, name: str, bucket: str, cap: int) -> tuple[str, int] | None: ...
+
+    def release_slot(self, slot: tuple[str, int]) -> None: ...
+
+
 class Limiter:
     """This process's side of the named limits: local blocks of tokens over the shared store."""
 
-    def __init__(self, specs: dict[str, LimitSpec], store: Callable[[], StateStore], stop: StopFlag):
+    def __init__(self, specs: dict[str, LimitSpec], store: Callable[[], LimitStore], stop: StopFlag):
         self.specs = specs
         self.store = store
         self.stop = stop
@@ -200,6 +210,21 @@ class Limiter:
             delay = min(delay * 2, SLOT_POLL_S[1])
         return held, time.monotonic() - started
 
+    def pace(self, job: str, rate: tuple[int, float] | None, told: Waited | None) -> bool:
+        """A job's ``rate_limit``: wait for a start token of its own limit (``job:<name>``, shared like the
+        others). False when a stop came first."""
+        if rate is None:
+            return True
+        name = f"job:{job}"
+        self.specs.setdefault(name, LimitSpec(name, rate[0], rate[1]))
+        try:
+            waited = self.take(name, "")
+        except RunInterrupted:
+            return False
+        if told is not None and waited >= 0.001:
+            told(name, waited)
+        return True
+
     def release(self, slot: tuple[str, int]) -> None:
         self.store().release_slot(slot)
 
@@ -269,3 +294,4 @@ class Limit:
             import asyncio
 
             await asyncio.to_thread(self.limiter.release, held)
+

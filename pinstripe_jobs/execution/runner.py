@@ -22,7 +22,6 @@ from pinstripe_jobs.execution.attempts import Attempts, Tries, end_of_output
 from pinstripe_jobs.execution.executors.base import Executor
 from pinstripe_jobs.execution.executors.registry import executor_for
 from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
-from pinstripe_jobs.execution.limits import Limiter, LimitSpec
 from pinstripe_jobs.execution.planner import Planner
 from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
 from pinstripe_jobs.execution.workspace import ServiceFactories, Workspace
@@ -53,8 +52,8 @@ class Runner:
         self._state = state
         self.planner = Planner(settings, self.registry, lambda job: self.state.failed_tenants(job))
         self.leases = Leases(lambda: self.state, self.stop, settings.tenant_concurrency, clock)
-        self.attempts = Attempts(ServiceFactories(settings.services), self.stop, clock, self.run_nested)
-        self.limiter = self.attempts.limiter = Limiter(dict(settings.limits), lambda: self.state, self.stop)
+        self.attempts = Attempts(ServiceFactories(settings.services), self.stop, clock, self.run_nested,
+                                 limits=(dict(settings.limits), lambda: self.state))
 
     @property
     def state(self) -> StateStore:
@@ -94,7 +93,7 @@ class Runner:
         """Release the state store's connection and the tenant source; runs still open (the caller was
         interrupted) are recorded as interrupted."""
         if self._state is not None:
-            self.limiter.close()
+            self.attempts.limiter.close()
             self.interrupt_active("stopped before it finished")
             self._state.close()
             self._state = None
@@ -193,34 +192,16 @@ class Runner:
         limit = plan.options.max_failures
         if limit is not None and len(summary.failures) >= limit:
             return f"max failures ({limit}) reached"
-        return self.brake(plan, summary)
-
-    @staticmethod
-    def brake(plan: Plan, summary: Summary) -> str | None:
-        """The failure-rate brake: at least ``min_runs`` runs ended and more than ``max_failure_rate`` of them
-        failed (skipped runs do not count)."""
-        rate = plan.max_failure_rate
-        if rate is None:
-            return None
-        ended = summary.total - summary.counts.get(Status.SKIPPED, 0)
-        failed = len(summary.failures)
-        if ended < plan.options.min_runs or failed <= rate * ended:
-            return None
-        summary.brake = summary.brake or (f"failure-rate brake: {failed} of {ended} runs failed "
-                                          f"(more than {rate:.0%}, --max-failure-rate)")
-        return summary.brake
+        return summary.failure_brake(plan.max_failure_rate, plan.options.min_runs)
 
     # -- one tenant: lease, attempt, record, retry ---------------------------------------------------
     def run_one(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult:
-        """All attempts of one tenant's run, in this thread; waits and retries are told to ``observer``. A
-        ``RetryAfter`` ends the attempt (its lease and slots released, the attempt recorded) and the next
-        one starts after the delay asked for; the job's ``rate_limit`` is waited for before the first."""
-        if not self._rate_limited(plan, tenant, observer):
-            return self._not_started(plan, tenant)
+        """All attempts of one tenant's run, in this thread (``Tries``); waits and retries are told to ``observer``."""
+        if (skipped := self._paced(plan, tenant, observer)) is not None:
+            return skipped
         tries = Tries(plan)
         while True:
-            tries.attempt += 1
-            attempt, told = tries.attempt, set[str]()
+            attempt, told = tries.next(), set[str]()
             lease = self.leases.acquire(plan, tenant, attempt, told, observer)
             while lease is None:  # overlap = "wait": the lock or the tenant's slots are held
                 self.sleep(LOCK_POLL_S)
@@ -233,7 +214,7 @@ class Runner:
                 result = self.attempts.here(plan, tenant, attempt)
             end_of_output()
             self.leases.end(lease, result, attempt)
-            delay = self._next(tries, observer, result)
+            delay = tries.delay(result, self.stop.requested or bool(self.config_error), observer)
             if delay is None:
                 return _placed(result)
             self.sleep(delay)
@@ -243,13 +224,11 @@ class Runner:
         isolated async jobs go through ``run_one``, their child process runs the event loop)."""
         import asyncio
 
-        if plan.spec.rate_limit is not None and not await asyncio.to_thread(self._rate_limited, plan, tenant,
-                                                                            observer):
-            return self._not_started(plan, tenant)
+        if plan.spec.rate_limit and (skipped := await asyncio.to_thread(self._paced, plan, tenant, observer)):
+            return skipped
         tries = Tries(plan)
         while True:
-            tries.attempt += 1
-            attempt, told = tries.attempt, set[str]()
+            attempt, told = tries.next(), set[str]()
             lease = await self.leases.aacquire(plan, tenant, attempt, told, observer)
             while lease is None:
                 await asyncio.sleep(LOCK_POLL_S)
@@ -259,40 +238,17 @@ class Runner:
             result = await self.attempts.as_task(plan, tenant, attempt)
             end_of_output()
             self.leases.end(lease, result, attempt)
-            delay = self._next(tries, observer, result)
+            delay = tries.delay(result, self.stop.requested or bool(self.config_error), observer)
             if delay is None:
                 return _placed(result)
             await asyncio.sleep(delay)
 
-    def _next(self, tries: Tries, observer: Observer, result: RunResult) -> float | None:
-        """The delay before the next attempt (told to ``observer``), or None: ``result`` is the outcome."""
-        decided = tries.delay(result, self.stop.requested or bool(self.config_error))
-        if decided is None:
+    def _paced(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult | None:  # rate_limit
+        tid, told = (tenant.id if tenant is not None else None), plan.observer or observer
+        if self.attempts.limiter.pace(plan.spec.name, plan.spec.rate_limit, lambda n, s: told.limit_waited(tid, n, s)):
             return None
-        delay, _asked = decided
-        observer.retrying(result.tenant, tries.attempt, tries.most, delay, result.error)
-        return delay
-
-    def _rate_limited(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> bool:
-        """Wait for a start token of the job's ``rate_limit`` (shared like ``[limits]``). False: a stop came."""
-        rate = plan.spec.rate_limit
-        if rate is None:
-            return True
-        name = f"job:{plan.spec.name}"
-        self.limiter.specs.setdefault(name, LimitSpec(name, rate[0], rate[1]))
-        try:
-            waited = self.limiter.take(name, "")
-        except RunInterrupted:
-            return False
-        if waited >= 0.001:
-            (plan.observer or observer).limit_waited(tenant.id if tenant is not None else None, name, waited)
-        return True
-
-    def _not_started(self, plan: Plan, tenant: Tenant | None) -> RunResult:
-        tid = tenant.id if tenant is not None else None
-        reason = "interrupted while waiting for the job's rate_limit"
-        self.record_skipped(plan, [tid], reason)
-        return RunResult(tid, Status.SKIPPED, reason=reason)
+        self.record_skipped(plan, [tid], "interrupted while waiting for the job's rate_limit")
+        return RunResult(tid, Status.SKIPPED, reason="interrupted while waiting for the job's rate_limit")
 
     def _forget_parent(self) -> None:
         """In a forked child: never use the parent's database connection (nested runs open their own)."""

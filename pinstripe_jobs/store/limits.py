@@ -15,7 +15,6 @@ renewed by the heartbeat, freed by the next taker when the holder is provably go
 """
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -119,6 +118,8 @@ def _retry_in(rows: list[tuple[float, int]], excess: int, window: float, now: fl
 
 def _lock_id(name: str, bucket: str) -> int:
     """A stable signed 64-bit advisory lock id for a bucket (two CRC-32s: the same on every host)."""
+    import zlib
+
     text = f"pinstripe-limit\x1f{name}\x1f{bucket}".encode()
     value = (zlib.crc32(text) << 32) | zlib.crc32(text[::-1])
     return value - (1 << 64) if value >= 1 << 63 else value

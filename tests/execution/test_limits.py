@@ -381,3 +381,63 @@ def test_a_job_rate_limit_spaces_its_tenants_starts(project):
     assert len(times) == 6 and most_in_any_window(times, 1.0) <= 3 + 1
     assert times[-1] - times[0] >= 0.9
     assert "Waited on limits: job:paced" in result.stdout
+
+
+# -- waiting: asyncio, timeouts, stops -----------------------------------------------------------------------
+def test_async_jobs_take_tokens_with_async_with(project):
+    project.config(f'{tenants(3)}[limits]\napi = "5/s"\n')
+    project.job("aio", '''
+        import os, time
+        from pathlib import Path
+
+        async def run(ctx):
+            for _ in range(4):
+                async with ctx.limit("api"):
+                    with open(Path(__file__).parent.parent / "calls.log", "a") as fh:
+                        fh.write(f"{time.time()} {os.getpid()} {ctx.tenant.id}\\n")
+        ''')
+    result = run(project, "run-background-job", "--name", "aio", "--concurrency", "3")
+    assert result.returncode == 0, result.stderr
+    times = [t for t, _, _ in calls(project)]
+    assert len(times) == 12 and most_in_any_window(times, 1.0) <= 5 + 1
+    assert times[-1] - times[0] >= 1.9  # 12 calls at 5/s: the last two come after two seconds
+
+
+@pytest.mark.parametrize("kind", ["def", "async def"])
+def test_the_runs_timeout_ends_a_wait_on_a_limit(project, kind):
+    project.config(f'{tenants(1)}[limits]\nslow = "1/h"\n')
+    project.job("starved", f'''
+        from pathlib import Path
+
+        timeout = 1
+
+        {kind} run(ctx):
+            for _ in range(2):  # the second token comes in an hour
+                {"async " if kind == "async def" else ""}with ctx.limit("slow"):
+                    with open(Path(__file__).parent.parent / "calls.log", "a") as fh:
+                        fh.write("0 0 1\\n")
+        ''')
+    started = time.monotonic()
+    result = run(project, "run-background-job", "--name", "starved", "--json")
+    assert time.monotonic() - started < 15
+    assert result.returncode == 124, result.stderr
+    assert json.loads(result.stdout)["runs"][0]["status"] == "timed_out" and len(project.log()) == 1
+
+
+def test_a_stop_ends_a_wait_on_a_limit(project):
+    project.config(f'{tenants(1)}[limits]\nslow = "1/h"\n')
+    project.job("starved", '''
+        from pathlib import Path
+
+        def run(ctx):
+            for _ in range(2):
+                with ctx.limit("slow"):
+                    with open(Path(__file__).parent.parent / "calls.log", "a") as fh:
+                        fh.write("0 0 1\\n")
+        ''')
+    proc = start(project, "run-background-job", "--name", "starved")
+    wait_until(lambda: len(project.log()) == 1, what="the first token")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 143, out + err
+    assert "interrupted" in out + err
