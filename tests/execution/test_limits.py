@@ -155,24 +155,6 @@ def test_a_killed_holder_of_leased_tokens_does_not_leak_the_limit(project, state
         store.close()
 
 
-# -- the store's side of a rate limit ----------------------------------------------------------------------
-def test_grants_never_exceed_the_count_and_returned_tokens_count_no_more(state_url):
-    store = StateStore(state_url)
-    try:
-        first = store.take_tokens("api", "k", 10, 60.0, 8, 0.02)
-        assert first.tokens == 8
-        second = store.take_tokens("api", "k", 10, 60.0, 8, 0.02)
-        assert second.tokens == 2  # only what is left in the window
-        third = store.take_tokens("api", "k", 10, 60.0, 1, 0.02)
-        assert third.tokens == 0 and 59 < third.retry_in <= 60.1
-        store.return_tokens(first.block, 5)
-        assert store.limit_usage("api", "k", 60.0) == 5
-        assert store.take_tokens("api", "k", 10, 60.0, 9, 0.02).tokens == 5
-        assert store.take_tokens("api", "other", 10, 60.0, 3, 0.02).tokens == 3  # another bucket
-    finally:
-        store.close()
-
-
 # -- configuration -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("table,message", [
     ('api = "0/s"', "the count must be at least 1 and at most 1000000"),
