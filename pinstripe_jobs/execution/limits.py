@@ -146,9 +146,9 @@ class Limiter:
         """A token from this process's block if one is left (True); else ask the store: (granted, wait)."""
         spec = self.spec(name)
         assert spec.count is not None and spec.window is not None
+        if os.getpid() != self.pid:  # a forked child: never its parent's tokens, nor a lock a parent thread held
+            self.pid, self.blocks, self.lock = os.getpid(), {}, threading.Lock()
         with self.lock:
-            if os.getpid() != self.pid:  # a forked child never shares its parent's tokens
-                self.pid, self.blocks = os.getpid(), {}
             now = time.monotonic()
             held = self.blocks.get((name, bucket))
             size = 1
