@@ -20,6 +20,7 @@ pytest.importorskip("starlette", reason="the dashboard extra is not installed")
 from starlette.testclient import TestClient  # noqa: E402
 
 from pinstripe_jobs.config import load_settings  # noqa: E402
+from pinstripe_jobs.store.schema import CURRENT  # noqa: E402
 from pinstripe_jobs.web.app import Dashboard, create_app  # noqa: E402
 
 TOKEN = "correct-horse-battery"
@@ -299,7 +300,7 @@ def test_a_store_from_before_the_dashboard_is_migrated_without_losing_history(tm
     assert [(t["tenant"], t["status"]) for t in grid] == [(2, "failed"), (1, "succeeded")]
     assert history.failures()[0]["sample_tenants"] == [2]
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM pinstripe_meta WHERE key = 'schema'").fetchone()[0] == "5"
+        assert db.execute("SELECT value FROM pinstripe_meta WHERE key = 'schema'").fetchone()[0] == str(CURRENT)
         plan = " ".join(str(r) for r in db.execute(
             "EXPLAIN QUERY PLAN SELECT * FROM pinstripe_latest WHERE job = 'sync' ORDER BY rank, tenant_key LIMIT 51"))
     assert "pinstripe_latest_rank" in plan and "TEMP B-TREE" not in plan  # one page, read in index order
