@@ -6,7 +6,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = ["run_background_job", "arun_background_job", "JobFailed", "PinstripeError", "UsageError",
-           "ConfigError", "ExitCode", "__version__"]
+           "ConfigError", "ExitCode", "RetryAfter", "PermanentError", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -36,6 +36,7 @@ KNOWN_KEYS: dict[str, TypeSpec] = {
     "monitor": dict,
     "database": dict,
     "django_settings": str,
+    "limits": dict,
 }
 CELERY_KEYS: dict[str, TypeSpec] = {"broker": str, "result_backend": str, "queue": str, "batch_size": int,
                                     "visibility_timeout": (int, float), "in_flight": int}
@@ -80,7 +81,7 @@ CELERY_RANGES = {"batch_size": Range(1, 10000, "tenants"), "visibility_timeout":
 NOTIFY_RANGES = {"timeout": Range(0, 600, "seconds", True)}
 NOTIFY_EXAMPLE = 'Example: [notify]\non = ["failure", "recovery"]\nwebhook = "https://hooks.example/T0/B0/x"'
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-RESERVED_SERVICE_NAMES = {"tenant", "args", "params", "job", "log", "attempt", "tick", "close",
+RESERVED_SERVICE_NAMES = {"tenant", "args", "params", "job", "log", "attempt", "tick", "close", "limit",
                           "run_background_job", "arun_background_job"}
 _REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -112,6 +113,7 @@ class Settings:
         self.monitor: dict[str, Any] | None = None  # [monitor]: heartbeat URLs (see observers/monitor.py)
         self.database: DatabaseSettings | None = None  # [database]: ctx.db, bound to the run's tenant
         self.django_settings: str | None = None  # Django's settings module, set up on first use
+        self.limits: dict[str, Any] = {}  # [limits]: name -> LimitSpec (see execution/limits.py)
 
     @property
     def source_name(self) -> str:
@@ -294,6 +296,10 @@ def _from_table(path: Path, table: dict[str, Any]) -> Settings:
         settings.telemetry = telemetry.telemetry_table(table.get("telemetry", {}), where)
         settings.monitor = monitor.monitor_table(table["monitor"], where) if "monitor" in table else None
     _database_tables(settings, table, where, root)
+    if "limits" in table:
+        from pinstripe_jobs.execution.limits import limits_table
+
+        settings.limits = limits_table(table["limits"], where)
     return settings
 
 
@@ -423,6 +429,7 @@ _TYPE_HINTS = {
     "database": 'Example: [database]\ntenancy = "schema"\nurl = "postgresql+psycopg://app@db/app"',
     "django_settings": 'Example: django_settings = "myproject.settings"',
     "monitor": 'Example: [monitor]\nurl = "https://hc-ping.com/PING-KEY/{job}/{event}"',
+    "limits": 'Example: [limits]\npartner_api = "100/s"\nsmtp = { concurrency = 5 }',
     "celery": 'Example: [celery]\nbroker = "redis://127.0.0.1:6379/0"\nqueue = "pinstripe"\nbatch_size = 50',
 }
 

@@ -135,3 +135,22 @@ class JobFailed(Exception):
                 who = "no tenant" if run.tenant is None else f"tenant {run.tenant}"
                 lines.append(f"  {who}: {run.status}: {run.error}")
         super().__init__("\n".join(lines))
+
+
+class RetryAfter(Exception):  # noqa: N818 - the name says what a job asks for, as the HTTP header does
+    """Raised by a job: try this tenant's run again after ``seconds`` (0 to 86400), within the same
+    invocation, without holding its lock or slots meanwhile (each attempt is recorded). At most the job's
+    ``max_retry_after`` times; then the run is failed with this error."""
+
+    def __init__(self, seconds: float, reason: str = ""):
+        seconds = float(seconds)
+        if not 0 <= seconds <= 86400:  # NaN too
+            raise ValueError(f"RetryAfter seconds must be at least 0 and at most 86400, got {seconds!r}")
+        self.seconds = seconds
+        self.reason = reason
+        super().__init__(f"retry after {seconds:g}s" + (f": {reason}" if reason else ""))
+
+
+class PermanentError(Exception):
+    """Raised by a job for an error that can never succeed on retry (a tenant deleted upstream, invalid
+    data): the run fails at once, whatever ``retries`` and ``retry_on`` say."""

@@ -111,6 +111,11 @@ EXAMPLES: Sequence[str] = (
 @click.option("--fail-fast", is_flag=True, help="Stop starting tenants after the first failure.")
 @click.option("--max-failures", type=click.IntRange(1, MAX_COUNT), default=None, metavar="N",
               help="Stop starting tenants after N failures (the rest are skipped).")
+@click.option("--max-failure-rate", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="RATIO",
+              help="The failure-rate brake: once at least --min-runs runs ended and more than RATIO (0 < RATIO <= 1) "
+                   "of them failed, start no more tenants (the rest are skipped; exit 1).")
+@click.option("--min-runs", type=click.IntRange(1, MAX_COUNT), default=20, show_default=True, metavar="N",
+              help="Runs that must end before --max-failure-rate (or the job's max_failure_rate) applies.")
 @click.option("--concurrency", type=click.IntRange(1, MAX_CONCURRENCY), default=None, metavar="N",
               help="Tenants run in parallel.")
 @click.option("--shard", callback=parse_shard, metavar="K/N",

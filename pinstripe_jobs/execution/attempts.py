@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pinstripe_jobs.errors import cap, mask_secrets
+from pinstripe_jobs.errors import PermanentError, RetryAfter, cap, mask_secrets
 from pinstripe_jobs.execution.aio import is_coroutine, run_coroutine
+from pinstripe_jobs.execution.limits import Limit, Limiter, LimitSpec, LimitStore
 from pinstripe_jobs.execution.signals import RunInterrupted, StopFlag
 from pinstripe_jobs.execution.workspace import (
     Nested,
@@ -51,11 +52,65 @@ def backoff_delay(base: float, attempt: int, rand: Callable[[], float] | None = 
     return float(base * (2 ** (attempt - 1)) * (0.5 + rand()))
 
 
+def retryable(plan: Plan, result: RunResult) -> bool:
+    """A failed attempt that may be retried: never a ``PermanentError`` or one of the job's ``give_up_on``;
+    with ``retry_on``, only those (a timeout counts as ``TimeoutError``)."""
+    spec = plan.spec
+    exc: BaseException | None = result.exception
+    if exc is None and result.status == TIMED_OUT:
+        exc = TimeoutError()
+    if isinstance(exc, PermanentError) or (spec.give_up_on and isinstance(exc, spec.give_up_on)):
+        return False
+    if spec.retry_on is not None:
+        return isinstance(exc, spec.retry_on)
+    return True
+
+
+class Tries:
+    """The attempts of one tenant's run: whether another follows, and after how long. A ``RetryAfter``
+    counts against the job's ``max_retry_after``, any other failure against ``retries``."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.attempt = 0  # attempts made (each recorded)
+        self.failed = 0  # ordinary failures retried so far
+        self.after = 0  # RetryAfter honoured so far
+
+    def next(self) -> int:
+        """Start the next attempt: its number."""
+        self.attempt += 1
+        return self.attempt
+
+    @property
+    def most(self) -> int:
+        """Attempts at most, as far as is known now (for the progress line)."""
+        return 1 + self.plan.retries + self.after
+
+    def delay(self, result: RunResult, stopping: bool, observer: Any) -> float | None:
+        """None: this result is the run's outcome. Else the seconds until the next attempt (told to
+        ``observer.retrying``): what ``RetryAfter`` asked for, or the backoff."""
+        if result.ok or result.status == INTERRUPTED or stopping:
+            return None
+        exc = result.exception
+        if isinstance(exc, RetryAfter):
+            if self.after >= self.plan.spec.max_retry_after:
+                return None
+            self.after += 1
+            delay = exc.seconds
+        elif self.failed >= self.plan.retries or not retryable(self.plan, result):
+            return None
+        else:
+            self.failed += 1
+            delay = backoff_delay(self.plan.spec.retry_backoff, self.failed)
+        observer.retrying(result.tenant, self.attempt, self.most, delay, result.error)
+        return delay
+
+
 class Attempts:
     """Calls a plan's job for one tenant. ``nested`` is handed to workspaces (``ctx.run_background_job``)."""
 
     def __init__(self, factories: ServiceFactories, stop: StopFlag, clock: Callable[[], float],
-                 nested: Nested):
+                 nested: Nested, limits: tuple[dict[str, LimitSpec], Callable[[], LimitStore]] | None = None):
         self.factories = factories
         self.stop = stop
         self.clock = clock
@@ -64,6 +119,8 @@ class Attempts:
         self.config_error: str | None = None  # a service could not be set up: the config's fault, not the job's
         self.scope: AttemptScope | None = None  # set by telemetry (observers/telemetry.py)
         self.child_ends: Callable[[], None] | None = None  # a forked child's last act (telemetry: send its spans)
+        # the named limits (``ctx.limit``): ([limits] of the config, the state store that shares them)
+        self.limiter = Limiter(limits[0] if limits else {}, limits[1] if limits else _no_store, stop)
 
     def _scoped(self, plan: Plan, tenant: Tenant | None, attempt: int, call: Callable[[], RunResult]) -> RunResult:
         if self.scope is None:
@@ -92,7 +149,13 @@ class Attempts:
 
     def _workspace(self, plan: Plan, tenant: Tenant | None, attempt: int) -> Workspace:
         return Workspace(job=plan.spec.name, tenant=tenant, args=plan.args, params=plan.params,
-                         factories=self.factories, nested=self.nested, tick=plan.options.tick, attempt=attempt)
+                         factories=self.factories, nested=self.nested, tick=plan.options.tick, attempt=attempt,
+                         limit=self._limit(plan, tenant))
+
+    def _limit(self, plan: Plan, tenant: Tenant | None) -> Callable[[str, Any], Any]:
+        limiter, observer = self.limiter, plan.observer
+        told = None if observer is None else (lambda name, waited: observer.limit_waited(_tid(tenant), name, waited))
+        return lambda name, key: Limit(limiter, name, key, told)
 
     def here(self, plan: Plan, tenant: Tenant | None, attempt: int, restore: bool = True) -> RunResult:
         """The attempt in this thread. ``restore``: put the working directory and environment back as they
@@ -178,6 +241,10 @@ class Attempts:
             self.config_error = self.config_error or exc.render()
         return RunResult(_tid(tenant), FAILED, duration, error=mask_secrets(cap(describe_exception(exc), MAX_ERROR)),
                          traceback=mask_secrets(cap(job_traceback(exc, plan.spec.path), MAX_TRACEBACK)), exception=exc)
+
+
+def _no_store() -> LimitStore:
+    raise RuntimeError("no state store: named limits need a runner")
 
 
 def end_of_output() -> None:

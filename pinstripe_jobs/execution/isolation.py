@@ -102,7 +102,7 @@ def _watch(pid: int, result_r: int, out_r: int, tenant_id: Any, timeout: float |
     if data is None:
         return RunResult(tenant_id, FAILED, duration, error=_death(status))
     return RunResult(tenant_id, data["status"], duration, error=data["error"], traceback=data["traceback"],
-                     value=data.get("value"))
+                     value=data.get("value"), exception=data.get("exception"))
 
 
 def _drain(open_fds: set[int], out_r: int, payload: bytearray, decoder: codecs.IncrementalDecoder) -> None:
@@ -178,7 +178,7 @@ def _child(attempt: Callable[[], RunResult], result_w: int, out_w: int,
         result = attempt()
         payload = {"status": result.status, "error": result.error, "traceback": result.traceback}
         try:
-            data = pickle.dumps({**payload, "value": result.value})
+            data = pickle.dumps({**payload, "value": result.value, "exception": result.exception})
         except Exception:  # the return value does not pickle: report the outcome without it
             data = pickle.dumps(payload)
         for stream in (sys.stdout, sys.stderr):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.database.django import uses_django
 from pinstripe_jobs.errors import JobFailed
-from pinstripe_jobs.execution.attempts import Attempts, backoff_delay, end_of_output
+from pinstripe_jobs.execution.attempts import Attempts, Tries, end_of_output
 from pinstripe_jobs.execution.executors.base import Executor
 from pinstripe_jobs.execution.executors.registry import executor_for
 from pinstripe_jobs.execution.invocations import end_invocation, open_invocation, scanning
@@ -31,7 +31,7 @@ from pinstripe_jobs.execution.workspace import ServiceFactories, Workspace
 from pinstripe_jobs.model.plan import Plan, RunOptions, spread_offset
 from pinstripe_jobs.model.results import RunResult, Summary
 from pinstripe_jobs.model.status import Status
-from pinstripe_jobs.observers.base import NullObserver, Observer
+from pinstripe_jobs.observers.base import LimitTally, NullObserver, Observer, Tee
 from pinstripe_jobs.registry.jobs import JobRegistry, JobSpec
 
 if TYPE_CHECKING:
@@ -58,7 +58,8 @@ class Runner:
         django = uses_django(settings.tenants, settings.django_settings)
         factories = ServiceFactories(settings.services, settings.database,
                                      (django, settings.django_settings) if django else None)
-        self.attempts = Attempts(factories, self.stop, clock, self.run_nested)
+        self.attempts = Attempts(factories, self.stop, clock, self.run_nested,
+                                 limits=(dict(settings.limits), lambda: self.state))
         self.cancelled: dict[str, str] = {}  # invocation -> why, once cancelled (`pinstripe cancel`)
         self.stop_on_cancel = True  # a cancel also stops this runner's StopFlag (not for a scheduler's runner)
 
@@ -100,6 +101,7 @@ class Runner:
         """Release the state store's connection and the tenant source; runs still open (the caller was
         interrupted) are recorded as interrupted."""
         if self._state is not None:
+            self.attempts.limiter.close()
             self.interrupt_active("stopped before it finished")
             self._state.close()
             self._state = None
@@ -135,6 +137,7 @@ class Runner:
             first = list(itertools.islice(selected, 1))  # a broken source fails here, before anything is printed
         tenants = guarded_tenants(itertools.chain(first, selected), summary, self.stop)
         tenants = skip_paused(self, plan, tenants, observer, summary) if plan.multi_tenant else tenants
+        plan.observer = Tee(observer, LimitTally(summary))
         if executor.claims_ahead and plan.multi_tenant and not plan.spread:
             tenants = self.leases.claiming(plan, tenants, lambda: self.stop_reason(plan, summary))
         observer.started(plan)
@@ -203,14 +206,16 @@ class Runner:
         limit = plan.options.max_failures
         if limit is not None and len(summary.failures) >= limit:
             return f"max failures ({limit}) reached"
-        return None
+        return summary.failure_brake(plan.max_failure_rate, plan.options.min_runs)
 
     # -- one tenant: lease, attempt, record, retry ---------------------------------------------------
     def run_one(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult:
-        """All attempts of one tenant's run, in this thread; waits and retries are told to ``observer``."""
-        attempts = 1 + plan.retries
-        for attempt in range(1, attempts + 1):
-            told: set[str] = set()
+        """All attempts of one tenant's run, in this thread (``Tries``); waits and retries are told to ``observer``."""
+        if (skipped := self._paced(plan, tenant, observer)) is not None:
+            return skipped
+        tries = Tries(plan)
+        while True:
+            attempt, told = tries.next(), set[str]()
             lease = self.leases.acquire(plan, tenant, attempt, told, observer)
             while lease is None:  # overlap = "wait": the lock or the tenant's slots are held
                 self.sleep(LOCK_POLL_S)
@@ -223,19 +228,21 @@ class Runner:
                 result = self.attempts.here(plan, tenant, attempt)
             end_of_output()
             self.leases.end(lease, result, attempt)
-            if not self._retry(plan, result, attempt, attempts):
+            delay = tries.delay(result, self.stop.requested or bool(self.config_error), observer)
+            if delay is None:
                 return _placed(result)
-            self.sleep(self._backoff(plan, observer, result, attempt, attempts))
-        raise AssertionError("unreachable")
+            self.sleep(delay)
 
     async def arun_one(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult:
         """All attempts of one tenant's run of an ``async def`` job, as an asyncio task (not isolated:
         isolated async jobs go through ``run_one``, their child process runs the event loop)."""
         import asyncio
 
-        attempts = 1 + plan.retries
-        for attempt in range(1, attempts + 1):
-            told: set[str] = set()
+        if plan.spec.rate_limit and (skipped := await asyncio.to_thread(self._paced, plan, tenant, observer)):
+            return skipped
+        tries = Tries(plan)
+        while True:
+            attempt, told = tries.next(), set[str]()
             lease = await self.leases.aacquire(plan, tenant, attempt, told, observer)
             while lease is None:
                 await asyncio.sleep(LOCK_POLL_S)
@@ -245,19 +252,17 @@ class Runner:
             result = await self.attempts.as_task(plan, tenant, attempt)
             end_of_output()
             self.leases.end(lease, result, attempt)
-            if not self._retry(plan, result, attempt, attempts):
+            delay = tries.delay(result, self.stop.requested or bool(self.config_error), observer)
+            if delay is None:
                 return _placed(result)
-            await asyncio.sleep(self._backoff(plan, observer, result, attempt, attempts))
-        raise AssertionError("unreachable")
+            await asyncio.sleep(delay)
 
-    def _retry(self, plan: Plan, result: RunResult, attempt: int, attempts: int) -> bool:
-        return not (result.ok or attempt == attempts or result.status == Status.INTERRUPTED or self.stop.requested
-                    or self.config_error)
-
-    def _backoff(self, plan: Plan, observer: Observer, result: RunResult, attempt: int, attempts: int) -> float:
-        delay = backoff_delay(plan.spec.retry_backoff, attempt)
-        observer.retrying(result.tenant, attempt, attempts, delay, result.error)
-        return delay
+    def _paced(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult | None:  # rate_limit
+        tid, told = (tenant.id if tenant is not None else None), plan.observer or observer
+        if self.attempts.limiter.pace(plan.spec.name, plan.spec.rate_limit, lambda n, s: told.limit_waited(tid, n, s)):
+            return None
+        self.record_skipped(plan, [tid], "interrupted while waiting for the job's rate_limit")
+        return RunResult(tid, Status.SKIPPED, reason="interrupted while waiting for the job's rate_limit")
 
     def _forget_parent(self) -> None:
         """In a forked child: never use the parent's database connection (nested runs open their own)."""

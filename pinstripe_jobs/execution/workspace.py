@@ -72,7 +72,8 @@ class Workspace:
     """What a job's ``run(ctx, ...)`` receives."""
 
     def __init__(self, *, job: str, tenant: Tenant | None, args: tuple[Any, ...], params: dict[str, Any],
-                 factories: ServiceFactories, nested: Nested, attempt: int = 1, tick: Any = None):
+                 factories: ServiceFactories, nested: Nested, attempt: int = 1, tick: Any = None,
+                 limit: Callable[[str, Any], Any] | None = None):
         self.job = job
         self.tick = tick  # the scheduled tick (aware datetime) when the scheduler fired this run, else None
         self.tenant = tenant
@@ -83,6 +84,7 @@ class Workspace:
         self._services: dict[str, Any] = {}
         self._teardowns: list[tuple[str, Callable[[], None]]] = []
         self._nested = nested
+        self._limit = limit
         self._closed = False
         self._succeeded = False  # the run's outcome, for teardowns that depend on it (ctx.db commits or not)
 
@@ -181,6 +183,14 @@ class Workspace:
                 problems.append(f"cleanup of service '{name}' failed: {describe_exception(exc)}")
         if problems:
             raise ServiceCleanupError("; ".join(problems)) from first  # its traceback shows where
+
+    def limit(self, name: str, key: Any = None) -> Any:
+        """A token of the named limit of ``[limits]`` (``with ctx.limit("partner_api"):`` or ``async with``),
+        shared by every process and host on the state store; ``key`` gives each value its own bucket. The
+        wait honours stops (``RunInterrupted``) and the run's timeout (see ``execution/limits.py``)."""
+        if self._limit is None:
+            raise RuntimeError("ctx.limit is not available here (no runner)")
+        return self._limit(name, key)
 
     def run_background_job(self, name: str, *args: Any, **params: Any) -> Summary:
         """Run another job now: for this workspace's tenant only, or fanned out if there is none."""

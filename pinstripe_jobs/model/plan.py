@@ -5,7 +5,7 @@ Knows nothing of running nor of who is told about it: the runner and the executo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 
 
 
+
+class LimitWaits(Protocol):
+    """What a plan tells of waits on limits (``ctx.limit``, ``rate_limit``): the Observer hook of that name."""
+
+    def limit_waited(self, tenant: Any, limit: str, seconds: float) -> None: ...
+
 class RunOptions:
     """What one run was asked for: arguments, tenant selection and the knobs that override the job module."""
 
@@ -23,7 +29,8 @@ class RunOptions:
         "shard": None, "trigger": "manual", "tick": None, "wait": False, "only_failed": False, "keep_runs": False,
         "timeout": None, "retries": None, "isolation": None, "max_failures": None, "grace": 30.0,
         "skip_reason": None, "spread": None, "invocation": None, "deadline": None, "priority": None,
-        "key": None, "unique": False, "resume": None, "include_abandoned": False, "started_by": None}
+        "key": None, "unique": False, "resume": None, "include_abandoned": False, "started_by": None,
+        "max_failure_rate": None, "min_runs": 20}
 
     args: tuple[Any, ...]
     params: dict[str, Any]
@@ -52,6 +59,8 @@ class RunOptions:
     resume: str | None  # the invocation to run the rest of (`pinstripe resume ID`)
     include_abandoned: bool  # a resume reruns tenants that started but whose outcome is unknown
     started_by: str | None  # who started it (the dashboard's identity); default user@host
+    max_failure_rate: float | None
+    min_runs: int
 
     def __init__(self, **values: Any):
         unknown = set(values) - set(self.FIELDS)
@@ -88,6 +97,10 @@ class Plan:
         # the id that groups this run's history rows (one per command or tick)
         self.invocation: str = options.invocation or new_invocation_id()
         self.admit: Callable[[Tenant], bool] | None = None  # per-tenant schedules: is this tenant due?
+        self.observer: LimitWaits | None = None  # the run's Observer (set by Runner.execute): told of limit waits
+        # the failure-rate brake: stop starting tenants once more than this share of at least min_runs failed
+        self.max_failure_rate: float | None = options.max_failure_rate if options.max_failure_rate is not None \
+            else spec.max_failure_rate
         # spread: each tenant starts at base + a stable offset within this many seconds (scheduled runs of
         # a job with `spread`, or --spread); None: at once
         self.spread = options.spread if options.spread is not None else (

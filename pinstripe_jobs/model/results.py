@@ -94,6 +94,32 @@ class Summary:
         self.note: str | None = None  # what an operator should know: nothing ran because ... (shown, in the JSON)
         self.recorded_exit: int | None = None  # an idempotency key named a finished invocation: its exit code
         self.uncovered = 0  # tenants skipped for another reason than COVERED_SKIPS: not run (never exit 0)
+        self.brake: str | None = None  # why the failure-rate brake stopped new tenants (--max-failure-rate)
+        self.limit_waits: dict[str, list[float]] = {}  # limit name -> [waits, seconds waited] (ctx.limit)
+
+    def waited_on(self, limit: str, seconds: float) -> None:
+        tally = self.limit_waits.setdefault(limit, [0, 0.0])
+        tally[0] += 1
+        tally[1] += seconds
+
+    def failure_brake(self, rate: float | None, min_runs: int) -> str | None:
+        """The failure-rate brake (``--max-failure-rate`` / ``max_failure_rate``): why no new tenant may start
+        once at least ``min_runs`` runs ended and more than ``rate`` of them failed (skipped runs do not
+        count), kept as ``brake``; else None."""
+        if rate is None:
+            return None
+        ended = self.total - self.counts.get(Status.SKIPPED, 0)
+        failed = len(self.failures)
+        if ended < min_runs or failed <= rate * ended:
+            return None
+        self.brake = self.brake or (f"failure-rate brake: {failed} of {ended} runs failed "
+                                    f"(more than {rate:.0%}, --max-failure-rate)")
+        return self.brake
+
+    def limits_text(self) -> str:
+        """``api 12 waits 3.4s, smtp ...`` (empty when no run waited on a limit)."""
+        return ", ".join(f"{name} {int(n)} wait{'s' if n != 1 else ''} {secs:.1f}s"
+                         for name, (n, secs) in sorted(self.limit_waits.items()))
 
     def add(self, result: RunResult) -> None:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1

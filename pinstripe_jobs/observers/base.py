@@ -3,7 +3,7 @@ no-op here. Reporters (terminal, JSON, JUnit, GitHub), alerts and ``Tee`` subcla
 override the hooks they need; the execution path only ever calls these methods.
 
 The order of calls for one run: ``started`` once; per tenant ``run_started``, then any number of
-``waiting`` and ``retrying``, then ``run_finished`` (a tenant that was never started may get
+``waiting``, ``limit_waited`` and ``retrying``, then ``run_finished`` (a tenant that was never started may get
 ``run_finished`` alone, with its ``skipped`` result); ``closing`` once, then ``finished`` once.
 Hooks may be called from worker threads (the threads executor): an observer that keeps state guards it.
 """
@@ -33,6 +33,10 @@ class Observer:
     def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
         """Attempt ``attempt`` of ``attempts`` of a tenant (its id) failed with ``error``; the next one starts
         in ``delay`` seconds."""
+
+    def limit_waited(self, tenant: Any, limit: str, seconds: float) -> None:
+        """A tenant (its id) waited ``seconds`` for a token or slot of the named limit ``limit`` (``ctx.limit``;
+        ``job:<name>`` for a job's ``rate_limit``), told once the wait is over, from the job's thread or task."""
 
     def run_finished(self, result: RunResult) -> None:
         """A tenant's outcome (after all its attempts), or why it was not run (``skipped``)."""
@@ -72,6 +76,10 @@ class Tee(Observer):
         for observer in self.observers:
             observer.retrying(tenant, attempt, attempts, delay, error)
 
+    def limit_waited(self, tenant: Any, limit: str, seconds: float) -> None:
+        for observer in self.observers:
+            observer.limit_waited(tenant, limit, seconds)
+
     def run_finished(self, result: RunResult) -> None:
         for observer in self.observers:
             observer.run_finished(result)
@@ -83,3 +91,13 @@ class Tee(Observer):
     def finished(self, summary: Summary) -> None:
         for observer in self.observers:
             observer.finished(summary)
+
+
+class LimitTally(Observer):
+    """Counts waits on limits into the summary (the runner tees it with the run's observer)."""
+
+    def __init__(self, summary: Summary):
+        self.summary = summary
+
+    def limit_waited(self, tenant: Any, limit: str, seconds: float) -> None:
+        self.summary.waited_on(limit, seconds)

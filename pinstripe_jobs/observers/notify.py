@@ -92,9 +92,11 @@ class Notifier(Observer):
             lines.append(f"Rerun them: {rerun}")
         if summary.error:
             lines.append(mask_secrets(summary.error.splitlines()[0]))
+        if summary.brake:
+            lines.append(f"Stopped by the {summary.brake}; the other tenants were skipped.")
         return {"text": "\n".join(lines), "event": event, "job": summary.job, "trigger": self.trigger,
                 "status": summary.status, "exit_code": int(summary.exit_code), "counts": summary.counts,
-                "failures": failures, "rerun": rerun}
+                "failures": failures, "rerun": rerun, "brake": summary.brake}
 
     # -- sending ------------------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:

@@ -49,6 +49,10 @@ def summary_line(summary: Summary) -> str:
         text += f"\n{literal(summary.report_error, multiline=True)}"
     if summary.note:
         text += f"\n{literal(summary.note)}"
+    if summary.limit_waits:
+        text += f"\nWaited on limits: {literal(summary.limits_text())}"
+    if summary.brake:
+        text += f"\nStopped by the {summary.brake}; the other tenants were skipped."
     return text
 
 
@@ -266,7 +270,9 @@ class RichReporter(Observer):
         progress.start()
         from rich.markup import escape
 
-        self.task = progress.add_task(escape(literal(plan.spec.name)), total=total)
+        self.title = escape(literal(plan.spec.name))
+        self.limited: dict[str, int] = {}
+        self.task = progress.add_task(self.title, total=total)
         self._flusher = threading.Thread(target=self._flush_loop, daemon=True, name="pinstripe-progress")
         self._flusher.start()
 
@@ -292,6 +298,16 @@ class RichReporter(Observer):
     def retrying(self, tenant: Any, attempt: int, attempts: int, delay: float, error: str | None) -> None:
         self._print(self._line("yellow", "RETRY", f"{who(tenant)} attempt {attempt + 1}/{attempts} in {delay:.1f}s "
                                                   f"after: {first_line(error)}"))
+
+    def limit_waited(self, tenant: Any, limit: str, seconds: float) -> None:
+        """The progress line names the limits runs waited on, and how often."""
+        from rich.markup import escape
+
+        with self._lock:
+            self.limited[limit] = self.limited.get(limit, 0) + 1
+            waits = ", ".join(f"{escape(literal(name))} x{n}" for name, n in sorted(self.limited.items()))
+            if self.progress is not None and self.task is not None:
+                self.progress.update(self.task, description=f"{self.title} (waited on {waits})")
 
     def waiting(self, tenant: Any, holder: str) -> None:
         self._print(self._line("yellow", "WAITING", f"{who(tenant)} for the run holding its lock ({literal(holder)})"))
@@ -395,5 +411,10 @@ class JsonReporter(Observer):
             tail["error"] = summary.error
         if summary.report_error:
             tail["report_error"] = summary.report_error
+        if summary.limit_waits:
+            tail["limit_waits"] = {name: {"waits": int(n), "seconds": round(secs, 3)}
+                                   for name, (n, secs) in summary.limit_waits.items()}
+        if summary.brake:
+            tail["brake"] = summary.brake
         self.out.write("\n], " + self.json.dumps(tail)[1:] + "\n")
         self.out.flush()

@@ -146,6 +146,7 @@ def spec_from_module(name: str, path: Path, module: ModuleType, settings: Settin
         unique=check.typed("unique", bool, False),
         pause_after_failures=_pause_after_failures(check),
     )
+    limit_attributes(check, spec)
     if spec.per_tenant_schedule and not multi_tenant:
         raise BadAttribute("timezone = \"tenant\" and schedule_for need a job that runs per tenant",
                            check.line("schedule_for" if spec.schedule_for else "timezone"))
@@ -209,3 +210,37 @@ def _timezone(check: Checker, path: Path) -> str | None:
         except ConfigError as exc:
             raise BadAttribute(exc.message, check.line("timezone")) from None
     return timezone
+
+
+def limit_attributes(check: Checker, spec: JobSpec) -> None:
+    """``rate_limit``, ``max_retry_after``, ``retry_on``, ``give_up_on`` and ``max_failure_rate`` (issue #22)."""
+    value = getattr(check.module, "rate_limit", None)
+    if value is not None:
+        from pinstripe_jobs.execution.limits import parse_rate
+
+        try:
+            spec.rate_limit = parse_rate(value, "rate_limit")
+        except ConfigError as exc:
+            raise BadAttribute(exc.message, check.line("rate_limit"), exc.hint) from None
+    spec.max_retry_after = check.whole("max_retry_after", 5, minimum=0)
+    if spec.max_retry_after > 1000:
+        raise BadAttribute(f"max_retry_after must be at most 1000, got {spec.max_retry_after}",
+                           check.line("max_retry_after"))
+    spec.retry_on = _exceptions(check, "retry_on")
+    spec.give_up_on = _exceptions(check, "give_up_on") or ()
+    rate = check.number("max_failure_rate", None, minimum=0, exclusive=True)
+    if rate is not None and rate > 1:
+        raise BadAttribute(f"max_failure_rate must be more than 0 and at most 1, got {rate!r}",
+                           check.line("max_failure_rate"))
+    spec.max_failure_rate = rate
+
+
+def _exceptions(check: Checker, attr: str) -> tuple[type[BaseException], ...] | None:
+    value = getattr(check.module, attr, None)
+    if value is None:
+        return None
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    if not all(isinstance(item, type) and issubclass(item, BaseException) for item in items):
+        raise BadAttribute(f"{attr} must be an exception class or a tuple of them, got {value!r}", check.line(attr),
+                           f"Example: {attr} = (ConnectionError, TimeoutError)")
+    return tuple(items)

@@ -71,6 +71,12 @@ class JobSpec:
         self.priority = priority  # 0..MAX_PRIORITY (model.ranges): its share of the fleet beside others (fleet.window)
         self.unique = unique  # at most one live invocation of this job with the same arguments (exit 4)
         self.pause_after_failures = pause_after_failures  # pause the job after N failed invocations in a row
+        # issue #22 (set by declarations.limit_attributes): tenants start at most this fast, (count, window s)
+        self.rate_limit: tuple[int, float] | None = None
+        self.max_retry_after = 5  # RetryAfter honoured at most this often per tenant run (0 to 1000)
+        self.retry_on: tuple[type[BaseException], ...] | None = None  # only these are retried (None: any)
+        self.give_up_on: tuple[type[BaseException], ...] = ()  # never retried
+        self.max_failure_rate: float | None = None  # the brake: more than this share failed -> stop starting
 
     @property
     def per_tenant_schedule(self) -> bool:

@@ -364,3 +364,33 @@ class Store(Runs, Claims, Ticks, Slots, Invocations, InvocationQueries, LatestSt
     def close(self) -> None:
         """Commit what waits (logged, not raised, when the store is down), stop the heartbeat, disconnect."""
         ...
+
+
+@runtime_checkable
+class Limits(Protocol):
+    """Named limits shared by every process and host on this store (``limits.py``, issue #22)."""
+
+    def take_tokens(self, name: str, bucket: str, count: int, window: float, want: int, hold: float) -> Any:
+        """Up to ``want`` tokens of the rate limit ``name`` for ``bucket`` (``count`` per ``window`` seconds):
+        a ``Grant`` with the number granted (0 when none may be now, with ``retry_in`` seconds to wait) and
+        its block id. Guarantees: the tokens of all blocks ending within any ``window`` never exceed
+        ``count``; each granted token is to be used within ``hold`` seconds of sending the request (the
+        block ends then, on the database's clock). Changes: one committed row per grant; deletes the
+        bucket's blocks that left the window. Raises ``StateUnavailable`` like every call. Kill -9 of a
+        holder: its block counts until it leaves the window (``hold + window`` at most), then is gone."""
+        ...
+
+    def return_tokens(self, block: int, unused: int) -> None:
+        """Give back ``unused`` tokens of a block this process holds (they stop counting at once).
+        Committed; kill -9 before it: they count until the block leaves the window."""
+        ...
+
+    def take_limit_slot(self, name: str, bucket: str, cap: int) -> tuple[str, int] | None:
+        """One of ``cap`` slots of the concurrency limit ``name`` for ``bucket`` (a tenant slot under a key no
+        tenant has: renewed by the heartbeat, released with ``release_slot``), or None when all have live
+        holders. Kill -9: the slot is freed by the next taker once the holder is provably gone."""
+        ...
+
+    def limit_usage(self, name: str, bucket: str, window: float) -> int:
+        """Tokens of ``name``/``bucket`` in blocks ending within the last ``window`` seconds. Reads only."""
+        ...

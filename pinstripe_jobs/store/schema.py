@@ -1,6 +1,6 @@
 """The state store's schema: which version a database is at, and bringing it to this release's version.
 
-The tables are defined by the numbered migrations in ``pinstripe_jobs.store.migrations`` (v01 .. v07). A
+The tables are defined by the numbered migrations in ``pinstripe_jobs.store.migrations`` (v01 .. v08). A
 store that opens a database at an older version applies the missing ones, in order, in one transaction
 (on PostgreSQL under an advisory lock, so concurrent openers upgrade once) and records the version in
 ``pinstripe_meta`` (key ``schema``). A database from before versions were recorded is recognised by its
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # This release's version: the number of migrations (a test holds the two equal). They are imported only
 # when a database is not at this version, so that opening a current one costs one small read.
-CURRENT = 7
+CURRENT = 8
 SCHEMA_VERSION = str(CURRENT)
 _STORE = "The state store"  # how a message names the store until ``SchemaError.at`` names its URL
 

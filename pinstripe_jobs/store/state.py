@@ -42,6 +42,7 @@ from pinstripe_jobs.store.engine import Engine
 from pinstripe_jobs.store.history import HistoryReads
 from pinstripe_jobs.store.invocation_reads import InvocationReads
 from pinstripe_jobs.store.invocations import InvocationRecords
+from pinstripe_jobs.store.limits import LimitRecords
 from pinstripe_jobs.store.maintenance import Maintenance
 from pinstripe_jobs.store.meta import MetaRecords
 from pinstripe_jobs.store.pauses import PauseRecords
@@ -52,13 +53,13 @@ from pinstripe_jobs.store.ticks import TickRecords
 
 if TYPE_CHECKING:
     from pinstripe_jobs.config import Settings
-    from pinstripe_jobs.store.contracts import Store
+    from pinstripe_jobs.store.contracts import Limits, Store
 
 OPEN_RETRY_S = 10  # opening the store: a wrong URL should not wait the whole budget to say so
 
 
 class StateStore(RunRecords, ClaimRecords, TickRecords, SlotRecords, InvocationRecords, InvocationReads, MetaRecords,
-                 Maintenance, HistoryReads, PauseRecords, AuditRecords, CancelRecords):
+                 Maintenance, HistoryReads, PauseRecords, AuditRecords, CancelRecords, LimitRecords):
     """One store per process and URL. Thread-safe: one shared connection behind a lock."""
 
     def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow, history_days: float = 30,
@@ -119,6 +120,7 @@ class StateStore(RunRecords, ClaimRecords, TickRecords, SlotRecords, InvocationR
 
 if TYPE_CHECKING:
     _CONFORMS: type[Store] = StateStore  # mypy checks that StateStore satisfies every contract
+    _LIMITS: type[Limits] = StateStore
 
 
 def open_store(settings: Settings, *, read_only: bool = False, **options: Any) -> StateStore | None:

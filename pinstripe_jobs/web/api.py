@@ -50,6 +50,10 @@ def api_failures(request: Request) -> Response:
     return JSONResponse({"failures": dashboard_of(request).failures(inputs.text(request.query_params, "job"))})
 
 
+def api_limits(request: Request) -> Response:
+    return JSONResponse({"limits": dashboard_of(request).limits()})
+
+
 def api_ticks(request: Request) -> Response:
     ticks, cursor = dashboard_of(request).ticks(inputs.cursor(request.query_params, "cursor"))
     return JSONResponse({"ticks": ticks, "next_cursor": cursor})
@@ -86,7 +90,7 @@ async def api_start_run(request: Request) -> Response:
 
 
 __all__ = ["api_jobs", "api_job", "api_tenants", "api_runs", "api_run", "api_running", "api_failures", "api_ticks",
-           "api_start_run"]
+           "api_limits", "api_start_run"]
 
 
 def metrics(request: Request) -> Response:

@@ -31,6 +31,7 @@ ROUTES = [
     Route("/api/jobs/{name}/run", api.api_start_run, methods=["POST"]), Route("/api/runs", api.api_runs),
     Route("/api/runs/{run_id}", api.api_run), Route("/api/running", api.api_running),
     Route("/api/failures", api.api_failures), Route("/api/ticks", api.api_ticks),
+    Route("/api/limits", api.api_limits),
     Route("/metrics", api.metrics),
     Route("/invocations/{invocation}", steering.invocation_page), Route("/audit", steering.audit_page),
     Route("/invocations/{invocation}/cancel", steering.cancel_invocation, methods=["POST"]),

@@ -133,6 +133,22 @@ class Dashboard:
         history = self.history
         return history.ticks(cursor=cursor) if history else ([], None)
 
+    def limits(self) -> list[Row]:
+        """The ``[limits]`` of the config, each with the tokens granted in its current window (all keys)."""
+        import time
+
+        history = self.history
+        rows = []
+        for name, spec in sorted(self.settings.limits.items()):
+            used = None
+            if history is not None and spec.window:
+                found = history.store.query("SELECT COALESCE(SUM(tokens), 0) FROM pinstripe_limit_blocks WHERE "
+                                            "name = ? AND ends > ?", (name, time.time() - spec.window))
+                used = int(found[0][0])
+            rows.append({"name": name, "limit": spec.describe(), "count": spec.count, "window_s": spec.window,
+                         "concurrency": spec.concurrency, "used_in_window": used})
+        return rows
+
 
 def dashboard_of(request: Request) -> Dashboard:
     dashboard: Dashboard = request.app.state.dashboard

@@ -142,7 +142,7 @@ def current_shape(tmp_path_factory):
 # -- the migrations themselves ---------------------------------------------------------------------------
 def test_the_migrations_are_numbered_in_order_and_self_contained():
     assert [m.VERSION for m in migrations.MIGRATIONS] == list(range(1, migrations.CURRENT + 1))
-    assert schema.SCHEMA_VERSION == str(schema.CURRENT) == str(migrations.CURRENT) == "7"
+    assert schema.SCHEMA_VERSION == str(schema.CURRENT) == str(migrations.CURRENT) == "8"
     folder = Path(migrations.__file__).parent
     assert sorted(p.name for p in folder.glob("v*.py")) == [f"v{n:02d}.py" for n in range(1, migrations.CURRENT + 1)]
     for path in folder.glob("v*.py"):  # its own SQL: it imports nothing of ours but the small base
@@ -153,13 +153,14 @@ def test_the_migrations_are_numbered_in_order_and_self_contained():
 def test_a_fresh_database_has_exactly_the_tables_the_first_release_of_this_version_made(
         state_url, releases, current_shape):
     """v01..v05 run in order on an empty database build what release 4a31bf7 (version 5) built in one go; v06
-    then only adds to it (the invocation record's columns and indexes), and v07 adds tables (steering)."""
+    then only adds to it (the invocation record's columns and indexes), v07 adds tables (steering) and v08 one
+    (limits)."""
     build(releases, "4a31bf7", state_url)
     old_columns, old_indexes = shape(state_url)
     columns, indexes = current_shape
     assert {t: c - V06_COLUMNS if t == "pinstripe_invocations" else c for t, c in columns.items()
-            if t not in V07_TABLES} == old_columns
-    assert indexes - V06_INDEXES - V07_INDEXES == old_indexes
+            if t not in V07_TABLES | V08_TABLES} == old_columns
+    assert indexes - V06_INDEXES - V07_INDEXES - V08_INDEXES == old_indexes
 
 
 V06_COLUMNS = {"selection", "options", "started_by", "executor", "heartbeat_at", "scanned", "total", "resumed",
@@ -167,6 +168,8 @@ V06_COLUMNS = {"selection", "options", "started_by", "executor", "heartbeat_at",
 V06_INDEXES = {"pinstripe_invocations_key", "pinstripe_invocations_live", "pinstripe_invocations_started"}
 V07_TABLES = {"pinstripe_pauses", "pinstripe_audit", "pinstripe_cancels"}  # v07 only adds tables
 V07_INDEXES = {"pinstripe_audit_job"}
+V08_TABLES = {"pinstripe_limit_blocks"}  # v08 only adds a table (limits)
+V08_INDEXES = {"pinstripe_limit_blocks_window"}
 
 
 @pytest.mark.parametrize("commit,found,recorded", RELEASES, ids=[r[0] for r in RELEASES])

@@ -6,10 +6,10 @@ database runs them all, an older one those above its version, in order, in one t
 (see ``pinstripe_jobs.store.schema``)."""
 from __future__ import annotations
 
-from pinstripe_jobs.store.migrations import v01, v02, v03, v04, v05, v06, v07
+from pinstripe_jobs.store.migrations import v01, v02, v03, v04, v05, v06, v07, v08
 from pinstripe_jobs.store.migrations.base import Db, Migration
 
-MIGRATIONS: tuple[Migration, ...] = (v01, v02, v03, v04, v05, v06, v07)
+MIGRATIONS: tuple[Migration, ...] = (v01, v02, v03, v04, v05, v06, v07, v08)
 CURRENT = len(MIGRATIONS)
 
 __all__ = ["CURRENT", "MIGRATIONS", "Db", "Migration"]
