@@ -10,14 +10,13 @@ import click
 from pinstripe_jobs.cli.group import epilog, main
 from pinstripe_jobs.cli.project import Project, with_project
 from pinstripe_jobs.errors import UsageError
+from pinstripe_jobs.execution.invocations import SHOWN, coverage
 from pinstripe_jobs.model.status import InvocationStatus
 
 if TYPE_CHECKING:
-    from pinstripe_jobs.config import Settings
-    from pinstripe_jobs.store.state import StateStore
+    pass
 
 MAX_LIMIT = 10**6
-SHOWN = 20  # tenants not yet run (and abandoned ones) listed by `invocation ID`; the count is always whole
 COLUMNS = ("id", "job", "status", "trigger", "started_at", "started_by", "progress", "exit")
 
 
@@ -95,34 +94,6 @@ def invocation_command(invocation_id: str, as_json: bool, project: Project) -> N
         return
     for line in describe(record):
         click.echo(line)
-
-
-def coverage(settings: Settings, store: StateStore, record: dict[str, Any]) -> dict[str, Any]:
-    """The tenants the invocation has not run yet (a bounded list and the count), computed again from its
-    recorded selection, and those whose outcome is unknown (abandoned, interrupted)."""
-    from pinstripe_jobs.errors import PinstripeError
-    from pinstripe_jobs.execution.invocations import STARTED_UNKNOWN, left_out, options_for_resume
-    from pinstripe_jobs.execution.planner import Planner
-    from pinstripe_jobs.registry.jobs import JobRegistry
-
-    tenants = store.invocation_tenants(record["id"])
-    unknown = sorted(t for t, s in tenants.items() if s in STARTED_UNKNOWN)
-    found: dict[str, Any] = {"abandoned": {"count": len(unknown), "first": unknown[:SHOWN]},
-                             "resume_command": f"pinstripe resume {record['id']}"}
-    planner = Planner(settings, JobRegistry(settings), lambda job: [])
-    try:
-        plan = planner.plan(record["job"], options_for_resume(record, False))
-        plan.done = left_out(store, record["id"], False)
-        if not plan.multi_tenant:
-            missing = [] if plan.done else ["-"]
-        else:
-            missing = [str(t.id) for t in plan.tenants() if t is not None]
-        found["not_run"] = {"count": len(missing), "first": missing[:SHOWN]}
-    except PinstripeError as exc:  # the job or its tenant source cannot be read now: say so, show the rest
-        found["not_run"] = {"count": None, "first": [], "error": exc.render()}
-    finally:
-        planner.close()
-    return found
 
 
 def describe(record: dict[str, Any]) -> list[str]:

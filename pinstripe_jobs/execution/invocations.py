@@ -14,6 +14,8 @@ from pinstripe_jobs.errors import mask_secrets
 from pinstripe_jobs.model.plan import Plan, RunOptions
 from pinstripe_jobs.model.status import Status
 
+SHOWN = 20  # tenants not yet run (and abandoned ones) listed by `invocation ID`; the count is always whole
+
 if TYPE_CHECKING:
     from pinstripe_jobs.config import Settings
     from pinstripe_jobs.model.results import Summary
@@ -169,3 +171,29 @@ def begin_or_take_over(state: StateStore, plan: Plan, summary: Summary, info: di
         summary.note = f"Resuming invocation {begun.id}: {len(plan.done)} tenants already ran in it."
     return True
 
+
+def coverage(settings: Settings, store: StateStore, record: dict[str, Any]) -> dict[str, Any]:
+    """The tenants the invocation has not run yet (a bounded list and the count), computed again from its
+    recorded selection, and those whose outcome is unknown (abandoned, interrupted)."""
+    from pinstripe_jobs.errors import PinstripeError
+    from pinstripe_jobs.execution.planner import Planner
+    from pinstripe_jobs.registry.jobs import JobRegistry
+
+    tenants = store.invocation_tenants(record["id"])
+    unknown = sorted(t for t, s in tenants.items() if s in STARTED_UNKNOWN)
+    found: dict[str, Any] = {"abandoned": {"count": len(unknown), "first": unknown[:SHOWN]},
+                             "resume_command": f"pinstripe resume {record['id']}"}
+    planner = Planner(settings, JobRegistry(settings), lambda job: [])
+    try:
+        plan = planner.plan(record["job"], options_for_resume(record, False))
+        plan.done = left_out(store, record["id"], False)
+        if not plan.multi_tenant:
+            missing = [] if plan.done else ["-"]
+        else:
+            missing = [str(t.id) for t in plan.tenants() if t is not None]
+        found["not_run"] = {"count": len(missing), "first": missing[:SHOWN]}
+    except PinstripeError as exc:  # the job or its tenant source cannot be read now: say so, show the rest
+        found["not_run"] = {"count": None, "first": [], "error": exc.render()}
+    finally:
+        planner.close()
+    return found

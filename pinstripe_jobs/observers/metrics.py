@@ -89,15 +89,6 @@ class Metrics(Observer):
         if plan.options.trigger == "schedule" and isinstance(tick, datetime):
             LAG.labels(self.job).set(max(0.0, time.time() - tick.timestamp()))
 
-    def run_started(self, tenant: Tenant | None) -> None:
-        pass
-
-    def retrying(self, *args: Any) -> None:
-        pass
-
-    def waiting(self, *args: Any) -> None:
-        pass
-
     def run_finished(self, result: RunResult) -> None:
         if result.status == Status.SKIPPED:
             RUNS.labels(self.job, str(Status.SKIPPED)).inc()

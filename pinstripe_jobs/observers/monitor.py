@@ -21,8 +21,7 @@ from pinstripe_jobs.observers.base import Observer
 
 if TYPE_CHECKING:
     from pinstripe_jobs.model.plan import Plan
-    from pinstripe_jobs.model.results import RunResult, Summary
-    from pinstripe_jobs.tenants import Tenant
+    from pinstripe_jobs.model.results import Summary
 
 log = logging.getLogger("pinstripe.monitor")
 EVENTS = ("start", "success", "fail")
@@ -70,18 +69,6 @@ class Monitor(Observer):
         self.urls = self._urls(plan)
         self.base = {"job": plan.spec.name, "invocation": plan.invocation, "trigger": plan.options.trigger}
         self.call("start", {})
-
-    def run_started(self, tenant: Tenant | None) -> None:
-        pass
-
-    def retrying(self, *args: Any) -> None:
-        pass
-
-    def waiting(self, *args: Any) -> None:
-        pass
-
-    def run_finished(self, result: RunResult) -> None:
-        pass
 
     def finished(self, summary: Summary) -> None:
         if int(summary.exit_code) == int(ExitCode.SKIPPED):

@@ -134,18 +134,6 @@ class Tracing(Observer):
         self.invocation = plan.invocation
         _PARENTS[plan.invocation] = trace.set_span_in_context(self.span)
 
-    def run_started(self, tenant: Tenant | None) -> None:
-        pass
-
-    def retrying(self, *args: Any) -> None:
-        pass
-
-    def waiting(self, *args: Any) -> None:
-        pass
-
-    def run_finished(self, result: RunResult) -> None:
-        pass
-
     def finished(self, summary: Summary) -> None:
         if self.span is None:
             return

@@ -110,3 +110,13 @@ def log() -> logging.Logger:
     import logging
 
     return logging.getLogger("pinstripe.state")
+
+
+def parse_counts(text: str | None) -> dict[str, int]:
+    """An invocation's counts as stored (``status=n`` pairs, no JSON on the run path) -> a dict."""
+    counts: dict[str, int] = {}
+    for pair in (text or "").split(","):
+        if "=" in pair:
+            key, value = pair.split("=", 1)
+            counts[key] = int(value)
+    return counts

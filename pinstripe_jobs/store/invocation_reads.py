@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pinstripe_jobs.model.status import InvocationStatus, Status
-from pinstripe_jobs.store.common import ABANDONED, LIVE, Row
+from pinstripe_jobs.store.common import ABANDONED, LIVE, Row, parse_counts
 from pinstripe_jobs.store.engine import Engine
 from pinstripe_jobs.store.invocations import CLOSED_CRASHED, RAN, RECORD, SELECT_INVOCATION, whole_counts
 
@@ -90,7 +90,7 @@ class InvocationReads:
             row["counts"] = engine.call(lambda conn: whole_counts(engine, conn, row["id"], row["first_id"] or 0)) \
                 if counts else {}
         else:
-            row["counts"] = _parse(row["counts"])
+            row["counts"] = parse_counts(row["counts"])
             if row["status"] == CLOSED_CRASHED:
                 row["status"] = InvocationStatus.CRASHED.value
         row.pop("pid_token", None)
@@ -101,11 +101,3 @@ class InvocationReads:
             row["eta_s"] = round(elapsed / row["done"] * max(row["total"] - row["done"], 0), 1)
         return row
 
-
-def _parse(text: str | None) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for pair in (text or "").split(","):
-        if "=" in pair:
-            key, value = pair.split("=", 1)
-            counts[key] = int(value)
-    return counts

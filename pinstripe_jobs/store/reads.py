@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from pinstripe_jobs.model.status import RANK, Status
-from pinstripe_jobs.store.common import ABANDONED, COLUMNS, LIVE, LIVE_OR_GONE, LIVE_OR_GONE_SQL
+from pinstripe_jobs.store.common import ABANDONED, COLUMNS, LIVE, LIVE_OR_GONE, LIVE_OR_GONE_SQL, parse_counts
 from pinstripe_jobs.store.common import HELD_SQL as HELD  # written as the lock index's own
 from pinstripe_jobs.store.contracts import History
 
@@ -29,14 +29,6 @@ _INVOCATION = ("id", "job", "trigger", "tick", "args", "started_at", "ended_at",
 class BadCursor(ValueError):
     """A cursor that this query did not hand out."""
 
-
-def _parse_counts(text: str | None) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for pair in (text or "").split(","):
-        if "=" in pair:
-            key, value = pair.split("=", 1)
-            counts[key] = int(value)
-    return counts
 
 
 def _split(cursor: str, parts: int) -> list[str]:
@@ -73,7 +65,7 @@ class HistoryQueries:
         return items, (f"{items[-1]['started_at']}|{items[-1]['id']}" if more and items else None)
 
     def _invocation(self, row: dict[str, Any]) -> dict[str, Any]:
-        row["counts"] = _parse_counts(row["counts"])
+        row["counts"] = parse_counts(row["counts"])
         token = row.pop("pid_token")
         first_id = row.pop("first_id") or 0
         if row["ended_at"] is None:  # still going, or its process died: count what it has recorded so far

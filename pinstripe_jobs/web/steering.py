@@ -45,6 +45,10 @@ def invocation_data(dashboard: Dashboard, invocation: str) -> dict[str, Any]:
     found["live"] = found["status"] == "running"
     found["resumable"] = found["status"] in ("crashed", "interrupted", "cancelled")
     found["resume_command"] = f"pinstripe resume {invocation}"
+    if not found["live"]:  # which tenants (the first few): computed again from its selection, once it stopped
+        from pinstripe_jobs.execution.invocations import coverage
+
+        found["coverage"] = coverage(dashboard.settings, store, found)
     return found
 
 

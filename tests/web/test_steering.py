@@ -63,6 +63,10 @@ def test_an_invocation_is_shown_cancelled_from_the_dashboard_and_audited(dash, s
     assert shown["cancel"]["who"] == "dashboard (testclient)" and shown["cancel"]["reason"] == "oops"
     html = client.get(f"/invocations/{invocation}").text
     assert 'id="resume"' in html and 'id="cancel"' not in html and f"pinstripe resume {invocation}" in html
+    coverage = shown["coverage"]  # which tenants: computed again from the recorded selection, once it stopped
+    assert set(coverage["not_run"]["first"]) | set(coverage["abandoned"]["first"]) == {"2", "3", "4"}
+    assert coverage["not_run"]["count"] + coverage["abandoned"]["count"] == 3
+    assert ", ".join(coverage["not_run"]["first"]) in html
     actions = client.get("/api/audit").json()["actions"]
     assert [(a["action"], a["source"], a["who"]) for a in actions][0] == ("cancel", "dashboard",
                                                                          "dashboard (testclient)")
