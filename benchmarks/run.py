@@ -23,8 +23,8 @@ BIN = Path(sys.executable).parent
 PINSTRIPE = os.environ.get("BENCH_PINSTRIPE") or str(BIN / "pinstripe")
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller sizes, for a smoke run
 # BENCH_ONLY=output,startup runs only those (names: startup, fanout, fanout-pg, concurrency, memory,
-# one-tenant, output, due, dashboard, fleet, telemetry, database, fairness). The speed issue's six figures are
-# numbered 1-6 (speed.py).
+# one-tenant, output, due, dashboard, fleet, telemetry, database, fairness, invocations, limits). The speed
+# issue's six figures are numbered 1-6 (speed.py).
 
 
 def make_project(root: Path, tenants: int) -> Path:
@@ -393,6 +393,13 @@ def bench_database(tmp: Path) -> list[dict]:
     return database.bench_database(tmp)
 
 
+def bench_script(script: str) -> list[dict]:
+    """A benchmark that prints its own figures (benchmarks/invocations.py, limits.py): each line a row."""
+    done = subprocess.run([sys.executable, str(HERE / script)], capture_output=True, text=True, check=True)
+    return [{"name": f"{script}: {line.strip()}", "value": "", "unit": "", "target": "(see README)", "ok": True,
+             "detail": "printed by the script"} for line in done.stdout.splitlines() if line.strip()]
+
+
 def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "pinstripe_jobs")], check=True)
     with tempfile.TemporaryDirectory(prefix="pinstripe-bench-") as name:
@@ -403,7 +410,9 @@ def main() -> int:
         benches.update({"memory": lambda: [bench_memory(tmp)], "output": lambda: bench_terminal_output(tmp),
                         "due": lambda: [bench_due_tenants(tmp)], "dashboard": lambda: [bench_dashboard(tmp)],
                         "fleet": lambda: bench_fleet(tmp), "telemetry": lambda: bench_telemetry(tmp),
-                        "database": lambda: bench_database(tmp)})
+                        "database": lambda: bench_database(tmp),
+                        "invocations": lambda: bench_script("invocations.py"),
+                        "limits": lambda: bench_script("limits.py")})
         from fairness import fairness_rows
 
         benches["fairness"] = lambda: fairness_rows(tmp)  # benchmarks/fairness.py
