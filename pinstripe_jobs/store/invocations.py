@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pinstripe_jobs.model.status import INVOCATION_FINISHED, InvocationStatus, Status
+from pinstripe_jobs.model.status import INVOCATION_FINISHED, InvocationStatus, Status, sql_list
 from pinstripe_jobs.store.common import ABANDONED, HOST, LIVE, QUEUED, Row, iso, storable
 from pinstripe_jobs.store.dialects import Connection
 from pinstripe_jobs.store.engine import Engine
@@ -237,7 +237,8 @@ def _keyed(engine: Engine, conn: Connection, found: Row, unique: str | None) -> 
     return Begun("resume", found["id"], found)
 
 
-RAN = "lease IS NOT NULL AND status NOT IN ('queued', 'skipped')"  # a row of a run that started (not a record)
+# a row of a run that started (not a record)
+RAN = f"lease IS NOT NULL AND status NOT IN {sql_list((Status.QUEUED, Status.SKIPPED))}"
 
 
 def whole_counts(engine: Engine, conn: Connection, invocation: str, first_id: int) -> dict[str, int]:

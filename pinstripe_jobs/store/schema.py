@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.errors import ConfigError
-from pinstripe_jobs.model.status import HELD, RANK, sql_list
+from pinstripe_jobs.model.status import FAILING, HELD, RANK, Status, sql_list
 
 if TYPE_CHECKING:
     from pinstripe_jobs.store.migrations import Db
@@ -35,12 +35,13 @@ LATEST = (
     "INSERT INTO pinstripe_latest (job, tenant_key, tenant, tenant_kind, run_id, status, rank, started_at, ended_at, "
     "error, invocation, failing_since) SELECT job, COALESCE(tenant, '-'), tenant, tenant_kind, id, status, "
     f"{_RANK_SQL}, started_at, ended_at, error, invocation, "
-    "CASE WHEN status IN ('failed', 'timed_out') THEN ended_at END "
+    f"CASE WHEN status IN {sql_list(FAILING)} THEN ended_at END "
     "FROM {source} WHERE {where} ON CONFLICT (job, tenant_key) DO UPDATE SET tenant = excluded.tenant, "
     "tenant_kind = excluded.tenant_kind, run_id = excluded.run_id, status = excluded.status, rank = excluded.rank, "
     "started_at = excluded.started_at, ended_at = excluded.ended_at, error = excluded.error, "
-    "invocation = excluded.invocation, failing_since = CASE WHEN excluded.status IN ('failed', 'timed_out') THEN "
-    "COALESCE(pinstripe_latest.failing_since, excluded.ended_at) WHEN excluded.status = 'succeeded' THEN NULL "
+    f"invocation = excluded.invocation, failing_since = CASE WHEN excluded.status IN {sql_list(FAILING)} THEN "
+    f"COALESCE(pinstripe_latest.failing_since, excluded.ended_at) WHEN excluded.status = '{Status.SUCCEEDED.value}' "
+    "THEN NULL "
     "ELSE pinstripe_latest.failing_since END WHERE excluded.run_id > pinstripe_latest.run_id")
 
 
