@@ -124,3 +124,18 @@ def test_no_two_modules_share_a_confusable_name():
         for a in names:
             for b in names:
                 assert not (a != b and b.startswith(a) and b[len(a):] in ("r", "er", "s", "ing")), (folder, a, b)
+
+
+def test_sql_spells_no_status_by_hand():
+    """One vocabulary: the store's SQL lists statuses through ``model.status`` (``sql_list``, ``Status``), never
+    as literals (released migrations excepted: they are frozen as they shipped)."""
+    import re
+
+    from pinstripe_jobs.model.status import Status
+
+    literal = re.compile("'(" + "|".join(s.value for s in Status) + ")'")
+    sql = re.compile(r"\b(SELECT|UPDATE|INSERT|DELETE|WHERE|CASE|status IN|status =)\b")
+    found = [f"{path.relative_to(PACKAGE)}:{n}" for path in PACKAGE.rglob("*.py")
+             if "migrations" not in path.parts
+             for n, line in enumerate(path.read_text().splitlines(), 1) if sql.search(line) and literal.search(line)]
+    assert found == []
