@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from pinstripe_jobs.config import Settings
 from pinstripe_jobs.database.django import uses_django
-from pinstripe_jobs.errors import JobFailed
+from pinstripe_jobs.errors import JobFailed, RetryAfter
 from pinstripe_jobs.execution.attempts import Attempts, Tries, end_of_output
-from pinstripe_jobs.execution.executors.base import Executor
+from pinstripe_jobs.execution.executors.base import Defer, Executor
 from pinstripe_jobs.execution.executors.registry import executor_for
 from pinstripe_jobs.execution.invocations import end_invocation, open_invocation, scanning
 from pinstripe_jobs.execution.leases import STATE_DOWN, Leases
@@ -209,11 +209,16 @@ class Runner:
         return summary.failure_brake(plan.max_failure_rate, plan.options.min_runs)
 
     # -- one tenant: lease, attempt, record, retry ---------------------------------------------------
-    def run_one(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult:
-        """All attempts of one tenant's run, in this thread (``Tries``); waits and retries are told to ``observer``."""
-        if (skipped := self._paced(plan, tenant, observer)) is not None:
-            return skipped
-        tries = Tries(plan)
+    def run_one(self, plan: Plan, tenant: Tenant | None, observer: Observer, defer: Defer | None = None,
+                tries: Tries | None = None) -> RunResult:
+        """All attempts of one tenant's run, in this thread (``Tries``); waits and retries are told to ``observer``.
+        With ``defer``: a ``RetryAfter`` delay is not slept here but handed back, ``defer(due, tries)`` (``due``
+        on ``self.clock``), and the failed attempt returned; the caller resumes the run by calling again with
+        those ``tries`` (the inline executor: other tenants run meanwhile)."""
+        if tries is None:
+            if (skipped := self._paced(plan, tenant, observer)) is not None:
+                return skipped
+            tries = Tries(plan)
         while True:
             attempt, told = tries.next(), set[str]()
             lease = self.leases.acquire(plan, tenant, attempt, told, observer)
@@ -230,6 +235,9 @@ class Runner:
             self.leases.end(lease, result, attempt)
             delay = tries.delay(result, self.stop.requested or bool(self.config_error), observer)
             if delay is None:
+                return _placed(result)
+            if defer is not None and isinstance(result.exception, RetryAfter):
+                defer(self.clock() + delay, tries)
                 return _placed(result)
             self.sleep(delay)
 

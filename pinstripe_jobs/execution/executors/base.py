@@ -18,11 +18,16 @@ from pinstripe_jobs.model.status import Status
 
 if TYPE_CHECKING:
     from pinstripe_jobs.config import Settings
+    from pinstripe_jobs.execution.attempts import Tries
     from pinstripe_jobs.execution.signals import StopFlag
     from pinstripe_jobs.model.plan import Plan
     from pinstripe_jobs.observers.base import Observer
     from pinstripe_jobs.store.state import StateStore
     from pinstripe_jobs.tenants import Tenant
+
+
+# Told instead of sleeping out a ``RetryAfter``: retry this tenant at ``due`` (on ``runner.clock``) with these tries.
+Defer = Callable[[float, "Tries"], None]
 
 
 class TenantRunner(Protocol):
@@ -31,14 +36,18 @@ class TenantRunner(Protocol):
     settings: Settings
     stop: StopFlag
     clock: Callable[[], float]
+    sleep: Callable[[float], Any]  # waits the seconds given; wakes at once on a stop
     state_error: str | None  # the state store became unavailable (the run ends with exit 3)
     config_error: str | None  # a configuration error surfaced while running (exit 3)
 
     @property
     def state(self) -> StateStore: ...
 
-    def run_one(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult:
-        """All attempts of one tenant's run in this thread: lease, attempt, record, retry."""
+    def run_one(self, plan: Plan, tenant: Tenant | None, observer: Observer, defer: Defer | None = None,
+                tries: Tries | None = None) -> RunResult:
+        """All attempts of one tenant's run in this thread: lease, attempt, record, retry. With ``defer``, a
+        ``RetryAfter`` delay is handed back (``defer(due, tries)``) with the failed attempt instead of slept;
+        calling again with those ``tries`` resumes the run."""
         ...
 
     async def arun_one(self, plan: Plan, tenant: Tenant | None, observer: Observer) -> RunResult:
