@@ -211,14 +211,10 @@ class Runner:
     # -- one tenant: lease, attempt, record, retry ---------------------------------------------------
     def run_one(self, plan: Plan, tenant: Tenant | None, observer: Observer, defer: Defer | None = None,
                 tries: Tries | None = None) -> RunResult:
-        """All attempts of one tenant's run, in this thread (``Tries``); waits and retries are told to ``observer``.
-        With ``defer``: a ``RetryAfter`` delay is not slept here but handed back, ``defer(due, tries)`` (``due``
-        on ``self.clock``), and the failed attempt returned; the caller resumes the run by calling again with
-        those ``tries`` (the inline executor: other tenants run meanwhile)."""
-        if tries is None:
-            if (skipped := self._paced(plan, tenant, observer)) is not None:
-                return skipped
-            tries = Tries(plan)
+        """All attempts of one tenant's run in this thread (``Tries``; ``defer`` and ``tries``: ``TenantRunner``)."""
+        if tries is None and (skipped := self._paced(plan, tenant, observer)) is not None:
+            return skipped
+        tries = tries or Tries(plan)
         while True:
             attempt, told = tries.next(), set[str]()
             lease = self.leases.acquire(plan, tenant, attempt, told, observer)
