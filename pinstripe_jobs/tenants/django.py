@@ -12,6 +12,7 @@ from typing import Any
 
 from pinstripe_jobs.database import django as dj
 from pinstripe_jobs.errors import TenantSourceError
+from pinstripe_jobs.tenants.memory import matching
 from pinstripe_jobs.tenants.query import Tenant, TenantQuery, check_id
 
 
@@ -87,13 +88,7 @@ class DjangoSource:
         return tenants
 
     def iterate(self, query: TenantQuery) -> Iterator[Tenant]:
-        emitted = 0
-        for tenant in self._rows(query):
-            if query.max_rows is not None and emitted >= query.max_rows:
-                return
-            if query.predicate_match(tenant):
-                emitted += 1
-                yield tenant
+        yield from matching(query, self._rows(query))
 
     def count(self, query: TenantQuery) -> int:
         return sum(1 for _ in self.iterate(query))

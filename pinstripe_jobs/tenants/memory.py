@@ -32,14 +32,7 @@ class PythonSource:
         everything = list(self.tenants())
         _check_fields(query, everything, self.description)
         rows = [t for t in everything if query.keyword_match(t)]
-        rows = query.sort(rows)
-        emitted = 0
-        for tenant in rows:
-            if query.max_rows is not None and emitted >= query.max_rows:
-                return
-            if query.predicate_match(tenant):
-                emitted += 1
-                yield tenant
+        yield from matching(query, query.sort(rows))
 
     def count(self, query: TenantQuery) -> int:
         return sum(1 for _ in self.iterate(query))
@@ -92,3 +85,15 @@ class CallableSource(PythonSource):
             raise
         except Exception as exc:
             raise TenantSourceError(f"The tenant source {self.ref!r} raised {describe_exception(exc)}.") from exc
+
+
+def matching(query: TenantQuery, rows: Iterable[Tenant]) -> Iterator[Tenant]:
+    """Of ``rows`` (already narrowed by the query's keywords and sorted), those its predicates admit, up to
+    its limit: the part of a query that runs in Python, for every source that evaluates it here."""
+    emitted = 0
+    for tenant in rows:
+        if query.max_rows is not None and emitted >= query.max_rows:
+            return
+        if query.predicate_match(tenant):
+            emitted += 1
+            yield tenant
